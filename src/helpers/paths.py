@@ -6,9 +6,11 @@ the committed notebooks and ``make reproduce``) or the ``--out`` folder of a
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TABLES: tuple[str, ...] = ("images", "models")
 STAGES: tuple[str, ...] = ("raw", "interim", "processed")
@@ -110,3 +112,11 @@ def run_paths(out_dir: str | os.PathLike[str] = "") -> RunPaths:
     if not out.is_absolute():
         out = repo_root() / out
     return RunPaths(out.resolve())
+
+
+def write_json_atomic(data: Any, dest: Path) -> None:
+    """Write JSON with sorted keys through a temporary file and a rename (never half-written)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, dest)

@@ -13,6 +13,7 @@ This module is the single source of truth for
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -65,7 +66,10 @@ def level_name(value: object) -> str | None:
         return None
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str)
+                                           and re.fullmatch(r"[0-9]+(\.0+)?", value.strip())):
         bits = int(float(value))
         if bits <= 0 or bits >= 64:
             return None

@@ -1,0 +1,461 @@
+"""Cleaning: raw canonical tables → typed, de-duplicated interim tables, nothing lost silently.
+
+Every row of ``data/raw/<table>.parquet`` ends in exactly one of
+
+* ``data/interim/<table>.parquet`` (typed, canonical schema, one row per id), possibly with
+  *repairs* (a bad optional value set to null, an empty prompt set to null, HTML stripped),
+  each counted by reason; or
+* ``data/quarantine/<table>.parquet`` (the raw row as it came, plus ``reason``).
+
+The work runs as DuckDB SQL over Parquet, so memory stays bounded whatever the row count.
+Parsing rules (levels, flags, counts, timestamps) are built once here from the encodings in
+:mod:`helpers.schema` and used for both tables.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schema
+from .paths import RunPaths, write_json_atomic
+from .sources import duckdb_connection, strip_html
+
+#: Longest prompt kept whole; longer ones (pasted garbage, attacks) are truncated and counted.
+MAX_PROMPT_CHARS = 20_000
+DEFAULT_WINDOW_START = schema.PLATFORM_START
+DEFAULT_WINDOW_END = "2025-12-31"
+
+IMAGE_COUNTS = ("like_count", "heart_count", "laugh_count", "cry_count", "comment_count")
+MODEL_COUNTS = ("download_count", "favorite_count", "comment_count", "rating_count")
+
+
+class CleaningError(RuntimeError):
+    """Cleaning cannot proceed (e.g. rows would be lost); the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The study's time window, inclusive, as ISO dates (UTC)."""
+
+    start: str = DEFAULT_WINDOW_START
+    end: str = DEFAULT_WINDOW_END
+
+    def __post_init__(self) -> None:
+        import datetime as dt
+
+        try:
+            start = dt.date.fromisoformat(self.start)
+            end = dt.date.fromisoformat(self.end)
+        except ValueError as exc:
+            raise CleaningError(f"window dates must be YYYY-MM-DD: {exc}") from exc
+        if start > end:
+            raise CleaningError(f"window_start {self.start} is after window_end {self.end}")
+        if start < dt.date.fromisoformat(schema.PLATFORM_START):
+            raise CleaningError(f"window_start {self.start} is before CivitAI existed "
+                                f"({schema.PLATFORM_START}); use a later date")
+
+
+# --------------------------------------------------------------------------- SQL builders
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def level_bit_sql(expr: str) -> str:
+    """SQL giving the browsing-level bit (1…32) of a raw level (bits, bitmask or name), else NULL.
+
+    A bitmask is named by its highest level, as :func:`helpers.schema.level_name` does.
+    """
+    by_bit = " ".join(f"WHEN (v & {bit}) <> 0 THEN {bit}"
+                      for bit in sorted(schema.BROWSING_LEVELS, reverse=True))
+    by_name = " ".join(f"WHEN {_lit(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
+    return (f"(CASE WHEN {expr} IS NULL THEN NULL "
+            f"WHEN regexp_full_match(trim({expr}), '[0-9]+(\\.0+)?') THEN "
+            f"(SELECT CASE WHEN v BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END "
+            f" FROM (SELECT TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT) AS v)) "
+            f"ELSE (CASE lower(trim({expr})) {by_name} END) END)")
+
+
+def level_name_sql(bit_expr: str) -> str:
+    """SQL giving the level name (PG … Blocked) of a level bit."""
+    cases = " ".join(f"WHEN {bit} THEN {_lit(name)}" for bit, name in schema.BROWSING_LEVELS.items())
+    return f"(CASE {bit_expr} {cases} END)"
+
+
+def flag_sql(expr: str) -> str:
+    """SQL giving TRUE/FALSE for a raw boolean spelling, NULL for anything else."""
+    trues = ", ".join(_lit(t) for t in schema.TRUE_SPELLINGS)
+    falses = ", ".join(_lit(f) for f in schema.FALSE_SPELLINGS)
+    return (f"(CASE WHEN lower(trim({expr})) IN ({trues}) THEN TRUE "
+            f"WHEN lower(trim({expr})) IN ({falses}) THEN FALSE END)")
+
+
+def count_sql(expr: str) -> str:
+    """SQL giving a non-negative whole count, NULL when absent, non-numeric or negative."""
+    return (f"(CASE WHEN TRY_CAST({expr} AS DOUBLE) >= 0 "
+            f"AND TRY_CAST({expr} AS DOUBLE) = floor(TRY_CAST({expr} AS DOUBLE)) "
+            f"THEN CAST(TRY_CAST({expr} AS DOUBLE) AS BIGINT) END)")
+
+
+def count_problem_sql(expr: str) -> str:
+    """SQL naming what is wrong with a present count ('negative' / 'non_numeric'), else NULL."""
+    return (f"(CASE WHEN {expr} IS NULL OR trim({expr}) = '' THEN NULL "
+            f"WHEN TRY_CAST({expr} AS DOUBLE) IS NULL THEN 'non_numeric' "
+            f"WHEN TRY_CAST({expr} AS DOUBLE) < 0 THEN 'negative' "
+            f"WHEN TRY_CAST({expr} AS DOUBLE) <> floor(TRY_CAST({expr} AS DOUBLE)) THEN 'non_numeric' END)")
+
+
+def timestamp_sql(expr: str) -> str:
+    """SQL parsing ISO-8601 text (any offset) or epoch seconds/milliseconds to UTC TIMESTAMPTZ."""
+    return (f"(CASE WHEN {expr} IS NULL THEN NULL "
+            f"WHEN regexp_full_match(trim({expr}), '[0-9]{{12,13}}') THEN "
+            f"to_timestamp(TRY_CAST(trim({expr}) AS BIGINT) / 1000.0) "
+            f"WHEN regexp_full_match(trim({expr}), '[0-9]{{9,11}}') THEN "
+            f"to_timestamp(TRY_CAST(trim({expr}) AS BIGINT)) "
+            f"ELSE TRY_CAST(trim({expr}) AS TIMESTAMPTZ) END)")
+
+
+def id_sql(expr: str) -> str:
+    """SQL giving a positive integer id, else NULL."""
+    return (f"(CASE WHEN regexp_full_match(trim({expr}), '[0-9]{{1,18}}') "
+            f"AND TRY_CAST(trim({expr}) AS BIGINT) > 0 THEN TRY_CAST(trim({expr}) AS BIGINT) END)")
+
+
+def nonempty_sql(expr: str) -> str:
+    return f"NULLIF(trim({expr}), '')"
+
+
+def _window_reason_sql(ts: str, raw: str, window: Window) -> str:
+    return (f"CASE WHEN {raw} IS NULL OR trim({raw}) = '' THEN 'missing_created_at' "
+            f"WHEN {ts} IS NULL THEN 'unparseable_created_at' "
+            f"WHEN {ts} < TIMESTAMPTZ {_lit(window.start + ' 00:00:00+00')} THEN 'created_at_before_window' "
+            f"WHEN {ts} >= TIMESTAMPTZ {_lit(window.end + ' 00:00:00+00')} + INTERVAL 1 DAY "
+            f"THEN 'created_at_after_window' END")
+
+
+# --------------------------------------------------------------------------- images
+def images_parse_sql(raw: Path, window: Window) -> str:
+    """SELECT of raw image rows with parsed values, a quarantine ``reason`` and repair flags."""
+    counts = ",\n".join(f"{count_sql(c)} AS p_{c}, {count_problem_sql(c)} AS x_{c}" for c in IMAGE_COUNTS)
+    level = f"COALESCE({level_bit_sql('browsing_level')}, {level_bit_sql('nsfw_level')}, " \
+            f"CASE WHEN {flag_sql('nsfw')} IS NULL THEN {level_bit_sql('nsfw')} END)"
+    return f"""
+    WITH src AS (
+        SELECT *, file_row_number AS _row FROM read_parquet({_lit(raw.as_posix())}, file_row_number=true)
+    ), parsed AS (
+        SELECT src.*,
+            {id_sql('image_id')} AS p_id,
+            {timestamp_sql('created_at')} AS p_ts,
+            {level} AS p_level,
+            {flag_sql('nsfw')} AS p_nsfw,
+            {counts},
+            {id_sql('model_id')} AS p_model_id
+        FROM src
+    ), reasons AS (
+        SELECT parsed.*,
+            CASE WHEN image_id IS NULL OR trim(image_id) = '' THEN 'missing_id'
+                 WHEN p_id IS NULL THEN 'invalid_id'
+                 ELSE COALESCE({_window_reason_sql('p_ts', 'created_at', window)},
+                    CASE WHEN p_level IS NULL AND browsing_level IS NULL AND nsfw_level IS NULL
+                              AND (nsfw IS NULL OR {flag_sql('nsfw')} IS NOT NULL) THEN 'missing_level'
+                         WHEN p_level IS NULL THEN 'invalid_level' END)
+            END AS pre_reason,
+            md5(concat_ws('|', image_id, created_at, browsing_level, nsfw_level, nsfw, prompt,
+                negative_prompt, {", ".join(IMAGE_COUNTS)}, user_hash, base_model, model_id,
+                CAST(resources AS VARCHAR), url)) AS _content
+        FROM parsed
+    ), ranked AS (
+        SELECT reasons.*,
+            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
+            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
+        FROM reasons
+        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
+    )
+    SELECT ranked.*,
+        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
+                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
+    FROM ranked
+    """
+
+
+def images_clean_select() -> str:
+    """SELECT turning parsed rows into the canonical interim images columns."""
+    reactions = " + ".join(f"COALESCE(p_{c}, 0)" for c in IMAGE_COUNTS if c != "comment_count")
+    any_reaction = " OR ".join(f"p_{c} IS NOT NULL" for c in IMAGE_COUNTS if c != "comment_count")
+    return f"""
+        p_id AS image_id,
+        p_ts AS created_at,
+        CAST(p_level AS SMALLINT) AS browsing_level,
+        {level_name_sql('p_level')} AS nsfw_level,
+        p_nsfw AS nsfw,
+        CASE WHEN length(trim(prompt)) = 0 THEN NULL
+             ELSE left(prompt, {MAX_PROMPT_CHARS}) END AS prompt,
+        {nonempty_sql('negative_prompt')} AS negative_prompt,
+        {", ".join(f"p_{c} AS {c}" for c in IMAGE_COUNTS)},
+        CASE WHEN {any_reaction} THEN {reactions}
+             ELSE {count_sql('reaction_count')} END AS reaction_count,
+        {nonempty_sql('user_hash')} AS user_hash,
+        {nonempty_sql('base_model')} AS base_model,
+        p_model_id AS model_id,
+        list_filter(resources, lambda x: x IS NOT NULL AND trim(x) <> '') AS resources,
+        {nonempty_sql('url')} AS url
+    """
+
+
+def images_repairs_sql() -> str:
+    """Aggregate counting each kind of repair among the rows kept."""
+    parts = [
+        "count_if(prompt IS NOT NULL AND length(trim(prompt)) = 0) AS empty_prompt_set_null",
+        f"count_if(length(prompt) > {MAX_PROMPT_CHARS}) AS prompt_truncated",
+        "count_if(prompt IS NULL) AS prompt_missing",
+        f"count_if(nsfw IS NOT NULL AND p_nsfw IS NULL AND {level_bit_sql('nsfw')} IS NULL) "
+        "AS nsfw_flag_unrecognised_set_null",
+        "count_if(model_id IS NOT NULL AND trim(model_id) <> '' AND p_model_id IS NULL) "
+        "AS model_id_invalid_set_null",
+    ]
+    for c in IMAGE_COUNTS:
+        parts.append(f"count_if(x_{c} = 'negative') AS {c}_negative_set_null")
+        parts.append(f"count_if(x_{c} = 'non_numeric') AS {c}_non_numeric_set_null")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- models
+def models_parse_sql(raw: Path, window: Window) -> str:
+    """SELECT of raw model rows with parsed values, a quarantine ``reason`` and repair flags."""
+    counts = ",\n".join(f"{count_sql(c)} AS p_{c}, {count_problem_sql(c)} AS x_{c}" for c in MODEL_COUNTS)
+    return f"""
+    WITH src AS (
+        SELECT *, file_row_number AS _row FROM read_parquet({_lit(raw.as_posix())}, file_row_number=true)
+    ), parsed AS (
+        SELECT src.*,
+            {id_sql('model_id')} AS p_id,
+            {timestamp_sql('created_at')} AS p_ts,
+            {level_bit_sql('nsfw_level')} AS p_level,
+            {flag_sql('nsfw')} AS p_nsfw,
+            {flag_sql('poi')} AS p_poi,
+            {counts},
+            CASE WHEN TRY_CAST(rating AS DOUBLE) BETWEEN 0 AND 5 THEN TRY_CAST(rating AS DOUBLE) END AS p_rating,
+            CASE WHEN TRY_CAST(n_versions AS INTEGER) >= 0 THEN TRY_CAST(n_versions AS INTEGER) END AS p_versions,
+            NULLIF(trim(strip_html(name)), '') AS p_name
+        FROM src
+    ), reasons AS (
+        SELECT parsed.*,
+            CASE WHEN model_id IS NULL OR trim(model_id) = '' THEN 'missing_id'
+                 WHEN p_id IS NULL THEN 'invalid_id'
+                 WHEN p_name IS NULL THEN 'missing_name'
+                 WHEN type IS NULL OR trim(type) = '' THEN 'missing_type'
+                 ELSE {_window_reason_sql('p_ts', 'created_at', window)}
+            END AS pre_reason,
+            md5(concat_ws('|', model_id, name, type, nsfw, nsfw_level, poi, CAST(tags AS VARCHAR),
+                description, CAST(trigger_words AS VARCHAR), creator_hash, created_at, base_model,
+                {", ".join(MODEL_COUNTS)}, rating, n_versions)) AS _content
+        FROM parsed
+    ), ranked AS (
+        SELECT reasons.*,
+            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
+            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
+        FROM reasons
+        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
+    )
+    SELECT ranked.*,
+        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
+                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
+    FROM ranked
+    """
+
+
+def models_clean_select() -> str:
+    """SELECT turning parsed model rows into the canonical interim models columns."""
+    return f"""
+        p_id AS model_id,
+        p_name AS name,
+        trim(type) AS type,
+        p_nsfw AS nsfw,
+        {level_name_sql('p_level')} AS nsfw_level,
+        p_poi AS poi,
+        list_distinct_ordered(list_filter(list_transform(tags, lambda t: lower(trim(t))), lambda t: t IS NOT NULL AND t <> '')) AS tags,
+        NULLIF(strip_html(description), '') AS description,
+        list_distinct_ordered(list_filter(list_transform(trigger_words, lambda t: trim(t)), lambda t: t IS NOT NULL AND t <> '')) AS trigger_words,
+        {nonempty_sql('creator_hash')} AS creator_hash,
+        p_ts AS created_at,
+        {nonempty_sql('base_model')} AS base_model,
+        {", ".join(f"p_{c} AS {c}" for c in MODEL_COUNTS)},
+        p_rating AS rating,
+        p_versions AS n_versions
+    """
+
+
+def models_repairs_sql() -> str:
+    parts = [
+        "count_if(name IS NOT NULL AND name <> strip_html(name)) AS html_in_name_stripped",
+        "count_if(nsfw_level IS NOT NULL AND p_level IS NULL) AS nsfw_level_invalid_set_null",
+        "count_if(nsfw IS NOT NULL AND p_nsfw IS NULL) AS nsfw_flag_unrecognised_set_null",
+        "count_if(poi IS NOT NULL AND p_poi IS NULL) AS poi_unrecognised_set_null",
+        "count_if(rating IS NOT NULL AND p_rating IS NULL) AS rating_invalid_set_null",
+    ]
+    for c in MODEL_COUNTS:
+        parts.append(f"count_if(x_{c} = 'negative') AS {c}_negative_set_null")
+        parts.append(f"count_if(x_{c} = 'non_numeric') AS {c}_non_numeric_set_null")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- running
+def _strip_html_udf(values: pa.Array) -> pa.Array:
+    return pa.array([strip_html(v) for v in values.to_pylist()], type=pa.string())
+
+
+def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the HTML stripper (Python, vectorised over Arrow) and list helpers."""
+    # De-duplicate a list keeping first occurrences (list_distinct does not keep order).
+    con.execute("CREATE OR REPLACE MACRO list_distinct_ordered(l) AS "
+                "list_filter(l, lambda x, i: list_position(l, x) = i)")
+    varchar = duckdb.sqltypes.VARCHAR if hasattr(duckdb, "sqltypes") else duckdb.typing.VARCHAR
+    con.create_function("strip_html", _strip_html_udf, [varchar], varchar, type="arrow",
+                        null_handling="special")
+
+
+def _copy(con: duckdb.DuckDBPyConnection, sql: str, dest: Path) -> None:
+    """COPY a query to Parquet through a temporary file and an atomic rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    try:
+        con.execute(f"COPY ({sql}) TO {_lit(tmp.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+TABLE_SQL = {
+    "images": (images_parse_sql, images_clean_select, images_repairs_sql, "image_id"),
+    "models": (models_parse_sql, models_clean_select, models_repairs_sql, "model_id"),
+}
+
+
+def clean_table(table: str, paths: RunPaths, window: Window = Window(),
+                memory_limit: str = "3GB") -> dict[str, Any]:
+    """Clean one raw table into interim + quarantine; return its report (counts by reason).
+
+    Raises :class:`CleaningError` if raw rows ≠ clean rows + quarantined rows.
+    """
+    raw = paths.table("raw", table)
+    schema.validate_file(raw, table, "raw")
+    parse_sql, clean_select, repairs_sql, id_col = TABLE_SQL[table]
+    con = duckdb_connection(paths, memory_limit=memory_limit)
+    register_udfs(con)
+    parsed_path = paths.tmp / f"{table}_parsed.parquet"
+    try:
+        # One pass parses and decides; the two outputs then read the small-typed result.
+        _copy(con, parse_sql(raw, window), parsed_path)
+        parsed = f"read_parquet({_lit(parsed_path.as_posix())})"
+        _copy(con, f"SELECT {clean_select()} FROM {parsed} WHERE reason IS NULL ORDER BY {id_col}",
+              paths.table("interim", table))
+        raw_cols = ", ".join(f'"{c.name}"' for c in schema.CANONICAL[table])
+        _copy(con, f"SELECT {raw_cols}, reason FROM {parsed} WHERE reason IS NOT NULL ORDER BY _row",
+              paths.quarantined(table))
+        reasons = dict(con.execute(f"SELECT reason, count(*) FROM {parsed} WHERE reason IS NOT NULL "
+                                   f"GROUP BY reason ORDER BY reason").fetchall())
+        cur = con.execute(f"SELECT {repairs_sql()} FROM {parsed} WHERE reason IS NULL")
+        values = cur.fetchone()
+        repairs = {d[0]: int(v or 0) for d, v in zip(cur.description, values)}
+    finally:
+        con.close()
+        parsed_path.unlink(missing_ok=True)
+    n_raw = pq.ParquetFile(raw).metadata.num_rows
+    n_clean = schema.validate_file(paths.table("interim", table), table, "interim")
+    n_quarantined = pq.ParquetFile(paths.quarantined(table)).metadata.num_rows
+    if n_raw != n_clean + n_quarantined:
+        raise CleaningError(f"{table}: {n_raw} raw rows but {n_clean} clean + {n_quarantined} "
+                            f"quarantined; rows were lost — this is a bug, please report it")
+    return {"raw": n_raw, "clean": n_clean, "quarantined": n_quarantined,
+            "quarantine_reasons": {k: int(v) for k, v in reasons.items()},
+            "repairs": {k: v for k, v in sorted(repairs.items()) if v}}
+
+
+def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3GB") -> dict[str, Any]:
+    """Clean every raw table present; tables the snapshot lacks are reported as absent.
+
+    Stale interim/quarantine files of an absent table are removed so later stages see the
+    same tables as this run's raw stage.
+    """
+    report: dict[str, Any] = {"window": {"start": window.start, "end": window.end}, "tables": {}}
+    for table in schema.CANONICAL:
+        if paths.table("raw", table).exists():
+            report["tables"][table] = clean_table(table, paths, window, memory_limit)
+        else:
+            for stale in (paths.table("interim", table), paths.quarantined(table)):
+                stale.unlink(missing_ok=True)
+            report["tables"][table] = None
+    return report
+
+
+def report_frame(report: dict[str, Any]):
+    """The cleaning report as a tidy table: table, kind (quarantined/repaired), reason, rows."""
+    import pandas as pd
+
+    rows = []
+    for table, rep in sorted(report["tables"].items()):
+        if rep is None:
+            continue
+        for reason, n in sorted(rep["quarantine_reasons"].items()):
+            rows.append({"table": table, "kind": "quarantined", "reason": reason, "rows": n})
+        for reason, n in sorted(rep["repairs"].items()):
+            rows.append({"table": table, "kind": "repaired (kept)", "reason": reason, "rows": n})
+    return pd.DataFrame(rows, columns=["table", "kind", "reason", "rows"])
+
+
+# --------------------------------------------------------------------------- first look
+def _query_df(sql: str, paths: RunPaths):
+    con = duckdb_connection(paths)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def rows_by_month(paths: RunPaths, table: str) -> "pd.DataFrame":
+    """Clean rows per calendar month (UTC) of ``created_at``: month, rows."""
+    src = _lit(paths.table("interim", table).as_posix())
+    df = _query_df(f"SELECT strftime(created_at, '%Y-%m') AS month, count(*) AS rows "
+                   f"FROM read_parquet({src}) GROUP BY month ORDER BY month", paths)
+    return df
+
+
+def level_counts(paths: RunPaths) -> "pd.DataFrame":
+    """Clean images per NSFW level, mildest first, with their share."""
+    src = _lit(paths.table("interim", "images").as_posix())
+    df = _query_df(f"SELECT browsing_level, nsfw_level, count(*) AS images FROM read_parquet({src}) "
+                   f"GROUP BY ALL ORDER BY browsing_level", paths)
+    df["share"] = (df["images"] / df["images"].sum()).round(4)
+    return df
+
+
+def models_by_type(paths: RunPaths) -> "pd.DataFrame":
+    """Clean models per type, most common first, with how many carry the platform poi flag."""
+    src = _lit(paths.table("interim", "models").as_posix())
+    return _query_df(f"SELECT type, count(*) AS models, count(poi) AS with_poi_flag, "
+                     f"count_if(poi) AS poi_true FROM read_parquet({src}) "
+                     f"GROUP BY type ORDER BY models DESC, type", paths)
+
+
+def row_accounting(report: dict[str, Any]) -> "pd.DataFrame":
+    """raw = clean + quarantined, per table, as a small table (absent tables say so)."""
+    import pandas as pd
+
+    rows = []
+    for table, rep in sorted(report["tables"].items()):
+        if rep is None:
+            rows.append({"table": table, "raw": 0, "clean": 0, "quarantined": 0,
+                         "note": "not in this snapshot"})
+        else:
+            rows.append({"table": table, "raw": rep["raw"], "clean": rep["clean"],
+                         "quarantined": rep["quarantined"],
+                         "note": "balanced" if rep["raw"] == rep["clean"] + rep["quarantined"]
+                         else "ROWS LOST"})
+    return pd.DataFrame(rows)

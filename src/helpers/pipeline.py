@@ -1,0 +1,466 @@
+"""The runner: execute the numbered notebooks in order with papermill and write a manifest.
+
+``python -m helpers run`` validates every parameter before any work, executes
+``notebooks/NN_*.ipynb`` one after another (each reads only what earlier stages wrote), strips
+run metadata from the executed notebooks so they are deterministic, skips stages whose inputs
+and parameters are unchanged (``--force`` re-runs them), and records provenance, parameters,
+package versions, row counts and file hashes in ``manifest.json``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import schema
+from .paths import RunPaths, repo_root, run_paths
+from .sources import SALT_ENV, SOURCES, file_format, list_data_files
+from .paths import write_json_atomic
+
+PACKAGE = "civitai-gendered-harm"
+
+
+class ParameterError(ValueError):
+    """A run parameter is unknown or has a bad value; raised before anything runs."""
+
+
+class StageError(RuntimeError):
+    """A notebook failed; the message names the notebook and the cell."""
+
+
+# --------------------------------------------------------------------------- parameters
+def _iso_date(value: str) -> str:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ParameterError(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+    return value
+
+
+def _positive(minimum: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < minimum:
+            raise ParameterError(f"must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def _memory(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(MB|GB|MiB|GiB)", value.strip()):
+        raise ParameterError(f"{value!r} is not a memory size such as '3GB' or '512MB'")
+    return value.strip()
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ParameterError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return check
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A run parameter: its type, default (as in the notebooks' parameters cells), and check."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    check: Callable[[Any], Any] | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Convert a command-line or YAML value to this parameter's type and check it."""
+        try:
+            if self.type is int:
+                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                    raise ValueError
+                value = int(str(raw).replace("_", ""))
+            else:
+                value = str(raw)
+        except ValueError as exc:
+            raise ParameterError(f"parameter {self.name}: {raw!r} is not a valid "
+                                 f"{self.type.__name__}") from exc
+        if self.check is not None:
+            try:
+                value = self.check(value)
+            except ParameterError as exc:
+                raise ParameterError(f"parameter {self.name}: {exc}") from None
+        return value
+
+
+PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
+    Parameter("source", str, "sample", "where the snapshot comes from", _choice(SOURCES)),
+    Parameter("path", str, "", "folder or file of the snapshot (local, api; hf: a local Hub-layout folder)"),
+    Parameter("revision", str, "", "Hub revision (branch, tag or commit) for --source hf"),
+    Parameter("sample_images", int, 30_000, "image rows of the synthetic sample", _positive(100)),
+    Parameter("sample_models", int, 3_000, "models of the synthetic sample", _positive(20)),
+    Parameter("seed", int, 20250507, "seed of the synthetic sample and every random step", _positive(0)),
+    Parameter("window_start", str, "2022-11-01", "first day of the study window (UTC)", _iso_date),
+    Parameter("window_end", str, "2025-12-31", "last day of the study window (UTC)", _iso_date),
+    Parameter("memory_limit", str, "3GB", "DuckDB memory limit per stage", _memory),
+)}
+
+
+def valid_parameters_text() -> str:
+    return "; ".join(f"{p.name} ({p.type.__name__}, default {p.default!r}): {p.help}"
+                     for p in PARAMETERS.values())
+
+
+def parse_parameters(raw: dict[str, Any]) -> dict[str, Any]:
+    """Full, checked parameter set from user values; unknown names and bad values are refused."""
+    unknown = sorted(set(raw) - set(PARAMETERS))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}. Valid parameters: "
+                             f"{valid_parameters_text()}")
+    params = {name: p.default for name, p in PARAMETERS.items()}
+    for name, value in raw.items():
+        params[name] = PARAMETERS[name].parse(value)
+    check_consistency(params)
+    return params
+
+
+def check_consistency(params: dict[str, Any]) -> None:
+    """Checks across parameters: window order, and that the source matches the files given."""
+    from .clean import CleaningError, Window
+
+    try:
+        Window(params["window_start"], params["window_end"])
+    except CleaningError as exc:
+        raise ParameterError(str(exc)) from None
+    source, path = params["source"], params["path"]
+    if source in ("local", "api") and not path:
+        raise ParameterError(f"source {source!r} needs --path: a folder or file of the snapshot")
+    if source == "sample" and path:
+        raise ParameterError("source 'sample' generates its data and takes no --path; "
+                             "use --source local or api to read files")
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise ParameterError(f"--path {path} does not exist")
+        if source in ("local", "api"):
+            from .sources import SourceError
+
+            try:
+                formats = {file_format(f) for f in list_data_files(p)}
+            except SourceError as exc:
+                raise ParameterError(str(exc)) from None
+            if source == "api" and "json" not in formats:
+                raise ParameterError(f"--source api reads CivitAI REST API JSON/JSON Lines, but "
+                                     f"{path} holds only {sorted(formats)}; use --source local")
+
+
+# --------------------------------------------------------------------------- notebooks
+def notebook_files(folder: Path | None = None) -> list[Path]:
+    """The study's notebooks, ``NN_verb_object.ipynb``, in order."""
+    folder = folder or repo_root() / "notebooks"
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values in a notebook's ``parameters`` cell (read with papermill)."""
+    import papermill
+
+    inspected = papermill.inspect_notebook(str(path))
+    out = {}
+    for name, info in inspected.items():
+        try:
+            import ast
+
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def strip_run_metadata(nb_path: Path) -> None:
+    """Remove papermill/ExecuteTime metadata (timestamps, durations, paths) from a notebook."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        for key in ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled"):
+            cell.metadata.pop(key, None)
+    tmp = nb_path.with_name(nb_path.name + ".tmp")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, nb_path)
+
+
+def _failure_message(name: str, exc: Exception, output: Path, paths: RunPaths) -> str:
+    """Which notebook and cell failed (1-based, as in the committed notebook), and how."""
+    import nbformat
+
+    index = getattr(exc, "cell_index", None)
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    where = "a cell"
+    if output.exists():
+        cells = nbformat.read(output, as_version=4).cells
+        # The cell holding the error output is the authority (papermill's index may be shifted).
+        errored = [i for i, c in enumerate(cells) if c.cell_type == "code"
+                   and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+        index = errored[0] if errored else index
+    if index is not None and output.exists():
+        added_by_runner = {"injected-parameters", "papermill-error-cell-tag"}
+        injected = sum(1 for c in cells[:index]
+                       if added_by_runner & set(c.metadata.get("tags", [])))
+        first_line = next((ln for ln in cells[index].source.splitlines() if ln.strip()), "")
+        where = f"cell {index - injected + 1} (`{first_line[:80]}`)"
+    shown = paths.relative(output) if output.exists() else output.name
+    return (f"stage {name} failed in {where}: {ename}: {evalue}\n"
+            f"The partly executed notebook is {shown}; open it to see the traceback.")
+
+
+# --------------------------------------------------------------------------- hashing / manifest
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_files(paths: RunPaths) -> list[Path]:
+    """Files a run wrote that the manifest hashes (data, reports, paper outputs)."""
+    folders = [paths.data / s for s in ("raw", "interim", "processed")] + \
+              [paths.quarantine, paths.reports, paths.figures, paths.tables]
+    files: list[Path] = []
+    for folder in folders:
+        if folder.exists():
+            files += [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".tmp")]
+    for extra in (paths.paper / "numbers.tex", paths.paper / "numbers.json"):
+        if extra.exists():
+            files.append(extra)
+    return sorted(files)
+
+
+def hash_outputs(paths: RunPaths) -> dict[str, str]:
+    return {paths.relative(p): sha256_file(p) for p in output_files(paths)}
+
+
+def code_fingerprint() -> str:
+    """Hash of the helpers package source: a code change invalidates every stage."""
+    digest = hashlib.sha256()
+    pkg = Path(__file__).parent
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".json", ".yaml", ".csv", ".txt"):
+            digest.update(p.relative_to(pkg).as_posix().encode())
+            digest.update(p.read_bytes())
+    return digest.hexdigest()
+
+
+def source_fingerprint(params: dict[str, Any]) -> str:
+    """Size and mtime of the snapshot's files: a changed snapshot re-runs acquisition."""
+    if not params.get("path"):
+        return ""
+    entries = []
+    for f in list_data_files(Path(params["path"])):
+        st = f.stat()
+        entries.append(f"{f.as_posix()}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Resolved versions of the project's dependencies and the interpreter."""
+    import re
+
+    names = ["python"]
+    try:
+        reqs = importlib.metadata.requires(PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        reqs = []
+    names += sorted({re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in reqs})
+    versions = {"python": platform.python_version()}
+    for name in names[1:]:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def read_reports(paths: RunPaths) -> dict[str, Any]:
+    reports = {}
+    if paths.reports.exists():
+        for p in sorted(paths.reports.glob("*.json")):
+            reports[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+    return reports
+
+
+def row_counts(reports: dict[str, Any]) -> dict[str, dict[str, int | None]]:
+    """Rows per table and stage (raw, clean, quarantined, processed) from the stage reports."""
+    counts: dict[str, dict[str, int | None]] = {}
+    cleaning = reports.get("clean", {}).get("tables", {})
+    label = reports.get("label", {}).get("rows", {})
+    for table in schema.CANONICAL:
+        rep = cleaning.get(table)
+        counts[table] = {
+            "raw": rep["raw"] if rep else reports.get("acquire", {}).get("rows", {}).get(table),
+            "clean": rep["clean"] if rep else None,
+            "quarantined": rep["quarantined"] if rep else None,
+            "processed": label.get(table),
+        }
+    return counts
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class RunResult:
+    paths: RunPaths
+    executed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _out_dir_param(paths: RunPaths) -> str:
+    """How the notebooks are told where the run lives: '' for the repo, else a path."""
+    root = repo_root().resolve()
+    if paths.root.resolve() == root:
+        return ""
+    try:
+        return paths.root.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return paths.root.resolve().as_posix()
+
+
+def stage_key(nb: Path, nb_params: dict[str, Any], code: str, upstream: dict[str, str],
+              source_fp: str) -> str:
+    """Identity of a stage's work: notebook, its parameters, the code, and what it reads
+    (the files the previous stages produced, by hash; for acquisition, the snapshot files)."""
+    blob = json.dumps({"notebook": sha256_file(nb), "params": nb_params, "code": code,
+                       "upstream": upstream, "source": source_fp}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def files_written_since(paths: RunPaths, started_ns: int) -> dict[str, str]:
+    """Hashes of the run's output files modified at or after ``started_ns``."""
+    return {paths.relative(p): sha256_file(p) for p in output_files(paths)
+            if p.stat().st_mtime_ns >= started_ns}
+
+
+def _still_there(paths: RunPaths, produced: dict[str, str]) -> bool:
+    """True if every file a stage produced exists with the hash recorded for it."""
+    for rel, digest in produced.items():
+        f = paths.root / rel
+        if not f.exists() or sha256_file(f) != digest:
+            return False
+    return True
+
+
+def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
+        salt: str | None = None, progress: bool = True,
+        notebooks: list[Path] | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+    """Execute the notebooks in order; return what ran and the manifest written.
+
+    ``params`` must come from :func:`parse_parameters`. A stage whose key (notebook,
+    parameters, code, upstream outputs) matches the previous run's and whose outputs are intact
+    is skipped unless ``force``. Raises :class:`StageError` naming the notebook and cell when a
+    notebook fails.
+    """
+    import papermill
+    from tqdm import tqdm
+
+    paths = run_paths(out or "")
+    paths.ensure()
+    paths.notebooks.mkdir(parents=True, exist_ok=True)
+    notebooks = notebooks or notebook_files()
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    previous = json.loads(paths.manifest.read_text()) if paths.manifest.exists() else {}
+    prev_stages = previous.get("stages", {}) if previous.get("parameters") == params else {}
+    code = code_fingerprint()
+    source_fp = source_fingerprint(params)
+    env_salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
+    result = RunResult(paths=paths)
+    stages: dict[str, Any] = {}
+    out_dir = _out_dir_param(paths)
+    upstream: dict[str, str] = {}
+    bar = tqdm(notebooks, desc="pipeline", unit="stage", disable=not progress, file=sys.stderr)
+    for nb in bar:
+        name = nb.stem
+        bar.set_postfix_str(name)
+        defaults = notebook_parameters(nb)
+        nb_params = {k: v for k, v in params.items() if k in defaults}
+        injected = {k: v for k, v in nb_params.items() if v != defaults.get(k)}
+        if "out_dir" in defaults and out_dir != defaults["out_dir"]:
+            injected["out_dir"] = out_dir
+        key = stage_key(nb, nb_params, code, upstream, source_fp if name.startswith("00") else "")
+        output = paths.notebooks / nb.name
+        prev = prev_stages.get(name, {})
+        if not force and prev.get("key") == key and output.exists() \
+                and _still_there(paths, prev.get("produced", {})):
+            result.skipped.append(name)
+            stages[name] = prev
+            upstream = {**upstream, **prev.get("produced", {})}
+            say(f"{name}: inputs and parameters unchanged, skipped (use --force to re-run)")
+            continue
+        force = True  # a re-run stage may change what every later stage reads
+        started = time.perf_counter()
+        started_ns = time.time_ns()
+        tmp_out = output.with_name(output.stem + ".running.ipynb")
+        env_backup = os.environ.get(SALT_ENV)
+        os.environ[SALT_ENV] = env_salt
+        try:
+            papermill.execute_notebook(str(nb), str(tmp_out), parameters=injected or None,
+                                       kernel_name="python3", progress_bar=False,
+                                       cwd=str(nb.parent))
+        except Exception as exc:
+            failed = paths.notebooks / f"{nb.stem}.failed.ipynb"
+            if tmp_out.exists():
+                os.replace(tmp_out, failed)
+            _write_manifest(paths, params, stages, status=f"failed at {name}")
+            raise StageError(_failure_message(name, exc, failed, paths)) from exc
+        finally:
+            if env_backup is None:
+                os.environ.pop(SALT_ENV, None)
+            else:
+                os.environ[SALT_ENV] = env_backup
+        strip_run_metadata(tmp_out)
+        os.replace(tmp_out, output)
+        (paths.notebooks / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
+        seconds = time.perf_counter() - started
+        produced = files_written_since(paths, started_ns)
+        upstream = {**upstream, **produced}
+        result.executed.append(name)
+        result.seconds[name] = round(seconds, 2)
+        stages[name] = {"key": key, "seconds": round(seconds, 2), "produced": produced}
+        say(f"{name}: done in {seconds:.1f} s")
+    result.manifest = _write_manifest(paths, params, stages, status="complete")
+    return result
+
+
+def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, Any],
+                    status: str) -> dict[str, Any]:
+    reports = read_reports(paths)
+    acquire = reports.get("acquire", {})
+    counts = row_counts(reports)
+    for table, c in counts.items():
+        if c["raw"] is not None and c["clean"] is not None and c["raw"] != c["clean"] + c["quarantined"]:
+            raise StageError(f"{table}: raw {c['raw']} ≠ clean {c['clean']} + quarantined "
+                             f"{c['quarantined']}; rows were lost")
+    manifest = {
+        "status": status,
+        "source": {"name": params["source"], "location": acquire.get("location"),
+                   "revision": acquire.get("revision"), "path": params.get("path") or None},
+        "parameters": params,
+        "username_salt_set": bool(os.environ.get(SALT_ENV)),
+        "packages": package_versions(),
+        "platform": {"python": sys.version.split()[0], "system": platform.system(),
+                     "machine": platform.machine()},
+        "rows": counts,
+        "stages": stages,
+        "files": hash_outputs(paths),
+    }
+    write_json_atomic(manifest, paths.manifest)
+    return manifest

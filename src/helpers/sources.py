@@ -1,0 +1,855 @@
+"""Source adapters: every input ends in the raw canonical tables ``data/raw/{images,models}.parquet``.
+
+Four sources, one contract:
+
+``sample``  the embedded synthetic snapshot (:mod:`helpers.synth`), written in the Hub's raw
+            column format and then read by the ``local`` adapter, so the real path runs.
+``hf``      ``datasets.load_dataset`` of the ``pm-paper-datasets`` repositories, revision pinned,
+            resolved commit recorded; Arrow-backed, read in batches.
+``local``   a folder or file of Parquet, CSV or JSON Lines in the Hub's column format.
+``api``     raw JSON / JSON Lines (optionally gzipped) as CivitAI's REST API returns them.
+
+Images can be tens of millions of rows, so they are never held in Python objects: each
+adapter exposes an Arrow ``RecordBatchReader`` and one DuckDB ``COPY`` maps its columns to the
+raw canonical names (:func:`image_select_sql`). Models (hundreds of thousands at most) are
+flattened record by record (:func:`flatten_model`). Column aliases and encodings come from
+:mod:`helpers.schema`; this module is the only one that touches the network.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from . import schema
+from .paths import RunPaths
+
+SOURCES: tuple[str, ...] = ("sample", "hf", "local", "api")
+#: Environment variable holding the salt for hashing clear usernames. It is never a notebook
+#: parameter, so it never appears in an executed notebook, a report or the manifest.
+SALT_ENV = "HELPERS_USERNAME_SALT"
+
+#: Hub repositories of the study's data (gated, CC BY-NC 4.0).
+HUB_IMAGES = "pm-paper-datasets/Civ-40M"
+HUB_IMAGES_SAMPLE = "pm-paper-datasets/Civ-40K"
+HUB_MODELS = "pm-paper-datasets/Civ-Models"
+#: Revision used when none is given. Pin a commit sha for a publishable run.
+DEFAULT_REVISION = "main"
+
+DATA_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz",
+                 ".json.gz", ".csv.gz")
+MODEL_BATCH = 5_000
+IMAGE_BATCH = 100_000
+
+
+class SourceError(RuntimeError):
+    """A snapshot cannot be read; the message says which file, what is wrong and what to do."""
+
+
+@dataclass
+class AcquireResult:
+    """What an adapter wrote: row counts per table, provenance, and repairs made on the way."""
+
+    source: str
+    location: str
+    revision: str | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    repairs: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "location": self.location, "revision": self.revision,
+                "rows": dict(sorted(self.rows.items())),
+                "files": {k: sorted(v) for k, v in sorted(self.files.items())},
+                "repairs": dict(sorted(self.repairs.items()))}
+
+
+# --------------------------------------------------------------------------- small helpers
+def username_salt() -> str:
+    """The salt for hashing clear usernames, from ``HELPERS_USERNAME_SALT`` (empty if unset)."""
+    return os.environ.get(SALT_ENV, "")
+
+
+def hash_username(name: str | None, salt: str) -> str | None:
+    """Salted SHA-256 of a clear username, 16 hex characters (same as the SQL in this module)."""
+    if name is None or name == "":
+        return None
+    return hashlib.sha256((salt + str(name)).encode("utf-8")).hexdigest()[:16]
+
+
+_TAG_RE = re.compile(r"<[^>]+>")
+_SPACE_RE = re.compile(r"\s+")
+
+
+def strip_html(text: str | None) -> str | None:
+    """Plain text of an HTML fragment: tags removed, entities decoded, white space folded."""
+    if text is None:
+        return None
+    plain = html.unescape(_TAG_RE.sub(" ", str(text)))
+    plain = _SPACE_RE.sub(" ", plain).strip()
+    return plain
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as raw text; dicts/lists as JSON so nothing is lost before cleaning."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _text_list(value: Any, repairs: Counter, what: str) -> list[str] | None:
+    """A list of strings from a list, a JSON list in a string, or a comma-separated string."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None]
+    if isinstance(value, str):
+        repairs[f"{what}_string_to_list"] += 1
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                parsed = json.loads(stripped)
+                if isinstance(parsed, list):
+                    return [str(v) for v in parsed if v is not None]
+            except json.JSONDecodeError:
+                pass
+        return [part.strip() for part in stripped.strip("[]").split(",") if part.strip()]
+    repairs[f"{what}_not_a_list"] += 1
+    return [str(value)]
+
+
+def _get(record: dict, table: str, canonical: str) -> Any:
+    """Value of ``canonical`` in a source record, looked up through the alias table."""
+    alias = schema.find_alias(record.keys(), table, canonical)
+    return record.get(alias) if alias is not None else None
+
+
+def write_parquet_atomic(table_or_batches: pa.Table | Iterable[pa.RecordBatch], dest: Path,
+                         schema_: pa.Schema) -> int:
+    """Write batches to ``dest`` through a temporary file and an atomic rename; return rows."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema_, compression="zstd") as writer:
+            batches = table_or_batches.to_batches() if isinstance(table_or_batches, pa.Table) \
+                else table_or_batches
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return rows
+
+
+def duckdb_connection(paths: RunPaths | None = None, memory_limit: str = "3GB",
+                      threads: int = 2) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with bounded memory, UTC time and spill space under the run."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    try:
+        con.execute("SET enable_progress_bar=false")
+    except duckdb.Error:
+        pass  # inside Jupyter DuckDB refuses the setting (wants ipywidgets) and shows no bar anyway
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET threads={int(threads)}")
+    con.execute("SET preserve_insertion_order=true")
+    if paths is not None:
+        paths.tmp.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory='{paths.tmp.as_posix()}'")
+    return con
+
+
+# --------------------------------------------------------------------------- files
+def list_data_files(path: Path) -> list[Path]:
+    """Data files under ``path`` (a file or a folder), sorted, hidden and temp files skipped."""
+    if not path.exists():
+        raise SourceError(f"snapshot path {path} does not exist; give --path a folder or file "
+                          f"of Parquet/CSV/JSON Lines (see data/README.md)")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                   and p.name.lower().endswith(DATA_SUFFIXES))
+    if not files:
+        raise SourceError(f"no Parquet, CSV or JSON Lines files under {path}; expected e.g. "
+                          f"images/*.parquet and models/*.parquet (see data/README.md)")
+    return files
+
+
+def file_format(path: Path) -> str:
+    """'parquet', 'csv' or 'json' from the file name (JSON Lines and JSON both are 'json')."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "json"
+    raise SourceError(f"{path.name}: unknown file type; use .parquet, .csv, .jsonl or .json")
+
+
+def open_text(path: Path):
+    """Open a text file, transparently gunzipping ``.gz``; a bad gzip gives a clear error."""
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as probe:
+            if probe.read(2) != b"\x1f\x8b":
+                raise SourceError(f"{path.name}: ends in .gz but is not gzip data; rename it "
+                                  f"without .gz or re-compress it")
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, "rt", encoding="utf-8", errors="replace")
+
+
+def iter_json_records(path: Path, repairs: Counter) -> Iterator[dict]:
+    """Records of a JSON Lines file, or of a JSON file holding a list or an API page (``items``)."""
+    single = _is_single_json_document(path)
+    with open_text(path) as handle:
+        if single:
+            try:
+                doc = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise SourceError(f"{path.name}: not valid JSON or JSON Lines ({exc}); fix or "
+                                  f"remove the file") from exc
+            items = doc.get("items", [doc]) if isinstance(doc, dict) else doc
+            for item in items if isinstance(items, list) else [items]:
+                if isinstance(item, dict):
+                    yield item
+                else:
+                    repairs["json_record_not_an_object"] += 1
+            return
+        for lineno, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                repairs["json_line_unparseable"] += 1
+                continue
+            if isinstance(item, dict):
+                yield item
+            else:
+                repairs["json_record_not_an_object"] += 1
+
+
+def _is_single_json_document(path: Path) -> bool:
+    """True if the file is one JSON document (a page or list) rather than JSON Lines."""
+    with open_text(path) as handle:
+        first = handle.readline()
+        second = handle.readline()
+        while second and not second.strip():
+            second = handle.readline()
+    if not second:
+        return True  # one line: a single document and one JSON line read the same
+    try:
+        json.loads(first)
+        return False
+    except json.JSONDecodeError:
+        return True
+
+
+def _columns_of(path: Path) -> list[str]:
+    fmt = file_format(path)
+    try:
+        if fmt == "parquet":
+            return pq.ParquetFile(path).schema_arrow.names
+        if fmt == "csv":
+            return pacsv.open_csv(path).schema.names
+        for record in iter_json_records(path, Counter()):
+            return list(record.keys())
+        return []
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"{path.name}: cannot be read as {fmt} ({exc}); the file may be "
+                          f"truncated or not {fmt}: re-download it or remove it") from exc
+
+
+MODEL_MARKERS = frozenset({"modelVersions", "poi", "tags", "downloadCount", "trainedWords"})
+IMAGE_MARKERS = frozenset({"positivePrompt", "prompt", "browsingLevel", "nsfwLevel", "statsSummary",
+                           "negativePrompt", "usernameHash", "meta"})
+
+
+def classify_file(path: Path) -> str:
+    """'images' or 'models' for a Hub-format file: by folder/file name, else by its columns."""
+    lowered = [part.lower() for part in path.parts[-3:]]
+    if any("model" in part for part in lowered) and not any("image" in p for p in lowered[-1:]):
+        return "models"
+    if any("image" in part for part in lowered):
+        return "images"
+    cols = set(_columns_of(path))
+    if cols & MODEL_MARKERS:
+        return "models"
+    if cols & IMAGE_MARKERS:
+        return "images"
+    raise SourceError(f"{path.name}: cannot tell whether it holds images or models (columns: "
+                      f"{sorted(cols)[:12]}); put it in a folder named images/ or models/")
+
+
+# --------------------------------------------------------------------------- images → raw (SQL)
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _field_type(arrow_schema: pa.Schema, name: str) -> pa.DataType:
+    return arrow_schema.field(name).type
+
+
+def _as_text_sql(expr: str, typ: pa.DataType) -> str:
+    if pa.types.is_timestamp(typ):
+        return f"strftime(CAST({expr} AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%gZ')"
+    if pa.types.is_struct(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ) \
+            or pa.types.is_map(typ):
+        return f"CAST(to_json({expr}) AS VARCHAR)"
+    return f"CAST({expr} AS VARCHAR)"
+
+
+def image_select_sql(arrow_schema: pa.Schema, relation: str, salt: str) -> str:
+    """SELECT mapping a source's image columns to the raw canonical images columns.
+
+    Resolves aliases, nested reaction counts (struct or JSON text), Civiverse ``Resource1..3``,
+    string NSFW levels in ``nsfw``, and hashes clear usernames with ``salt``.
+    """
+    names = arrow_schema.names
+    exprs: dict[str, str] = {}
+    for col in schema.IMAGES:
+        alias = schema.find_alias(names, "images", col.name)
+        if alias is not None:
+            typ = _field_type(arrow_schema, alias)
+            if col.name == "resources":
+                exprs[col.name] = (f"CAST({_q(alias)} AS VARCHAR[])" if pa.types.is_list(typ)
+                                   or pa.types.is_large_list(typ) else f"[CAST({_q(alias)} AS VARCHAR)]")
+            else:
+                exprs[col.name] = _as_text_sql(_q(alias), typ)
+    # Reaction counts nested in statsSummary / stats.
+    for stats_col in schema.IMAGE_STATS_COLUMNS:
+        if stats_col not in names:
+            continue
+        typ = _field_type(arrow_schema, stats_col)
+        for col, key in (("like_count", "likeCount"), ("heart_count", "heartCount"),
+                         ("laugh_count", "laughCount"), ("cry_count", "cryCount"),
+                         ("comment_count", "commentCount")):
+            if col in exprs:
+                continue
+            if pa.types.is_struct(typ):
+                if typ.get_field_index(key) >= 0:
+                    exprs[col] = f"CAST({_q(stats_col)}.{_q(key)} AS VARCHAR)"
+            elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+                exprs[col] = (f"CASE WHEN json_valid({_q(stats_col)}) THEN "
+                              f"json_extract_string({_q(stats_col)}, '$.{key}') END")
+    # Civiverse lists up to three resources in separate columns.
+    if "resources" not in exprs:
+        res = [c for c in schema.RESOURCE_COLUMNS if c in names]
+        if res:
+            items = ", ".join(f"CAST({_q(c)} AS VARCHAR)" for c in res)
+            exprs["resources"] = f"list_filter([{items}], lambda x: x IS NOT NULL AND x <> '')"
+    # A clear username is hashed here and never written.
+    if "user_hash" not in exprs:
+        clear = next((c for c in schema.CLEAR_USERNAME_COLUMNS if c in names
+                      and not pa.types.is_struct(_field_type(arrow_schema, c))), None)
+        if clear is not None:
+            salt_sql = salt.replace("'", "''")
+            exprs["user_hash"] = (f"CASE WHEN {_q(clear)} IS NULL OR CAST({_q(clear)} AS VARCHAR) = '' "
+                                  f"THEN NULL ELSE left(sha256('{salt_sql}' || CAST({_q(clear)} AS VARCHAR)), 16) END")
+    select = []
+    for col in schema.IMAGES:
+        expr = exprs.get(col.name)
+        if expr is None:
+            expr = "CAST(NULL AS VARCHAR[])" if col.name in schema.LIST_COLUMNS else "CAST(NULL AS VARCHAR)"
+        select.append(f"{expr} AS {_q(col.name)}")
+    return f"SELECT {', '.join(select)} FROM {relation}"
+
+
+def missing_image_columns(arrow_schema: pa.Schema) -> list[str]:
+    """Required image columns that no alias in the source provides."""
+    names = arrow_schema.names
+    missing = []
+    for col in schema.IMAGES:
+        if not col.required or col.name == "nsfw_level":
+            continue
+        if schema.find_alias(names, "images", col.name) is None:
+            if col.name == "browsing_level" and "nsfw" in names:
+                continue  # old API images carry the level as a string in `nsfw`
+            missing.append(col.name)
+    return missing
+
+
+def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where: str,
+                     paths: RunPaths | None = None) -> int:
+    """Stream a source's image batches through the alias mapping into ``dest`` (atomic)."""
+    missing = missing_image_columns(reader.schema)
+    if missing:
+        raise SourceError(f"{where}: images have no column for {missing} (looked for "
+                          f"{[schema.IMAGE_ALIASES[m] for m in missing]}); the snapshot is not in "
+                          f"a supported format — rename the column or use another --source")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    con = duckdb_connection(paths)
+    try:
+        con.register("source_images", reader)
+        sql = image_select_sql(reader.schema, "source_images", salt)
+        con.execute(f"COPY ({sql}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, dest)
+    except duckdb.Error as exc:
+        raise SourceError(f"{where}: reading images failed: {exc}") from exc
+    finally:
+        con.close()
+        if tmp.exists():
+            tmp.unlink()
+    return pq.ParquetFile(dest).metadata.num_rows
+
+
+def _file_reader(path: Path, batch_size: int = IMAGE_BATCH) -> pa.RecordBatchReader:
+    """A streaming Arrow reader over one Parquet/CSV/JSON Lines file."""
+    fmt = file_format(path)
+    try:
+        if fmt == "parquet":
+            pf = pq.ParquetFile(path)
+            return pa.RecordBatchReader.from_batches(pf.schema_arrow, pf.iter_batches(batch_size))
+        if fmt == "csv":
+            # Every CSV column is read as text: cleaning decides what parses.
+            names = pacsv.open_csv(path).schema.names
+            return pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"{path.name}: cannot be read as {fmt} ({exc}); the file may be "
+                          f"truncated or corrupt: re-download or remove it") from exc
+    # JSON Lines of images: flattened records (API shape) in batches with a fixed text schema.
+    return _records_reader(iter_json_records(path, Counter()), flatten_api_image)
+
+
+def _records_reader(records: Iterable[dict], flatten: Callable[[dict], dict]) -> pa.RecordBatchReader:
+    """Arrow reader over flattened records, in the raw canonical images schema."""
+    raw_schema = schema.arrow_schema("images", "raw")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        buf: list[dict] = []
+        for record in records:
+            buf.append(flatten(record))
+            if len(buf) >= MODEL_BATCH:
+                yield pa.RecordBatch.from_pylist(buf, schema=raw_schema)
+                buf = []
+        if buf:
+            yield pa.RecordBatch.from_pylist(buf, schema=raw_schema)
+
+    return pa.RecordBatchReader.from_batches(raw_schema, batches())
+
+
+def _concat_readers(readers: list[pa.RecordBatchReader]) -> pa.RecordBatchReader:
+    """One reader over several with the same schema (files of one snapshot)."""
+    first = readers[0].schema
+    for r in readers[1:]:
+        if not r.schema.equals(first):
+            raise SourceError("image files of the snapshot have different columns; convert them "
+                              "to one layout or load them as separate runs")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for r in readers:
+            yield from r
+
+    return pa.RecordBatchReader.from_batches(first, batches())
+
+
+# --------------------------------------------------------------------------- models → raw (Python)
+def _first_version_field(versions: list[dict], key: str) -> Any:
+    dated = [v for v in versions if isinstance(v, dict)]
+    dated.sort(key=lambda v: str(v.get("createdAt") or "~"))
+    for v in dated:
+        if v.get(key) not in (None, ""):
+            return v.get(key)
+    return None
+
+
+def flatten_model(record: dict, salt: str, repairs: Counter) -> dict[str, Any]:
+    """One raw canonical models row from an API/Hub model object (nested or flat)."""
+    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
+    versions = record.get("modelVersions") or []
+    if isinstance(versions, str):
+        try:
+            versions = json.loads(versions)
+        except json.JSONDecodeError:
+            repairs["model_versions_unparseable"] += 1
+            versions = []
+    if not isinstance(versions, list):
+        versions = []
+    row: dict[str, Any] = {}
+    for col in schema.MODELS:
+        value = _get(record, "models", col.name)
+        if value is None and col.name in ("download_count", "favorite_count", "comment_count",
+                                          "rating_count", "rating"):
+            value = _get(stats, "models", col.name) if stats else None
+        row[col.name] = value
+    if row["nsfw_level"] is None and isinstance(record.get("nsfw"), str) \
+            and record["nsfw"].strip().lower() not in schema.TRUE_SPELLINGS + schema.FALSE_SPELLINGS:
+        row["nsfw_level"] = record["nsfw"]
+    if row["creator_hash"] is None:
+        creator = record.get("creator")
+        clear = creator.get("username") if isinstance(creator, dict) else \
+            (creator if isinstance(creator, str) else record.get("username"))
+        row["creator_hash"] = hash_username(clear, salt)
+    words: list[str] = []
+    for v in versions:
+        if isinstance(v, dict):
+            for w in _text_list(v.get("trainedWords"), repairs, "trained_words") or []:
+                if w not in words:
+                    words.append(w)
+    if not words and record.get("trainedWords") is not None:
+        words = _text_list(record.get("trainedWords"), repairs, "trained_words") or []
+    row["trigger_words"] = words
+    row["created_at"] = _first_version_field(versions, "createdAt") or record.get("createdAt") \
+        or record.get("publishedAt")
+    row["base_model"] = _first_version_field(versions, "baseModel") or record.get("baseModel")
+    row["n_versions"] = len(versions) if versions else record.get("n_versions")
+    row["tags"] = _text_list(row["tags"], repairs, "tags")
+    out: dict[str, Any] = {}
+    for col in schema.MODELS:
+        value = row.get(col.name)
+        out[col.name] = value if col.name in schema.LIST_COLUMNS else _text(value)
+    return out
+
+
+def model_images(record: dict) -> Iterator[dict]:
+    """The showcase images nested in an API model object, as API-shaped image records.
+
+    The 2023 API gives these images no ``createdAt``; they were posted with their version,
+    so the version's ``createdAt`` stands in (counted as a repair by the caller).
+    """
+    for version in record.get("modelVersions") or []:
+        if not isinstance(version, dict):
+            continue
+        for image in version.get("images") or []:
+            if not isinstance(image, dict):
+                continue
+            item = dict(image)
+            item.setdefault("modelId", record.get("id"))
+            item.setdefault("baseModel", version.get("baseModel"))
+            if not item.get("createdAt") and version.get("createdAt"):
+                item["createdAt"] = version.get("createdAt")
+                item["_created_at_from_version"] = True
+            yield item
+
+
+def flatten_api_image(record: dict, salt: str = "") -> dict[str, Any]:
+    """One raw canonical images row from an ``/api/v1/images`` item or a nested model image."""
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
+    if not stats and isinstance(record.get("statsSummary"), dict):
+        stats = record["statsSummary"]
+    row: dict[str, Any] = {}
+    for col in schema.IMAGES:
+        value = _get(record, "images", col.name)
+        if value is None and col.name in ("prompt", "negative_prompt") and meta:
+            value = _get(meta, "images", col.name)
+        if value is None and col.name.endswith("_count") and stats:
+            value = _get(stats, "images", col.name)
+        row[col.name] = value
+    nsfw = record.get("nsfw")
+    if isinstance(nsfw, str) and nsfw.strip().lower() not in schema.TRUE_SPELLINGS + schema.FALSE_SPELLINGS:
+        # Old API: `nsfw` is the level ("None", "Soft", "Mature", "X"), not a flag.
+        row["browsing_level"] = row["browsing_level"] if row["browsing_level"] is not None else nsfw
+        row["nsfw"] = None
+    if row["base_model"] is None and meta:
+        row["base_model"] = meta.get("Model")
+    if row["user_hash"] is None:
+        row["user_hash"] = hash_username(record.get("username"), salt) \
+            if isinstance(record.get("username"), str) else None
+    if isinstance(row["resources"], list):
+        row["resources"] = [r.get("name") if isinstance(r, dict) else str(r) for r in row["resources"]
+                            if r is not None]
+        row["resources"] = [r for r in row["resources"] if r]
+    elif row["resources"] is not None:
+        row["resources"] = [str(row["resources"])]
+    if row["resources"] is None and isinstance(meta.get("resources"), list):
+        row["resources"] = [str(r.get("name")) for r in meta["resources"]
+                            if isinstance(r, dict) and r.get("name")]
+    return {c.name: (row[c.name] if c.name in schema.LIST_COLUMNS else _text(row[c.name]))
+            for c in schema.IMAGES}
+
+
+def write_raw_models(records: Iterable[dict], dest: Path, salt: str, repairs: Counter) -> int:
+    """Flatten model records into ``dest`` in batches (atomic)."""
+    raw_schema = schema.arrow_schema("models", "raw")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        buf: list[dict] = []
+        for record in records:
+            buf.append(flatten_model(record, salt, repairs))
+            if len(buf) >= MODEL_BATCH:
+                yield pa.RecordBatch.from_pylist(buf, schema=raw_schema)
+                buf = []
+        if buf:
+            yield pa.RecordBatch.from_pylist(buf, schema=raw_schema)
+
+    return write_parquet_atomic(batches(), dest, raw_schema)
+
+
+def iter_file_records(path: Path, repairs: Counter) -> Iterator[dict]:
+    """Records (dicts) of any supported file, batch by batch for Parquet/CSV."""
+    fmt = file_format(path)
+    if fmt == "json":
+        yield from iter_json_records(path, repairs)
+        return
+    reader = _file_reader(path, MODEL_BATCH)
+    try:
+        for batch in reader:
+            yield from batch.to_pylist()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"{path.name}: reading failed part-way ({exc}); the file is truncated "
+                          f"or corrupt: re-download or remove it") from exc
+
+
+# --------------------------------------------------------------------------- adapters
+def _remove_stale(paths: RunPaths, keep: set[str]) -> None:
+    """Delete raw tables a previous run left that this source does not provide."""
+    for table in ("images", "models"):
+        target = paths.table("raw", table)
+        if table not in keep and target.exists():
+            target.unlink()
+
+
+def acquire_local(path: Path, paths: RunPaths, salt: str = "", source: str = "local",
+                  location: str | None = None) -> AcquireResult:
+    """Read a folder or file of Hub-format Parquet/CSV/JSON Lines into the raw tables."""
+    files = list_data_files(path)
+    groups: dict[str, list[Path]] = {"images": [], "models": []}
+    for f in files:
+        groups[classify_file(f)].append(f)
+    result = AcquireResult(source=source, location=location or path.name)
+    repairs: Counter = Counter()
+    if groups["images"]:
+        readers = [_file_reader(f) for f in groups["images"]]
+        reader = readers[0] if len(readers) == 1 else _concat_readers(readers)
+        result.rows["images"] = write_raw_images(reader, paths.table("raw", "images"), salt,
+                                                 where=", ".join(f.name for f in groups["images"][:3]),
+                                                 paths=paths)
+    if groups["models"]:
+        records = (rec for f in groups["models"] for rec in iter_file_records(f, repairs))
+        result.rows["models"] = write_raw_models(records, paths.table("raw", "models"), salt, repairs)
+    result.files = {t: [f.relative_to(path).as_posix() if path.is_dir() else f.name for f in fs]
+                    for t, fs in groups.items() if fs}
+    result.repairs = dict(repairs)
+    _remove_stale(paths, set(result.rows))
+    return result
+
+
+def acquire_api(path: Path, paths: RunPaths, salt: str = "") -> AcquireResult:
+    """Read raw CivitAI REST API JSON / JSON Lines (models with nested images, or image items)."""
+    files = [f for f in list_data_files(path) if file_format(f) == "json"]
+    if not files:
+        raise SourceError(f"{path}: no .json/.jsonl(.gz) files; the api source reads raw JSON as "
+                          f"CivitAI's REST API returns it (use --source local for Parquet/CSV)")
+    repairs: Counter = Counter()
+    images_tmp = paths.source_cache / "api_images.jsonl"
+    images_tmp.parent.mkdir(parents=True, exist_ok=True)
+    n_models = 0
+
+    def model_records() -> Iterator[dict]:
+        nonlocal n_models
+        with open(images_tmp.with_name(images_tmp.name + ".tmp"), "w", encoding="utf-8") as spill:
+            for f in files:
+                for record in iter_json_records(f, repairs):
+                    if "modelVersions" in record or "poi" in record:
+                        n_models += 1
+                        for image in model_images(record):
+                            if image.pop("_created_at_from_version", False):
+                                repairs["image_created_at_from_version"] += 1
+                            spill.write(json.dumps(image, ensure_ascii=False) + "\n")
+                        yield record
+                    else:
+                        spill.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(images_tmp.with_name(images_tmp.name + ".tmp"), images_tmp)
+
+    result = AcquireResult(source="api", location=path.name)
+    written = write_raw_models(model_records(), paths.table("raw", "models"), salt, repairs)
+    if n_models:
+        result.rows["models"] = written
+    else:
+        paths.table("raw", "models").unlink(missing_ok=True)
+    # Images (nested in models or image items) were spilled to JSON Lines so that models
+    # and images are read in one pass without holding either in memory.
+    image_reader = _records_reader(iter_json_records(images_tmp, repairs),
+                                   lambda r: flatten_api_image(r, salt))
+    n_images = write_raw_images(image_reader, paths.table("raw", "images"), salt,
+                                where=path.name, paths=paths)
+    images_tmp.unlink(missing_ok=True)
+    if n_images:
+        result.rows["images"] = n_images
+    else:
+        paths.table("raw", "images").unlink(missing_ok=True)
+    result.files = {"api": [f.relative_to(path).as_posix() if path.is_dir() else f.name for f in files]}
+    result.repairs = dict(repairs)
+    return result
+
+
+def acquire_sample(paths: RunPaths, n_images: int, n_models: int, seed: int,
+                   salt: str = "") -> AcquireResult:
+    """Generate the embedded synthetic snapshot (Hub raw format) and read it as ``local``."""
+    from . import synth  # local import: generating is only needed for this source
+
+    params = synth.default_params(n_images=n_images, n_models=n_models, seed=seed)
+    folder = paths.source_cache / "sample"
+    synth.write_snapshot(folder, params)
+    result = acquire_local(folder, paths, salt=salt, source="sample",
+                           location=f"synthetic sample (seed {seed}, {n_images} images, "
+                                    f"{n_models} models)")
+    return result
+
+
+HF_HELP = ("The Hub datasets are gated (CC BY-NC 4.0): accept the terms on the dataset page, then "
+           "log in with `huggingface-cli login` or set HF_TOKEN. Without network access, download "
+           "the Parquet files by hand and use `--source local --path DIR` instead.")
+
+
+def resolve_hub_revision(repo_id: str, revision: str) -> str:
+    """The commit sha a Hub revision (branch, tag or sha) resolves to; a local folder has none."""
+    if Path(repo_id).exists():
+        return f"local:{revision or 'none'}"
+    from huggingface_hub import HfApi
+
+    info = HfApi().dataset_info(repo_id, revision=revision or None)
+    return info.sha or revision
+
+
+def hf_dataset_reader(repo_id: str, revision: str, split: str = "train",
+                      batch_size: int = IMAGE_BATCH, streaming: bool = False) -> pa.RecordBatchReader:
+    """Arrow batches of a Hub dataset through ``datasets.load_dataset``, never a pandas frame.
+
+    ``repo_id`` may be a local folder in the Hub's layout (used by the offline tests).
+    Non-streaming mode keeps the data memory-mapped in the ``datasets`` cache.
+    """
+    import datasets
+
+    kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
+    if not Path(repo_id).exists():
+        kwargs["revision"] = revision or DEFAULT_REVISION
+    ds = datasets.load_dataset(repo_id, **kwargs)
+    arrow_ds = ds.with_format("arrow")
+    first: list[pa.Table] = []
+    iterator = iter(arrow_ds.iter(batch_size=batch_size))
+    for table in iterator:
+        first.append(table)
+        break
+    if not first:
+        return pa.RecordBatchReader.from_batches(pa.schema([]), iter([]))
+    table_schema = first[0].schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for table in first:
+            yield from table.cast(table_schema).to_batches()
+        for table in iterator:
+            yield from table.cast(table_schema).to_batches()
+
+    return pa.RecordBatchReader.from_batches(table_schema, batches())
+
+
+def acquire_hf(paths: RunPaths, revision: str = "", images_repo: str = HUB_IMAGES,
+               models_repo: str = HUB_MODELS, salt: str = "",
+               tables: tuple[str, ...] = ("images", "models")) -> AcquireResult:
+    """Load the study's Hub datasets (images and models) into the raw tables."""
+    result = AcquireResult(source="hf", location=f"{images_repo} + {models_repo}")
+    repairs: Counter = Counter()
+    resolved: dict[str, str] = {}
+    try:
+        if "images" in tables and images_repo:
+            resolved[images_repo] = resolve_hub_revision(images_repo, revision)
+            reader = hf_dataset_reader(images_repo, revision)
+            result.rows["images"] = write_raw_images(reader, paths.table("raw", "images"), salt,
+                                                     where=images_repo, paths=paths)
+        if "models" in tables and models_repo:
+            resolved[models_repo] = resolve_hub_revision(models_repo, revision)
+            reader = hf_dataset_reader(models_repo, revision, batch_size=MODEL_BATCH)
+            records = (rec for batch in reader for rec in batch.to_pylist())
+            result.rows["models"] = write_raw_models(records, paths.table("raw", "models"),
+                                                     salt, repairs)
+    except SourceError:
+        raise
+    except Exception as exc:  # datasets / hub raise many types; all mean "cannot load"
+        name = type(exc).__name__
+        raise SourceError(f"loading from the Hugging Face Hub failed ({name}: "
+                          f"{str(exc).splitlines()[0][:300] if str(exc) else ''}). {HF_HELP}") from exc
+    result.revision = json.dumps(resolved, sort_keys=True)
+    result.repairs = dict(repairs)
+    _remove_stale(paths, set(result.rows))
+    return result
+
+
+def acquire(source: str, paths: RunPaths, path: str = "", revision: str = "",
+            sample_images: int = 30_000, sample_models: int = 3_000, seed: int = 20250507,
+            salt: str = "") -> AcquireResult:
+    """Run the adapter for ``source`` and write ``data/raw/{images,models}.parquet``."""
+    paths.ensure()
+    if source not in SOURCES:
+        raise SourceError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    if source == "sample":
+        return acquire_sample(paths, sample_images, sample_models, seed, salt)
+    if source == "hf":
+        if path:
+            # A local folder in the Hub's layout: images/ and models/ subfolders.
+            base = Path(path)
+            return acquire_hf(paths, revision, images_repo=str(base / "images")
+                              if (base / "images").exists() else "",
+                              models_repo=str(base / "models") if (base / "models").exists() else "",
+                              salt=salt)
+        return acquire_hf(paths, revision, salt=salt)
+    if not path:
+        raise SourceError(f"--source {source} needs --path (a folder or file of the snapshot)")
+    if source == "local":
+        return acquire_local(Path(path), paths, salt=salt)
+    return acquire_api(Path(path), paths, salt=salt)
+
+
+# --------------------------------------------------------------------------- summaries
+def raw_coverage(paths: RunPaths) -> "pd.DataFrame":
+    """For each raw table present: how many rows have a value in each canonical column.
+
+    Shows at a glance which canonical columns this source provides (e.g. the 2023 API has
+    no reactions for nested images, the Hub images have no tags).
+    """
+    import pandas as pd
+
+    frames = []
+    con = duckdb_connection(paths)
+    try:
+        for table, cols in schema.CANONICAL.items():
+            path = paths.table("raw", table)
+            if not path.exists():
+                continue
+            counts = ", ".join(f'count("{c.name}") AS "{c.name}"' for c in cols)
+            cur = con.execute(f"SELECT count(*) AS n, {counts} FROM read_parquet('{path.as_posix()}')")
+            values = cur.fetchone()
+            n = values[0]
+            for (name, *_), v in zip(cur.description[1:], values[1:]):
+                frames.append({"table": table, "column": name, "rows with a value": int(v),
+                               "share": round(v / n, 4) if n else 0.0})
+    finally:
+        con.close()
+    return pd.DataFrame(frames, columns=["table", "column", "rows with a value", "share"])
+
+
+def acquire_summary(result: AcquireResult) -> "pd.DataFrame":
+    """What the adapter wrote, one row per table (tables the snapshot lacks say so)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"table": t, "raw rows": result.rows.get(t, 0),
+                          "note": "" if t in result.rows else "not in this snapshot"}
+                         for t in schema.CANONICAL])

@@ -1,0 +1,50 @@
+"""The api adapter and cleaning on real CivitAI records (../shared/data; skipped when absent)."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import require_real_data
+
+pytestmark = pytest.mark.realdata
+
+
+def test_every_real_model_and_image_is_read(api_run):
+    path = require_real_data()
+    n_models = n_images = n_poi = 0
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            n_models += 1
+            n_poi += bool(rec.get("poi"))
+            n_images += sum(len(v.get("images") or []) for v in rec.get("modelVersions") or [])
+    report = json.loads(api_run.report("clean").read_text()) if api_run.report("clean").exists() else None
+    raw_models = pq.read_table(api_run.table("raw", "models"))
+    raw_images = pq.read_table(api_run.table("raw", "images"))
+    assert raw_models.num_rows == n_models == 5394
+    assert raw_images.num_rows == n_images
+    clean_models = pq.read_table(api_run.table("interim", "models")).to_pandas()
+    quarantined = pq.read_table(api_run.quarantined("models")).num_rows
+    assert len(clean_models) + quarantined == n_models
+    assert report is None or report  # reports are written by the notebooks, not this fixture
+    assert int(clean_models.poi.sum()) <= n_poi and clean_models.poi.notna().all()
+
+
+def test_real_levels_types_and_hashing(api_run):
+    images = pq.read_table(api_run.table("interim", "images")).to_pandas()
+    assert set(images.nsfw_level) <= {"PG", "PG13", "R", "X"}  # the 2023 API's four string levels
+    assert (images.nsfw_level == "PG13").sum() > 1000 and (images.nsfw_level == "X").sum() > 1000
+    models = pq.read_table(api_run.table("interim", "models")).to_pandas()
+    assert {"LORA", "Checkpoint", "TextualInversion"} <= set(models.type)
+    assert models.created_at.min().year == 2022 and models.created_at.max().year == 2023
+    assert models.creator_hash.str.fullmatch(r"[0-9a-f]{16}").all()
+    assert models.description.str.contains("<p>", regex=False).sum() == 0
+    raw_bytes = api_run.table("interim", "models").read_bytes()
+    path = require_real_data()
+    with gzip.open(path, "rt") as fh:
+        names = {json.loads(line)["creator"]["username"] for line in fh}
+    long_names = [n for n in names if n and len(n) >= 8][:200]
+    assert not any(n.encode() in raw_bytes for n in long_names)
