@@ -1,0 +1,374 @@
+"""Tests of the synthetic snapshot generator (:mod:`helpers.synth`).
+
+Planted-truth tests compare the generated data with :func:`synth.expected_truth`. Shares are
+binomial: a share ``p`` estimated from ``n`` independent rows has standard error
+``sqrt(p (1 - p) / n)``, and each check allows ``Z = 4.5`` standard errors, so a correct
+generator fails a single check with probability < 1e-5 and the ~100 checks here together
+with probability < 1e-3 (the seed is fixed, so in practice a test either always passes or
+exposes a real bias).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import synth
+from helpers.paths import RunPaths, repo_root
+
+Z = 4.5
+
+# The format contract of the brief, written out here (not taken from the module) on purpose.
+IMAGE_COLUMNS = [
+    ("id", pa.int64()), ("createdAt", pa.string()), ("url", pa.string()),
+    ("positivePrompt", pa.string()), ("negativePrompt", pa.string()), ("nsfw", pa.bool_()),
+    ("browsingLevel", pa.int64()), ("statsSummary", pa.string()), ("usernameHash", pa.string()),
+    ("baseModel", pa.string()), ("modelId", pa.int64()),
+]
+MODEL_COLUMNS = [
+    ("id", pa.int64()), ("name", pa.string()), ("description", pa.string()), ("type", pa.string()),
+    ("nsfw", pa.bool_()), ("nsfwLevel", pa.int64()), ("poi", pa.bool_()),
+    ("tags", pa.list_(pa.string())), ("usernameHash", pa.string()),
+    ("stats", pa.struct([("downloadCount", pa.int64()), ("favoriteCount", pa.int64()),
+                         ("commentCount", pa.int64()), ("ratingCount", pa.int64()),
+                         ("rating", pa.float64())])),
+    ("modelVersions", pa.list_(pa.struct([("id", pa.int64()), ("name", pa.string()),
+                                          ("createdAt", pa.string()), ("baseModel", pa.string()),
+                                          ("trainedWords", pa.list_(pa.string()))]))),
+]
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+URL = re.compile(r"^https://image\.civitai\.invalid/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jpeg$")
+CIVIVERSE_CARD = {"2023-10": 0.5519, "2023-11": 0.5829, "2023-12": 0.5597, "2024-01": 0.5859,
+                  "2024-02": 0.6121, "2024-03": 0.6504, "2024-04": 0.7294}
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[synth.SynthParams, Path]:
+    """One snapshot large enough for planted-truth checks, written in three chunks."""
+    params = synth.default_params(n_images=60_000, n_models=3_000, chunk_rows=25_000)
+    out = tmp_path_factory.mktemp("synth")
+    synth.write_snapshot(out, params)
+    return params, out
+
+
+@pytest.fixture(scope="session")
+def images(snapshot: tuple[synth.SynthParams, Path]) -> pd.DataFrame:
+    """The images of the snapshot with parsed time, month, stats and LoRA indicator."""
+    _, out = snapshot
+    df = pq.read_table(out / "images").to_pandas()
+    df["time"] = pd.to_datetime(df["createdAt"], utc=True, format="ISO8601")
+    df["month"] = df["time"].dt.strftime("%Y-%m")
+    df["has_prompt"] = df["positivePrompt"].notna()
+    df["has_lora"] = df["positivePrompt"].str.contains("<lora:", regex=False, na=False).astype(bool)
+    df["is_r"] = df["browsingLevel"] >= 4
+    return df
+
+
+@pytest.fixture(scope="session")
+def models(snapshot: tuple[synth.SynthParams, Path]) -> pd.DataFrame:
+    _, out = snapshot
+    return pq.read_table(out / "models").to_pandas()
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_share(observed: pd.Series, expected: float, what: str) -> None:
+    """A share of a boolean series lies within Z binomial standard errors of ``expected``."""
+    n = len(observed)
+    assert n > 0, f"no rows for {what}"
+    se = math.sqrt(max(expected * (1 - expected), 1e-12) / n)
+    share = float(observed.mean())
+    assert abs(share - expected) <= Z * se + 1e-9, \
+        f"{what}: observed {share:.4f} from {n} rows, planted {expected:.4f} (tolerance {Z * se:.4f})"
+
+
+def assert_monthly_shares(df: pd.DataFrame, flag: str, truth: dict[str, float], what: str) -> None:
+    for month, rows in df.groupby("month"):
+        assert_share(rows[flag], truth[month], f"{what} in {month}")
+
+
+# --------------------------------------------------------------------------- parameters
+def test_civiverse_months_are_exact_in_defaults() -> None:
+    params = synth.default_params()
+    for month, share in CIVIVERSE_CARD.items():
+        assert params.nsfw_share_by_month[month] == share
+    assert synth.expected_truth(params)["civiverse_nsfw_share"] == CIVIVERSE_CARD
+
+
+def test_default_nsfw_path_is_plausible() -> None:
+    path = synth.default_params().nsfw_share_by_month
+    months = synth.month_range("2022-11", "2024-12")
+    assert list(path) == months
+    assert path["2022-11"] == pytest.approx(0.35) and path["2024-12"] == pytest.approx(0.75)
+    steps = np.diff([path[m] for m in months])
+    assert np.all(np.abs(steps) < 0.09), "the path moves smoothly month to month"
+    lora = synth.default_params().lora_share_by_month
+    assert lora["2022-11"] == pytest.approx(0.15) and lora["2024-12"] == pytest.approx(0.60)
+
+
+def test_window_override_rebuilds_paths_and_bad_params_fail(tmp_path: Path) -> None:
+    params = synth.default_params(start_month="2022-11", end_month="2023-12", n_images=500, n_models=50)
+    assert set(params.nsfw_share_by_month) == set(synth.month_range("2022-11", "2023-12"))
+    assert params.nsfw_share_by_month["2023-10"] == CIVIVERSE_CARD["2023-10"]
+    synth.write_snapshot(tmp_path, params)  # base models launching later simply never appear
+    df = pq.read_table(tmp_path / "images").to_pandas()
+    assert set(df["baseModel"]) <= {"SD 1.5", "SDXL 1.0"} and df["createdAt"].max() < "2024"
+    with pytest.raises(ValueError, match="n_models"):
+        synth.default_params(n_models=5)
+    with pytest.raises(ValueError, match="nsfw_share_by_month lacks"):
+        synth.default_params(nsfw_share_by_month={"2022-11": 0.3})
+    with pytest.raises(TypeError, match="unknown"):
+        synth.default_params(n_rows=10)
+
+
+@pytest.mark.parametrize("share,exposed,odds_ratio", [
+    (0.35, 0.15, 2.5), (0.73, 0.6, 2.5), (0.5, 0.5, 1.0), (0.1, 0.9, 4.0), (0.9, 0.05, 0.5)])
+def test_split_by_odds_ratio_keeps_marginal_and_odds_ratio(share: float, exposed: float,
+                                                          odds_ratio: float) -> None:
+    p0, p1 = synth.split_by_odds_ratio(np.array([share]), np.array([exposed]), odds_ratio)
+    assert (1 - exposed) * p0[0] + exposed * p1[0] == pytest.approx(share, abs=1e-9)
+    assert (p1[0] / (1 - p1[0])) / (p0[0] / (1 - p0[0])) == pytest.approx(odds_ratio, rel=1e-6)
+
+
+def test_expected_truth_volume_grows_strongly() -> None:
+    truth = synth.expected_truth(synth.default_params())
+    counts = list(truth["images_per_month"].values())
+    assert sum(counts) == 30_000
+    assert all(b >= a for a, b in zip(counts, counts[1:]))
+    assert counts[-1] > 10 * counts[0]
+
+
+# --------------------------------------------------------------------------- files
+def test_same_params_give_identical_files_and_stale_parts_go(tmp_path: Path) -> None:
+    params = synth.default_params(n_images=8_000, n_models=300, chunk_rows=3_000)
+    first = synth.write_snapshot(tmp_path / "a", params)
+    synth.write_snapshot(tmp_path / "b", params)
+    hashes = file_hashes(tmp_path / "a")
+    assert hashes == file_hashes(tmp_path / "b")
+    assert sorted(hashes) == ["images/part-00000.parquet", "images/part-00001.parquet",
+                              "images/part-00002.parquet", "models/part-00000.parquet"]
+    assert first["rows"] == {"images": 8_000, "models": 300}
+    assert first["files"]["images"] == ["images/part-00000.parquet", "images/part-00001.parquet",
+                                        "images/part-00002.parquet"]
+    # Another seed gives other data; a smaller rewrite leaves no stale chunk behind.
+    synth.write_snapshot(tmp_path / "b", replace_params(params, seed=1, n_images=2_000))
+    assert sorted(file_hashes(tmp_path / "b")) == ["images/part-00000.parquet", "models/part-00000.parquet"]
+    assert file_hashes(tmp_path / "b")["models/part-00000.parquet"] != hashes["models/part-00000.parquet"]
+    assert not list((tmp_path / "a").rglob("*.tmp"))
+
+
+def replace_params(params: synth.SynthParams, **changes: object) -> synth.SynthParams:
+    from dataclasses import replace
+    return replace(params, **changes)
+
+
+def test_image_schema_and_values(snapshot: tuple[synth.SynthParams, Path], images: pd.DataFrame,
+                                 models: pd.DataFrame) -> None:
+    params, out = snapshot
+    for path in sorted((out / "images").glob("*.parquet")):
+        got = pq.read_schema(path)
+        assert [(f.name, f.type) for f in got] == IMAGE_COLUMNS, path.name
+    assert images["createdAt"].str.match(ISO_MS.pattern).all()
+    assert images["url"].str.match(URL.pattern).all()
+    assert images["url"].is_unique
+    assert set(images["browsingLevel"]) <= {1, 2, 4, 8, 16, 32}
+    assert (images["browsingLevel"] == 32).mean() < 0.01
+    assert images["usernameHash"].str.fullmatch(r"[0-9a-f]{16}").all()
+    stats = images["statsSummary"].head(2_000).map(json.loads)
+    assert all(set(s) == {"likeCount", "heartCount", "laughCount", "cryCount", "commentCount"}
+               and all(isinstance(v, int) and v >= 0 for v in s.values()) for s in stats)
+    assert set(images["modelId"]) <= set(models["id"])
+    # Prompts: missing ones have no negative prompt either; present ones are comma-separated.
+    assert_share(~images["has_prompt"], params.missing_prompt_share, "images without prompt")
+    assert images.loc[~images["has_prompt"], "negativePrompt"].isna().all()
+    assert images.loc[images["has_prompt"], "positivePrompt"].str.contains(", ").mean() > 0.95
+
+
+def test_ids_unique_increasing_with_time_and_inside_window(snapshot: tuple[synth.SynthParams, Path],
+                                                           images: pd.DataFrame) -> None:
+    params, _ = snapshot
+    assert images["id"].is_unique
+    assert images["id"].is_monotonic_increasing  # files are read in chunk order
+    assert images["time"].is_monotonic_increasing
+    start = pd.Timestamp(f"{params.start_month}-01", tz="UTC")
+    end = pd.Timestamp(f"{params.end_month}-01", tz="UTC") + pd.offsets.MonthBegin(1)
+    assert images["time"].min() >= start and images["time"].max() < end
+    counts = images.groupby("month").size()
+    assert counts.to_dict() == synth.expected_truth(params)["images_per_month"]
+
+
+def test_model_schema_and_values(snapshot: tuple[synth.SynthParams, Path], models: pd.DataFrame) -> None:
+    params, out = snapshot
+    assert [(f.name, f.type) for f in pq.read_schema(out / "models" / "part-00000.parquet")] == MODEL_COLUMNS
+    assert len(models) == params.n_models
+    assert models["id"].is_unique and models["id"].is_monotonic_increasing
+    assert models["description"].str.startswith("<p>").all()
+    assert models["nsfwLevel"].between(1, 63).all()
+    assert (models["nsfw"] == (models["nsfwLevel"] >= 4)).all()  # highest level >= R
+    assert set(models["type"]) <= {"LORA", "LoCon", "DoRA", "Checkpoint", "TextualInversion", "Hypernetwork"}
+    start = f"{params.start_month}-01T00:00:00.000Z"
+    end = f"{synth.month_range(params.end_month, params.end_month)[0]}-31T23:59:59.999Z"
+    for versions in models["modelVersions"]:
+        assert len(versions) >= 1
+        dates = [v["createdAt"] for v in versions]
+        assert dates == sorted(dates) and all(ISO_MS.match(d) for d in dates)
+        assert start <= dates[0] and dates[-1] <= end
+    assert not models.loc[models["poi"], "type"].eq("Checkpoint").any()
+
+
+def test_chunking_keeps_marginals(tmp_path: Path) -> None:
+    one = synth.default_params(n_images=20_000, n_models=400, chunk_rows=20_000)
+    many = replace_params(one, chunk_rows=3_000)
+    synth.write_snapshot(tmp_path / "one", one)
+    summary = synth.write_snapshot(tmp_path / "many", many)
+    assert len(summary["files"]["images"]) == 7
+    truth = synth.expected_truth(one)
+    shares = []
+    for name in ("one", "many"):
+        df = pq.read_table(tmp_path / name / "images", columns=["id", "createdAt", "browsingLevel"]).to_pandas()
+        assert df["id"].is_unique and df["id"].is_monotonic_increasing
+        months = df["createdAt"].str[:7].value_counts().sort_index().to_dict()
+        assert months == truth["images_per_month"]
+        assert_share(df["browsingLevel"] >= 4, truth["nsfw_share_overall"], f"NSFW share ({name})")
+        shares.append(float((df["browsingLevel"] >= 4).mean()))
+    p = truth["nsfw_share_overall"]
+    assert abs(shares[0] - shares[1]) <= Z * math.sqrt(2 * p * (1 - p) / 20_000)
+
+
+# --------------------------------------------------------------------------- planted truth
+def test_monthly_nsfw_share_matches_planted(snapshot: tuple[synth.SynthParams, Path],
+                                            images: pd.DataFrame) -> None:
+    truth = synth.expected_truth(snapshot[0])
+    assert_monthly_shares(images, "is_r", truth["nsfw_share_by_month"], "share of level >= R")
+    images = images.assign(is_x=images["browsingLevel"] >= 8)
+    assert_monthly_shares(images, "is_x", truth["x_share_by_month"], "share of level >= X")
+    assert_monthly_shares(images, "nsfw", truth["platform_flag_share_by_month"], "platform flag share")
+
+
+def test_platform_flag_differs_from_levels(images: pd.DataFrame) -> None:
+    truth_pg13 = 0.2
+    assert images.loc[images["is_r"], "nsfw"].all()
+    assert not images.loc[images["browsingLevel"] == 1, "nsfw"].any()
+    assert_share(images.loc[images["browsingLevel"] == 2, "nsfw"], truth_pg13, "flagged PG13 images")
+
+
+def test_level_mix_hardens_over_time(snapshot: tuple[synth.SynthParams, Path], images: pd.DataFrame) -> None:
+    truth = synth.expected_truth(snapshot[0])
+    nsfw = images[images["is_r"]]
+    late = nsfw[nsfw["month"] >= "2024-07"]
+    early = nsfw[nsfw["month"] <= "2023-12"]
+    assert (late["browsingLevel"] >= 16).mean() > (early["browsingLevel"] >= 16).mean()
+    dec = truth["nsfw_level_mix_by_month"]["2024-12"]
+    assert_share(nsfw.loc[nsfw["month"] == "2024-12", "browsingLevel"] == 16, dec["XXX"], "XXX within NSFW, 2024-12")
+
+
+def test_lora_share_and_odds_ratio_match_planted(snapshot: tuple[synth.SynthParams, Path],
+                                                 images: pd.DataFrame) -> None:
+    truth = synth.expected_truth(snapshot[0])
+    prompted = images[images["has_prompt"]]
+    assert_monthly_shares(prompted, "has_lora", truth["lora_share_by_month"], "LoRA share")
+    # Mantel–Haenszel odds ratio over months (NSFW and LoRA both rise with time, so a pooled
+    # odds ratio would be confounded); variance by Robins, Breslow & Greenland (1986).
+    num = den = sum_pr = sum_ps_qr = sum_qs = 0.0
+    for _, g in prompted.groupby("month"):
+        a = float((g.has_lora & g.is_r).sum()); b = float((g.has_lora & ~g.is_r).sum())
+        c = float((~g.has_lora & g.is_r).sum()); d = float((~g.has_lora & ~g.is_r).sum())
+        n = a + b + c + d
+        r, s = a * d / n, b * c / n
+        p, q = (a + d) / n, (b + c) / n
+        num, den = num + r, den + s
+        sum_pr, sum_ps_qr, sum_qs = sum_pr + p * r, sum_ps_qr + p * s + q * r, sum_qs + q * s
+    log_or = math.log(num / den)
+    se = math.sqrt(sum_pr / (2 * num ** 2) + sum_ps_qr / (2 * num * den) + sum_qs / (2 * den ** 2))
+    planted = math.log(truth["lora_nsfw_odds_ratio"])
+    assert abs(log_or - planted) <= Z * se, f"MH odds ratio {math.exp(log_or):.2f}, planted {math.exp(planted):.2f}"
+
+
+def test_real_person_share_and_gender_match_planted(snapshot: tuple[synth.SynthParams, Path],
+                                                    models: pd.DataFrame) -> None:
+    truth = synth.expected_truth(snapshot[0])
+    assert_share(models["poi"], truth["real_person_share"], "real-person models")
+    people = models[models["poi"]]
+    tags = people["tags"].map(set)
+    female = tags.map(lambda t: "woman" in t and "man" not in t)
+    male = tags.map(lambda t: "man" in t and "woman" not in t)
+    mixed = tags.map(lambda t: "woman" in t and "man" in t)
+    assert (female | male | mixed).all()
+    assert_share(female, truth["real_person_female_share"], "female real-person models")
+    assert_share(mixed, truth["real_person_mixed_share"], "mixed real-person models")
+    cues = {"celebrity", "actress", "actor", "real person", "influencer", "instagram model", "singer",
+            "tiktoker", "cosplayer", "fashion model", "streamer", "athlete"}
+    assert tags.map(lambda t: bool(t & cues)).all()
+    trained = people["modelVersions"].map(lambda v: list(v[0]["trainedWords"]))
+    assert trained.map(len).gt(0).all()
+    # Real-person models are downloaded more (planted median ratio), others are not people.
+    downloads = models["stats"].map(lambda s: s["downloadCount"])
+    assert downloads[models["poi"]].median() > downloads[~models["poi"]].median()
+
+
+def test_base_models_and_types_follow_the_timeline(images: pd.DataFrame, models: pd.DataFrame) -> None:
+    first_month = images.groupby("baseModel")["month"].min().to_dict()
+    assert first_month == {"SD 1.5": "2022-11", "SDXL 1.0": "2023-07", "Pony": "2024-01", "Flux.1 D": "2024-08"}
+    # The checkpoint an image names has the image's base model and existed by its month.
+    ckpt = models.set_index("id")
+    used = ckpt.loc[images["modelId"]]
+    assert (used["type"].to_numpy() == "Checkpoint").all()
+    assert (used["modelVersions"].map(lambda v: v[0]["baseModel"]).to_numpy() == images["baseModel"].to_numpy()).all()
+    created = used["modelVersions"].map(lambda v: v[0]["createdAt"][:7]).to_numpy()
+    assert (created <= images["month"].to_numpy()).all()
+    # Pony tokens concentrate in Pony images; NSFW images favour Pony.
+    pony_tokens = images["positivePrompt"].str.contains("score_9", regex=False, na=False)
+    assert pony_tokens[images["baseModel"] == "Pony"].mean() > 0.9
+    assert pony_tokens[images["baseModel"] == "SD 1.5"].mean() == 0
+    created_model = models["modelVersions"].map(lambda v: v[0]["createdAt"][:4])
+    lora_share = models.groupby(created_model)["type"].apply(lambda t: (t == "LORA").mean())
+    assert lora_share["2024"] > lora_share["2022"]
+
+
+def test_engagement_and_creators_are_heavy_tailed(images: pd.DataFrame, models: pd.DataFrame) -> None:
+    likes = images["statsSummary"].map(lambda s: json.loads(s)["likeCount"])
+    assert likes[images["is_r"]].mean() > likes[~images["is_r"]].mean()
+    downloads = models["stats"].map(lambda s: s["downloadCount"]).sort_values(ascending=False)
+    assert downloads.head(len(downloads) // 100).sum() > 0.2 * downloads.sum()
+    per_user = images["usernameHash"].value_counts()
+    assert per_user.head(max(1, len(per_user) // 100)).sum() > 0.2 * len(images)
+    assert len(per_user) <= len(images) // 15
+
+
+def test_no_minor_coded_terms_anywhere(images: pd.DataFrame, models: pd.DataFrame) -> None:
+    lexicon = json.loads((repo_root() / "src" / "helpers" / "resources" / "lexicon_v1.json").read_text())
+    terms = sorted(lexicon["categories"]["minor"], key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\b")
+    texts = set(images["positivePrompt"].dropna()) | set(images["negativePrompt"].dropna())
+    texts |= set(models["name"]) | set(models["description"])
+    texts |= {t for tags in models["tags"] for t in tags}
+    hits = [t for t in texts if pattern.search(re.sub(r"[_()]", " ", t.lower()))]
+    assert not hits, hits[:3]
+
+
+def test_sample_source_reads_the_snapshot(tmp_path: Path) -> None:
+    """The adapter's ``sample`` source maps every contract column (format ↔ adapter)."""
+    from helpers import sources
+
+    paths = RunPaths(tmp_path / "run").ensure()
+    result = sources.acquire("sample", paths, sample_images=3_000, sample_models=200, seed=7)
+    assert result.rows == {"images": 3_000, "models": 200}
+    raw = pq.read_table(paths.table("raw", "images")).to_pandas()
+    for col in ("image_id", "created_at", "browsing_level", "nsfw", "like_count", "comment_count",
+                "user_hash", "base_model", "model_id", "url"):
+        assert raw[col].notna().all(), col
+    raw_models = pq.read_table(paths.table("raw", "models")).to_pandas()
+    for col in ("model_id", "name", "type", "poi", "nsfw_level", "created_at", "download_count"):
+        assert raw_models[col].notna().all(), col
