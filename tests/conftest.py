@@ -25,6 +25,12 @@ def require_real_data() -> Path:
 
 
 @pytest.fixture
+def real_data() -> Path:
+    """Path of the real CivitAI API records; the test is skipped with the reason when absent."""
+    return require_real_data()
+
+
+@pytest.fixture
 def run(tmp_path: Path) -> RunPaths:
     """An empty run folder."""
     return RunPaths(tmp_path / "run").ensure()

@@ -109,10 +109,8 @@ def test_strip_run_metadata(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_api_run_end_to_end_then_resume(tmp_path):
-    from tests.conftest import require_real_data
-
-    path = require_real_data()
+def test_api_run_end_to_end_then_resume(tmp_path, real_data):
+    path = real_data
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "helpers", "run", "--quiet", "--source", "api", "--path", str(path),
            "--out", str(out)]

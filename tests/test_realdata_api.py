@@ -7,13 +7,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import require_real_data
-
 pytestmark = pytest.mark.realdata
 
 
-def test_every_real_model_and_image_is_read(api_run):
-    path = require_real_data()
+def test_every_real_model_and_image_is_read(api_run, real_data):
+    path = real_data
     n_models = n_images = n_poi = 0
     with gzip.open(path, "rt") as fh:
         for line in fh:
@@ -33,7 +31,7 @@ def test_every_real_model_and_image_is_read(api_run):
     assert int(clean_models.poi.sum()) <= n_poi and clean_models.poi.notna().all()
 
 
-def test_real_levels_types_and_hashing(api_run):
+def test_real_levels_types_and_hashing(api_run, real_data):
     images = pq.read_table(api_run.table("interim", "images")).to_pandas()
     assert set(images.nsfw_level) <= {"PG", "PG13", "R", "X"}  # the 2023 API's four string levels
     assert (images.nsfw_level == "PG13").sum() > 1000 and (images.nsfw_level == "X").sum() > 1000
@@ -43,7 +41,7 @@ def test_real_levels_types_and_hashing(api_run):
     assert models.creator_hash.str.fullmatch(r"[0-9a-f]{16}").all()
     assert models.description.str.contains("<p>", regex=False).sum() == 0
     raw_bytes = api_run.table("interim", "models").read_bytes()
-    path = require_real_data()
+    path = real_data
     with gzip.open(path, "rt") as fh:
         names = {json.loads(line)["creator"]["username"] for line in fh}
     long_names = [n for n in names if n and len(n) >= 8][:200]

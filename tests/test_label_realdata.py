@@ -1,0 +1,175 @@
+"""Labelling validated on real CivitAI records (../shared/data; skipped with a reason when absent).
+
+Targets (issue #3): real-person F1 against the platform's ``poi`` flag, out-of-fold, >= 0.85 for
+the rules alone and >= 0.88 with the classifier; depicted-gender accuracy >= 0.95 on the
+hand-annotated gold set where the labeller does not say ``unknown``. No output may name a
+real person depicted by a model.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import label
+from helpers.paths import repo_root
+
+pytestmark = pytest.mark.realdata
+
+SEED = 20250507  # the study's default seed (pipeline parameter `seed`)
+F1_RULES_TARGET = 0.85
+F1_CLASSIFIER_TARGET = 0.88
+GENDER_ACCURACY_TARGET = 0.95
+API_MODELS = repo_root().parent / "shared" / "data" / "civitai-api-models-2023" / "models.jsonl.gz"
+
+
+def require_real_data() -> Path:
+    """Path of the real CivitAI API records, or skip with the reason (same rule as conftest)."""
+    if not API_MODELS.exists():
+        pytest.skip(f"real CivitAI records not found at ../shared/data/{API_MODELS.parent.name}/"
+                    f"{API_MODELS.name} (not part of the repository; see data/README.md)")
+    return API_MODELS
+
+
+@pytest.fixture(scope="module")
+def real_models(api_run) -> pd.DataFrame:
+    """Interim models of the real records, via the project's api adapter and cleaner."""
+    return pq.read_table(api_run.table("interim", "models")).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def evaluation(real_models) -> dict[str, pd.DataFrame]:
+    return label.real_data_evaluation(real_models, seed=SEED, n_boot=500)
+
+
+def poi_names(min_length: int = 6) -> list[str]:
+    """Names of the real-person (poi) models in the raw records, long enough to be specific."""
+    names = set()
+    with gzip.open(require_real_data(), "rt", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            name = str(rec.get("name") or "").strip()
+            if rec.get("poi") and len(name) >= min_length:
+                names.add(name)
+    return sorted(names)
+
+
+def test_real_person_f1_meets_targets_out_of_fold(real_models, evaluation):
+    metrics = evaluation["metrics"].set_index(["method", "metric"])
+    n_poi = int(real_models["poi"].notna().sum())
+    assert (metrics["n"] == n_poi).all()
+    rules_f1 = metrics.loc[("rules", "f1"), "estimate"]
+    clf_f1 = metrics.loc[("rules+classifier", "f1"), "estimate"]
+    assert rules_f1 >= F1_RULES_TARGET, f"rules-alone F1 {rules_f1:.3f} < {F1_RULES_TARGET}"
+    assert clf_f1 >= F1_CLASSIFIER_TARGET, f"rules+classifier F1 {clf_f1:.3f} < {F1_CLASSIFIER_TARGET}"
+    for method in ("rules", "rules+classifier"):
+        row = metrics.loc[(method, "f1")]
+        assert row["ci_low"] < row["estimate"] < row["ci_high"]
+    confusion = evaluation["confusion"]
+    assert confusion["n"].sum() == n_poi
+
+
+def test_shipped_rule_threshold_is_as_good_as_the_calibrated_one(real_models):
+    features = label.real_person_rule_features(real_models)
+    rule = label.real_person_rule_score(features)
+    poi = real_models["poi"].astype(bool)
+    best = label.calibrate_rule_threshold(rule, poi)
+    f1_best = label.binary_metrics(poi, rule >= best)["f1"]
+    f1_shipped = label.binary_metrics(poi, rule >= label.RULE_THRESHOLD)["f1"]
+    assert f1_shipped >= f1_best - 0.005
+
+
+def test_gold_set_is_real_poi_models(real_models):
+    gold = label.load_gold_gender()
+    known = real_models.set_index("model_id")
+    assert gold["model_id"].isin(known.index).all(), "gold ids missing from the real records"
+    assert known.loc[gold["model_id"], "poi"].all(), "gold set must be drawn from poi models"
+
+
+def test_depicted_gender_accuracy_on_gold_set(evaluation):
+    ev = evaluation["gender_gold"].set_index("metric")
+    acc = ev.loc["accuracy_where_decided"]
+    assert acc["n"] >= 200
+    assert acc["estimate"] >= GENDER_ACCURACY_TARGET, f"gold accuracy {acc['estimate']:.3f}"
+    assert acc["ci_low"] <= acc["estimate"] <= acc["ci_high"]
+    assert ev.loc["coverage", "estimate"] >= 0.8  # "unknown" must not become the easy way out
+
+
+def test_platform_misses_are_estimated_and_listed_without_names(evaluation):
+    miss = evaluation["platform_miss"].set_index("score")
+    assert miss.loc["rule_score", "high_score"] > 0
+    assert miss.loc["real_person_score", "high_score"] <= miss.loc["rule_score", "poi_false"]
+    sample = evaluation["platform_miss_sample"]
+    assert list(sample.columns) == ["model_id", "type", "score", "cues"] and len(sample) > 0
+    assert (sample["score"] >= label.PLATFORM_MISS_SCORE).all()
+
+
+def test_evaluation_outputs_name_no_real_person(evaluation):
+    text = "\n".join(frame.to_csv() for frame in evaluation.values())
+    leaked = [n for n in poi_names() if n in text]
+    assert not leaked, f"{len(leaked)} real-person model names appear in evaluation outputs"
+
+
+def test_sql_labels_equal_pandas_labels_on_real_prompts(api_run):
+    counts = label.label_images(api_run)
+    interim = pq.read_table(api_run.table("interim", "images")).to_pandas()
+    processed = pq.read_table(api_run.table("processed", "images")).to_pandas()
+    assert counts["rows"] == len(interim) == len(processed)
+    assert (processed["image_id"].to_numpy() == interim["image_id"].to_numpy()).all()
+    expected = label.label_image_frame(interim)
+    for col in expected.columns:
+        got = processed[col].astype(object).where(processed[col].notna(), None).tolist()
+        want = expected[col].astype(object).where(expected[col].notna(), None).tolist()
+        mismatches = sum(a != b for a, b in zip(got, want))  # None == None counts as agreement
+        assert mismatches == 0, f"{col}: {mismatches} rows differ between SQL and pandas"
+    assert counts["with_lora"] > 0 and counts["mk_sexual"] > 0
+
+
+def test_label_all_report_on_real_data_names_no_one(api_run):
+    report = label.label_all(api_run, seed=SEED, n_boot=200)
+    text = json.dumps(report)
+    assert report["rows"]["models"] == pq.ParquetFile(api_run.table("processed", "models")).metadata.num_rows
+    assert report["models"]["real_person_source"] == {"platform": report["rows"]["models"]}
+    gender = report["models"]["depicted_gender"]
+    assert sum(gender.values()) == report["models"]["is_real_person"]
+    assert gender["female"] > gender["male"]  # the study's headline, on real 2023 records
+    leaked = [n for n in poi_names() if n in text]
+    assert not leaked, f"{len(leaked)} real-person model names appear in the label report"
+
+
+def _published_files(out: Path) -> list[Path]:
+    """Files a run publishes: executed notebooks, figures, tables, numbers, reports."""
+    roots = [out / "notebooks", out / "paper", out / "data" / "reports"]
+    return sorted(p for r in roots if r.exists() for p in r.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_pipeline_on_real_data_publishes_no_real_person_name(tmp_path):
+    """The whole pipeline on the real records: no poi model's name in anything it publishes."""
+    path = require_real_data()
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "helpers", "run", "--quiet", "--source", "api", "--path", str(path),
+           "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    files = _published_files(out)
+    assert any(f.suffix == ".ipynb" for f in files)
+    names = [n.encode("utf-8") for n in poi_names()]
+    leaks = {}
+    for f in files:
+        blob = f.read_bytes()
+        hits = [n for n in names if n in blob]
+        if hits:
+            leaks[str(f.relative_to(out))] = len(hits)
+    assert not leaks, f"real-person model names published in: {leaks}"
+    report = json.loads((out / "data" / "reports" / "label.json").read_text()) \
+        if (out / "data" / "reports" / "label.json").exists() else None
+    if report is not None:
+        assert np.isfinite(report["rows"]["models"])
