@@ -61,6 +61,12 @@ def _memory(value: str) -> str:
     return value.strip()
 
 
+def _percent(value: float) -> float:
+    if not 0 < value <= 100:
+        raise ParameterError(f"must be a percentage in (0, 100], got {value}")
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def check(value: str) -> str:
         if value not in choices:
@@ -81,8 +87,14 @@ class Parameter:
 
     def parse(self, raw: Any) -> Any:
         """Convert a command-line or YAML value to this parameter's type and check it."""
+        if self.default is None and (raw is None or str(raw).strip().lower() in ("", "none", "null")):
+            return None
         try:
-            if self.type is int:
+            if self.type is float:
+                if isinstance(raw, bool):
+                    raise ValueError
+                value = float(raw)
+            elif self.type is int:
                 if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                     raise ValueError
                 value = int(str(raw).replace("_", ""))
@@ -109,6 +121,13 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("window_start", str, "2022-11-01", "first day of the study window (UTC)", _iso_date),
     Parameter("window_end", str, "2025-12-31", "last day of the study window (UTC)", _iso_date),
     Parameter("memory_limit", str, "3GB", "DuckDB memory limit per stage", _memory),
+    Parameter("definition", str, "r", "headline NSFW definition: platform flag, level >= R, level >= X",
+              _choice(("platform", "r", "x"))),
+    Parameter("top_terms", int, 20, "distinctive prompt terms listed per side", _positive(1)),
+    Parameter("term_sample_percent", float, None,
+              "percent of prompts sampled for the vocabulary analysis (none = all)", _percent),
+    Parameter("top_types", int, 6, "model types shown before 'other'", _positive(1)),
+    Parameter("top_tags", int, 15, "tags listed per group (personal names always excluded)", _positive(1)),
 )}
 
 

@@ -1,0 +1,674 @@
+"""Numbers, tables and text for the paper and the README, all generated, none typed by hand.
+
+* **Numbers.** Each analysis notebook turns its results into named numbers
+  (:func:`image_numbers`, :func:`model_numbers`) and saves them as a part
+  (:func:`save_numbers` → ``data/reports/numbers_<part>.json``). The figures notebook merges
+  the parts (:func:`collect_numbers`) and writes ``paper/numbers.json`` and ``paper/numbers.tex``
+  (:func:`write_numbers`), where each number is a LaTeX macro such as
+  ``\\newcommand{\\NsfwShareR}{35.2\\%}``; macro names are letters only.
+* **Tables.** :func:`write_table` writes a frame as CSV (raw values) and as a booktabs
+  ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``.
+* **Comparison.** :func:`comparison_table` sets our numbers beside the published ones in
+  ``paper/reference.csv``.
+* **README.** :func:`readme_findings` writes the findings paragraph from ``numbers.json`` and
+  says so when the numbers come from the synthetic sample; :func:`update_readme` puts it
+  between the markers of the README.
+
+Every file is written to a temporary name and moved into place with ``os.replace``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from .analyse import CONFIDENCE, MIN_USERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from .paths import RunPaths, repo_root
+
+#: Published figures compared with ours (committed with the repository, not a run output).
+REFERENCE_CSV = repo_root() / "paper" / "reference.csv"
+#: The manuscript (committed); it inputs the run's numbers.tex, figures/ and tables/.
+MAIN_TEX = repo_root() / "paper" / "main.tex"
+#: Capitalised macros of LaTeX itself: every other capitalised macro in main.tex is a number.
+LATEX_CAPITALISED: frozenset[str] = frozenset({"LaTeX", "TeX", "Large", "LARGE", "Huge",
+                                               "AtBeginDocument"})
+REFERENCE_COLUMNS: tuple[str, ...] = ("metric", "value", "unit", "scope", "source", "citation")
+NUMBERS_JSON = "numbers.json"
+NUMBERS_TEX = "numbers.tex"
+KINDS: tuple[str, ...] = ("count", "percent", "float", "pvalue", "text")
+#: Months of the Civiverse-6M card's NSFW ratios, compared month by month.
+CIVIVERSE_MONTHS: tuple[str, ...] = ("2023-10", "2023-11", "2023-12", "2024-01", "2024-02",
+                                     "2024-03", "2024-04")
+#: The README block between these markers is generated (:func:`update_readme`).
+README_START = "<!-- findings:start -->"
+README_END = "<!-- findings:end -->"
+
+_DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "–": "--"}
+
+
+# --------------------------------------------------------------------------- files
+def write_text_atomic(dest: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` through a temp file and ``os.replace``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+# --------------------------------------------------------------------------- formatting
+def latex_escape(text: str) -> str:
+    """Text with LaTeX's special characters escaped (safe inside a tabular or a macro)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def macro_name(key: str) -> str:
+    """LaTeX macro name of a number key: CamelCase, digits spelled out, letters only.
+
+    ``nsfw_share_r`` → ``NsfwShareR``; ``top1_share`` → ``TopOneShare``.
+    """
+    parts = re.split(r"[^A-Za-z0-9]+", key)
+    out = []
+    for part in parts:
+        for chunk in re.findall(r"[A-Za-z]+|[0-9]", part):
+            out.append(_DIGIT_WORDS[int(chunk)] if chunk.isdigit() else chunk[:1].upper() + chunk[1:])
+    name = "".join(out)
+    if not re.fullmatch(r"[A-Za-z]+", name):
+        raise ValueError(f"number key {key!r} gives no valid macro name")
+    return name
+
+
+def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
+    """``(plain, latex)`` text of a number.
+
+    Kinds: ``count`` (thousands separators), ``percent`` (a share in [0, 1] shown in %),
+    ``float`` (``digits`` decimals), ``pvalue`` (3 decimals, ``<0.001`` below that), ``text``.
+    Missing values (None, NaN) print as ``n/a``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown number kind {kind!r}; valid: {', '.join(KINDS)}")
+    if kind == "text":
+        return str(value), latex_escape(str(value))
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a", "n/a"
+    v = float(value)
+    if kind == "count":
+        plain = f"{round(v):,}"
+        return plain, plain.replace(",", "{,}")
+    if kind == "percent":
+        plain = f"{100 * v:.{digits}f}"
+        return plain + "%", plain + r"\%"
+    if kind == "pvalue":
+        if v < 0.001:
+            return "<0.001", r"\textless{}0.001"
+        plain = f"{v:.3f}"
+        return plain, plain
+    plain = f"{v:.{digits}f}"
+    return plain, plain
+
+
+def entry(value: Any, kind: str, digits: int = 1) -> dict[str, Any]:
+    """One named number as stored in ``numbers.json``: raw value, kind and both renderings."""
+    plain, latex = format_value(value, kind, digits)
+    raw: Any = value
+    if kind != "text":
+        raw = None if value is None or (isinstance(value, float) and math.isnan(value)) else (
+            int(value) if kind == "count" else float(value))
+    return {"value": raw, "kind": kind, "text": plain, "latex": latex}
+
+
+# --------------------------------------------------------------------------- number sets
+def _share_entries(prefix: str, share: float, low: float, high: float, digits: int = 1) -> dict[str, dict]:
+    return {prefix: entry(share, "percent", digits), f"{prefix}_ci_low": entry(low, "percent", digits),
+            f"{prefix}_ci_high": entry(high, "percent", digits)}
+
+
+def _trend_entries(prefix: str, trend: Mapping[str, float]) -> dict[str, dict]:
+    return {f"{prefix}_or": entry(trend["odds_ratio_per_year"], "float", 2),
+            f"{prefix}_or_ci_low": entry(trend["ci_low"], "float", 2),
+            f"{prefix}_or_ci_high": entry(trend["ci_high"], "float", 2),
+            f"{prefix}_p": entry(trend["p_value"], "pvalue"),
+            f"{prefix}_mk_tau": entry(trend["mk_tau"], "float", 2)}
+
+
+def _first_last(frame: pd.DataFrame, prefix: str) -> dict[str, dict]:
+    """Share in the first and last month of a monthly frame (``month``, ``share``, CI)."""
+    data = frame[frame["n"] > 0].sort_values("month")
+    out: dict[str, dict] = {}
+    if data.empty:
+        return out
+    for label, row in (("first_month", data.iloc[0]), ("last_month", data.iloc[-1])):
+        out.update(_share_entries(f"{prefix}_{label}", row["share"], row["ci_low"], row["ci_high"]))
+    return out
+
+
+def month_key(month: str) -> str:
+    """``2023-10`` → ``2023_10`` for number keys."""
+    return month.replace("-", "_")
+
+
+def image_numbers(overview: Mapping[str, Any], monthly: pd.DataFrame, trend: pd.DataFrame,
+                  lora_monthly: pd.DataFrame, lora_trend: Mapping[str, float],
+                  adapter: pd.DataFrame, engagement: pd.DataFrame, markers: pd.DataFrame,
+                  concentration: Mapping[str, float]) -> dict[str, dict]:
+    """The image-level numbers the paper and README quote, from the image analyses' results.
+
+    Arguments are the outputs of :mod:`helpers.analyse`: ``image_overview``,
+    ``nsfw_share_by_month``, ``nsfw_share_trend``, ``lora_use_by_month``, ``share_trend`` of
+    the LoRA series, ``nsfw_share_by_adapter_use``, ``engagement_nsfw_vs_sfw``,
+    ``markers_by_month`` and the summary of ``creator_concentration``.
+    """
+    out: dict[str, dict] = {
+        "n_images": entry(overview["n_images"], "count"),
+        "n_image_users": entry(overview["n_users"], "count"),
+        "n_image_months": entry(overview["n_months"], "count"),
+        "image_first_month": entry(overview["first_month"], "text"),
+        "image_last_month": entry(overview["last_month"], "text"),
+    }
+    for d in NSFW_DEFINITIONS:
+        out.update(_share_entries(f"nsfw_share_{d}", overview[f"nsfw_share_{d}"],
+                                  overview[f"nsfw_share_{d}_ci_low"], overview[f"nsfw_share_{d}_ci_high"]))
+        out.update(_first_last(monthly[monthly["definition"] == d], f"nsfw_share_{d}"))
+    for row in trend.itertuples():
+        out.update(_trend_entries(f"nsfw_trend_{row.definition}", row._asdict()))
+    for month in CIVIVERSE_MONTHS:
+        part = monthly[(monthly["definition"] == "r") & (monthly["month"] == month) & (monthly["n"] > 0)]
+        if len(part):
+            out[f"nsfw_share_r_{month_key(month)}"] = entry(part["share"].iloc[0], "percent")
+    out.update(_share_entries("lora_share", overview["lora_share"], overview["lora_share_ci_low"],
+                              overview["lora_share_ci_high"]))
+    out.update(_first_last(lora_monthly, "lora_share"))
+    out.update(_trend_entries("lora_trend", lora_trend))
+    by_use = adapter.set_index("uses_adapter")
+    out.update(_share_entries("nsfw_share_with_lora", by_use.loc[True, "share"],
+                              by_use.loc[True, "ci_low"], by_use.loc[True, "ci_high"]))
+    out.update(_share_entries("nsfw_share_without_lora", by_use.loc[False, "share"],
+                              by_use.loc[False, "ci_low"], by_use.loc[False, "ci_high"]))
+    out["lora_nsfw_or"] = entry(by_use.loc[True, "odds_ratio"], "float", 2)
+    out["lora_nsfw_or_ci_low"] = entry(by_use.loc[True, "or_ci_low"], "float", 2)
+    out["lora_nsfw_or_ci_high"] = entry(by_use.loc[True, "or_ci_high"], "float", 2)
+    eng = engagement.set_index("metric")
+    if "reaction_count" in eng.index:
+        row = eng.loc["reaction_count"]
+        out["reactions_median_nsfw"] = entry(row["median_nsfw"], "count")
+        out["reactions_median_sfw"] = entry(row["median_sfw"], "count")
+        out["reactions_rank_biserial"] = entry(row["rank_biserial"], "float", 2)
+        out["reactions_p"] = entry(row["p_value"], "pvalue")
+    for marker, part in markers.groupby("marker", sort=True):
+        k, n = float(part["k"].sum()), float(part["n"].sum())
+        out[f"marker_share_{marker}"] = entry(k / n if n else math.nan, "percent")
+        out.update({key: val for key, val in _first_last(part, f"marker_share_{marker}").items()
+                    if not key.endswith(("_ci_low", "_ci_high"))})
+    out["creator_gini"] = entry(concentration.get("gini", math.nan), "float", 2)
+    out["creator_top_one_share"] = entry(concentration.get("top1_share", math.nan), "percent")
+    out["creator_top_ten_share"] = entry(concentration.get("top10_share", math.nan), "percent")
+    out["creator_median_images"] = entry(concentration.get("median_images_per_user", math.nan), "count")
+    return out
+
+
+def model_numbers(overview: Mapping[str, Any], real_person_trend: Mapping[str, float],
+                  gender: pd.DataFrame, nsfw_by_real_person: pd.DataFrame,
+                  nsfw_by_gender: pd.DataFrame, engagement: pd.DataFrame,
+                  downloads: Mapping[str, float], real_person_monthly: pd.DataFrame,
+                  adapter_monthly: pd.DataFrame, definition: str = "r") -> dict[str, dict]:
+    """The model-level numbers the paper and README quote, from the model analyses' results.
+
+    Arguments are the outputs of :mod:`helpers.analyse`: ``model_overview``, ``share_trend``
+    of ``real_person_share_by_month``, ``depicted_gender_split``,
+    ``nsfw_share_by_real_person``, ``nsfw_share_by_depicted_gender``,
+    ``engagement_real_person_vs_other``, ``real_person_downloads``,
+    ``real_person_share_by_month`` and ``adapter_share_by_month``; ``definition`` is the NSFW
+    definition the model comparisons used (``analyse.model_nsfw_definition``), whose overall
+    share is also given as ``nsfw_share_models``.
+    """
+    out: dict[str, dict] = {
+        "n_models": entry(overview["n_models"], "count"),
+        "n_adapters": entry(overview["n_adapters"], "count"),
+        "n_real_person": entry(overview["n_real_person"], "count"),
+        "model_first_month": entry(overview["first_month"], "text"),
+        "model_last_month": entry(overview["last_month"], "text"),
+    }
+    for key in ("adapter_share", "real_person_share", *(f"nsfw_share_{d}" for d in NSFW_DEFINITIONS)):
+        name = key if not key.startswith("nsfw_share_") else key.replace("nsfw_share_", "nsfw_share_models_")
+        out.update(_share_entries(name, overview[key], overview[f"{key}_ci_low"],
+                                  overview[f"{key}_ci_high"]))
+    out.update(_share_entries("nsfw_share_models", overview[f"nsfw_share_{definition}"],
+                              overview[f"nsfw_share_{definition}_ci_low"],
+                              overview[f"nsfw_share_{definition}_ci_high"]))
+    out["model_nsfw_definition"] = entry(NSFW_DEFINITION_LABELS[definition], "text")
+    out.update(_first_last(real_person_monthly, "real_person_share"))
+    out.update(_first_last(adapter_monthly, "adapter_share"))
+    out.update(_trend_entries("real_person_trend", real_person_trend))
+    g = gender.set_index("depicted_gender")
+    out["n_real_person_known_gender"] = entry(g["n_known"].iloc[0], "count")
+    for gname in ("female", "male"):
+        out.update(_share_entries(f"real_person_{gname}_share", g.loc[gname, "share_of_known"],
+                                  g.loc[gname, "known_ci_low"], g.loc[gname, "known_ci_high"]))
+    out["real_person_unknown_gender_share"] = entry(g.loc["unknown", "share"], "percent")
+    rp = nsfw_by_real_person.set_index("is_real_person")
+    out.update(_share_entries("nsfw_share_real_person", rp.loc[True, "share"], rp.loc[True, "ci_low"],
+                              rp.loc[True, "ci_high"]))
+    out.update(_share_entries("nsfw_share_other_models", rp.loc[False, "share"],
+                              rp.loc[False, "ci_low"], rp.loc[False, "ci_high"]))
+    out["real_person_nsfw_or"] = entry(rp.loc[True, "odds_ratio"], "float", 2)
+    out["real_person_nsfw_or_ci_low"] = entry(rp.loc[True, "or_ci_low"], "float", 2)
+    out["real_person_nsfw_or_ci_high"] = entry(rp.loc[True, "or_ci_high"], "float", 2)
+    ng = nsfw_by_gender.set_index("group")
+    for gname in ("female", "male"):
+        label = f"real person: {gname}"
+        if label in ng.index and ng.loc[label, "n"] > 0:
+            out.update(_share_entries(f"nsfw_share_real_person_{gname}", ng.loc[label, "share"],
+                                      ng.loc[label, "ci_low"], ng.loc[label, "ci_high"]))
+    eng = engagement.set_index("metric")
+    if "download_count" in eng.index:
+        row = eng.loc["download_count"]
+        out["downloads_median_real_person"] = entry(row["median_real_person"], "count")
+        out["downloads_median_other"] = entry(row["median_other"], "count")
+        out["downloads_rank_biserial"] = entry(row["rank_biserial"], "float", 2)
+        out["downloads_p"] = entry(row["p_value"], "pvalue")
+    out["real_person_downloads"] = entry(downloads["real_person_downloads"], "count")
+    out["real_person_download_share"] = entry(downloads["real_person_download_share"], "percent")
+    return out
+
+
+def source_numbers(source: str, synthetic: bool) -> dict[str, dict]:
+    """Where the numbers come from, as text macros (``\\DataSource``, ``\\DataSourceNote``)."""
+    label = "the embedded synthetic sample" if synthetic else f"the CivitAI snapshot (source: {source})"
+    note = ("All numbers below come from a synthetic sample generated to exercise the pipeline; "
+            "they describe no real platform." if synthetic else
+            "All numbers below are computed from the CivitAI snapshot named above.")
+    return {"data_source": entry(label, "text"), "data_source_note": entry(note, "text")}
+
+
+def method_numbers() -> dict[str, dict]:
+    """Constants of the methods that the text quotes (confidence level, privacy floor)."""
+    return {"confidence_level": entry(CONFIDENCE, "percent", 0),
+            "min_users": entry(MIN_USERS, "count")}
+
+
+def save_numbers(paths: RunPaths, part: str, numbers: Mapping[str, dict]) -> Path:
+    """Store one notebook's numbers as ``data/reports/numbers_<part>.json`` (sorted keys)."""
+    if not re.fullmatch(r"[a-z]+", part):
+        raise ValueError(f"part name {part!r} must be lower-case letters")
+    text = json.dumps(dict(sorted(numbers.items())), indent=1, sort_keys=True, ensure_ascii=False)
+    return write_text_atomic(paths.report(f"numbers_{part}"), text + "\n")
+
+
+def collect_numbers(paths: RunPaths) -> dict[str, dict]:
+    """Merge every ``numbers_<part>.json`` of the run; a key defined twice is an error."""
+    merged: dict[str, dict] = {}
+    files = sorted(paths.reports.glob("numbers_*.json"))
+    if not files:
+        raise FileNotFoundError("no numbers_*.json in data/reports: run notebooks 03 and 04 first")
+    for path in files:
+        for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+            if key in merged and merged[key] != value:
+                raise ValueError(f"number {key!r} is defined differently in two parts ({path.name})")
+            merged[key] = value
+    return dict(sorted(merged.items()))
+
+
+def numbers_tex(numbers: Mapping[str, dict]) -> str:
+    """``numbers.tex``: one ``\\newcommand`` per number, sorted by macro name."""
+    macros: dict[str, str] = {}
+    for key, value in numbers.items():
+        name = macro_name(key)
+        if name in macros:
+            raise ValueError(f"two numbers give the macro \\{name}; rename one of them ({key!r})")
+        macros[name] = value["latex"]
+    lines = ["% Generated by helpers.paper.write_numbers from numbers.json. Do not edit by hand."]
+    lines += [f"\\newcommand{{\\{name}}}{{{text}}}" for name, text in sorted(macros.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_numbers(paths: RunPaths, numbers: Mapping[str, dict], synthetic: bool,
+                  source: str) -> dict[str, Path]:
+    """Write ``paper/numbers.json`` and ``paper/numbers.tex``.
+
+    ``numbers.json`` holds ``synthetic`` (whether the run is on the synthetic sample),
+    ``source`` (the source adapter's name) and ``numbers`` (each with its macro name).
+    """
+    payload = {"synthetic": bool(synthetic), "source": str(source),
+               "numbers": {k: {**v, "macro": macro_name(k)} for k, v in sorted(numbers.items())}}
+    json_path = write_text_atomic(paths.paper / NUMBERS_JSON,
+                                  json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    tex_path = write_text_atomic(paths.paper / NUMBERS_TEX, numbers_tex(numbers))
+    return {"json": json_path, "tex": tex_path}
+
+
+def read_numbers(paths: RunPaths) -> dict[str, Any]:
+    """The payload of ``paper/numbers.json``: ``synthetic``, ``source`` and ``numbers``."""
+    return json.loads((paths.paper / NUMBERS_JSON).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- tables
+def format_frame(frame: pd.DataFrame, kinds: Mapping[str, str | tuple[str, int]]) -> pd.DataFrame:
+    """A copy of ``frame`` with the columns in ``kinds`` rendered as plain text.
+
+    ``kinds`` maps a column to a kind of :func:`format_value` or ``(kind, digits)``.
+    """
+    out = frame.copy()
+    for col, spec in kinds.items():
+        kind, digits = (spec, 1) if isinstance(spec, str) else spec
+        out[col] = [format_value(v, kind, digits)[0] for v in out[col]]
+    return out
+
+
+def column_alignment(frame: pd.DataFrame) -> str:
+    """``r`` for numeric columns, ``l`` for the others (decided before values become text)."""
+    return "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+                   else "l" for c in frame.columns)
+
+
+def latex_tabular(frame: pd.DataFrame, align: str | None = None) -> str:
+    """A booktabs ``tabular`` of a frame of already formatted values (text escaped here)."""
+    cols = [str(c) for c in frame.columns]
+    align = align or column_alignment(frame)
+    lines = [f"\\begin{{tabular}}{{{align}}}", r"\toprule",
+             " & ".join(latex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    for row in frame.itertuples(index=False):
+        lines.append(" & ".join(latex_escape(_cell(v)) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def write_table(frame: pd.DataFrame, paths: RunPaths, name: str,
+                kinds: Mapping[str, str | tuple[str, int]] | None = None,
+                headers: Mapping[str, str] | None = None, align: str | None = None) -> dict[str, Path]:
+    """Write ``paper/tables/<name>.csv`` (raw values) and ``<name>.tex`` (formatted tabular).
+
+    ``kinds`` formats columns for the LaTeX version (see :func:`format_frame`); ``headers``
+    renames columns in both files.
+    """
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ValueError(f"table name {name!r} must be lower-case letters, digits and underscores")
+    raw = frame.rename(columns=dict(headers or {}))
+    shown = format_frame(frame, kinds or {}).rename(columns=dict(headers or {}))
+    csv = raw.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    csv_path = write_text_atomic(paths.tables / f"{name}.csv", csv)
+    tex_path = write_text_atomic(paths.tables / f"{name}.tex",
+                                 latex_tabular(shown, align or column_alignment(frame)))
+    return {"csv": csv_path, "tex": tex_path}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How a results frame appears in the paper: columns shown, their headers and formats."""
+
+    columns: tuple[str, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str | tuple[str, int]] = field(default_factory=dict)
+    align: str | None = None
+
+
+_SHARE_CI = {"share": "percent", "ci_low": "percent", "ci_high": "percent"}
+#: Every table ``main.tex`` inputs, by file name (``tables/<name>.tex``).
+PAPER_TABLES: dict[str, TableSpec] = {
+    "image_trends": TableSpec(
+        ("series", "odds_ratio_per_year", "ci_low", "ci_high", "p_value", "mk_tau", "dispersion"),
+        {"series": "series", "odds_ratio_per_year": "OR/year", "ci_low": "CI low",
+         "ci_high": "CI high", "p_value": "p", "mk_tau": "MK tau", "dispersion": "dispersion"},
+        {"odds_ratio_per_year": ("float", 2), "ci_low": ("float", 2), "ci_high": ("float", 2),
+         "p_value": "pvalue", "mk_tau": ("float", 2), "dispersion": ("float", 1)}, "lrrrrrr"),
+    "adapter_nsfw": TableSpec(
+        ("prompt_calls_lora", "n", "k", "share", "ci_low", "ci_high"),
+        {"prompt_calls_lora": "prompt calls a LoRA", "n": "images", "k": "NSFW",
+         "share": "share", "ci_low": "CI low", "ci_high": "CI high"},
+        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrrr"),
+    "engagement_images": TableSpec(
+        ("metric", "median_nsfw", "median_sfw", "mean_nsfw", "mean_sfw", "rank_biserial", "p_value"),
+        {"metric": "metric", "median_nsfw": "median NSFW", "median_sfw": "median SFW",
+         "mean_nsfw": "mean NSFW", "mean_sfw": "mean SFW", "rank_biserial": "r (rank-biserial)",
+         "p_value": "p"},
+        {"median_nsfw": "count", "median_sfw": "count", "mean_nsfw": ("float", 1),
+         "mean_sfw": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrrrr"),
+    "engagement_models": TableSpec(
+        ("metric", "median_real_person", "median_other", "mean_real_person", "mean_other",
+         "rank_biserial", "p_value"),
+        {"metric": "metric", "median_real_person": "median real person",
+         "median_other": "median other", "mean_real_person": "mean real person",
+         "mean_other": "mean other", "rank_biserial": "r (rank-biserial)", "p_value": "p"},
+        {"median_real_person": "count", "median_other": "count", "mean_real_person": ("float", 1),
+         "mean_other": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrrrr"),
+    "real_person_by_type": TableSpec(
+        ("type", "n", "k", "share", "ci_low", "ci_high"),
+        {"type": "type", "n": "models", "k": "real person", "share": "share",
+         "ci_low": "CI low", "ci_high": "CI high"},
+        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrrr"),
+    "depicted_gender": TableSpec(
+        ("depicted_gender", "k", "share", "share_of_known", "known_ci_low", "known_ci_high"),
+        {"depicted_gender": "depicted gender", "k": "models", "share": "share of all",
+         "share_of_known": "share of known", "known_ci_low": "CI low", "known_ci_high": "CI high"},
+        {"k": "count", "share": "percent", "share_of_known": "percent", "known_ci_low": "percent",
+         "known_ci_high": "percent"}, "lrrrrr"),
+    "comparison": TableSpec(
+        ("scope", "published", "ours", "difference", "basis", "citation"),
+        {"scope": "what is measured", "published": "published", "ours": "ours",
+         "difference": "difference", "basis": "our basis", "citation": "source"},
+        {}, ">{\\raggedright\\arraybackslash}p{5.2cm}rrrl>{\\raggedright\\arraybackslash}p{4.0cm}"),
+}
+
+
+def write_paper_table(paths: RunPaths, name: str, frame: pd.DataFrame) -> dict[str, Path]:
+    """Write a table of :data:`PAPER_TABLES`: CSV with every column, LaTeX with the spec's columns."""
+    try:
+        spec = PAPER_TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown paper table {name!r}; valid: {', '.join(PAPER_TABLES)}") from None
+    missing = [c for c in spec.columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"table {name!r} needs columns {missing}")
+    shown = format_frame(frame[list(spec.columns)], spec.kinds).rename(columns=spec.headers)
+    csv_path = write_text_atomic(paths.tables / f"{name}.csv",
+                                 frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    tex_path = write_text_atomic(paths.tables / f"{name}.tex",
+                                 latex_tabular(shown, spec.align or column_alignment(frame[list(spec.columns)])))
+    return {"csv": csv_path, "tex": tex_path}
+
+
+def image_trend_table(nsfw_trend: pd.DataFrame, lora_trend: Mapping[str, float]) -> pd.DataFrame:
+    """One row per monthly series (NSFW under each definition, LoRA use) with its trend tests."""
+    rows = [{"series": f"NSFW share ({NSFW_DEFINITION_LABELS[r['definition']]})",
+             **{k: v for k, v in r.items() if k != "definition"}}
+            for r in nsfw_trend.to_dict("records")]
+    rows.append({"series": "prompt calls a LoRA", **dict(lora_trend)})
+    return pd.DataFrame(rows)
+
+
+def adapter_table(adapter: pd.DataFrame) -> pd.DataFrame:
+    """The adapter comparison frame with a readable yes/no column for the paper."""
+    return adapter.assign(prompt_calls_lora=adapter["uses_adapter"].map({True: "yes", False: "no"}))
+
+
+# --------------------------------------------------------------------------- comparison
+#: Our number for each published metric of ``paper/reference.csv``.
+REFERENCE_MAP: dict[str, str] = {
+    **{f"civiverse_nsfw_ratio_{month_key(m)}": f"nsfw_share_r_{month_key(m)}" for m in CIVIVERSE_MONTHS},
+    "wagner_cetinic_images": "n_images",
+    "wagner_cetinic_models": "n_models",
+    "wei_nsfw_model_share": "nsfw_share_models",
+    "wei_nsfw_image_share": "nsfw_share_r",
+    "wei_deepfake_model_share": "real_person_share",
+    "hawkins_deepfake_models": "n_real_person",
+    "hawkins_deepfake_downloads": "real_person_downloads",
+    "hawkins_deepfake_female_share": "real_person_female_share",
+}
+
+
+def read_reference(path: Path = REFERENCE_CSV) -> pd.DataFrame:
+    """The published figures (``paper/reference.csv``), checked for its columns and units."""
+    ref = pd.read_csv(path, dtype={"metric": str, "unit": str})
+    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
+    if missing:
+        raise ValueError(f"{Path(path).name} lacks columns {missing}")
+    bad = sorted(set(ref["unit"]) - {"count", "percent", "ratio"})
+    if bad:
+        raise ValueError(f"{Path(path).name}: unknown units {bad}; use count, percent or ratio")
+    return ref
+
+
+def comparison_table(numbers: Mapping[str, dict], reference: pd.DataFrame,
+                     synthetic: bool) -> pd.DataFrame:
+    """Our number beside each published one: metric, scope, published, ours, difference, source.
+
+    Shares are compared in percentage points, counts as the ratio ours/published. ``ours``
+    says "n/a" where this run cannot compute the metric; ``basis`` says "synthetic sample"
+    for every row when the numbers come from it.
+    """
+    rows = []
+    for ref in reference.itertuples(index=False):
+        ours_key = REFERENCE_MAP.get(ref.metric)
+        ours = numbers.get(ours_key, {}) if ours_key else {}
+        value = ours.get("value")
+        if ref.unit == "count":
+            published = format_value(ref.value, "count")[0]
+            diff = (f"×{value / ref.value:.3g}" if value is not None and ref.value else "n/a")
+        else:
+            share = ref.value / 100.0 if ref.unit == "percent" else ref.value
+            # As precise as the source: a percentage as printed, a ratio to two decimals of a percent.
+            published = f"{ref.value:g}%" if ref.unit == "percent" else format_value(share, "percent", 2)[0]
+            diff = (f"{100 * (value - share):+.1f} pp" if value is not None else "n/a")
+        rows.append({"metric": ref.metric, "scope": ref.scope, "published": published,
+                     "ours": ours.get("text", "n/a"), "difference": diff,
+                     "basis": "synthetic sample" if synthetic else "this snapshot",
+                     "citation": ref.citation})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- README
+def readme_findings(numbers: Mapping[str, Any]) -> str:
+    """The README's findings section (Markdown), every number taken from ``numbers.json``.
+
+    ``numbers`` is the payload of ``numbers.json`` (:func:`read_numbers`). When it comes from
+    the synthetic sample, the section opens by saying so; bullets whose analyses the run could
+    not do (e.g. a snapshot without images) are left out.
+    """
+    synthetic = bool(numbers.get("synthetic", True))
+    source = str(numbers.get("source", ""))
+    values: Mapping[str, dict] = numbers.get("numbers", {})
+
+    def n(key: str) -> str:
+        return values[key]["text"] if key in values else "n/a"
+
+    lines = ["## Findings", ""]
+    if synthetic:
+        lines += ["> **These numbers come from the embedded synthetic sample**, generated to exercise "
+                  "the pipeline. They describe no real platform. Run the study on the full snapshot "
+                  "(see below) for its findings.", ""]
+    else:
+        lines += [f"Computed from the snapshot read with the `{source}` source adapter.", ""]
+    if "n_images" in values:
+        lines += [
+            f"- **Volume and NSFW share.** {n('n_images')} images from {n('image_first_month')} to "
+            f"{n('image_last_month')}; {n('nsfw_share_r')} are rated R or harsher "
+            f"({n('confidence_level')} CI {n('nsfw_share_r_ci_low')}–{n('nsfw_share_r_ci_high')}), from "
+            f"{n('nsfw_share_r_first_month')} in the first month to {n('nsfw_share_r_last_month')} in "
+            f"the last (odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
+            f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')}).",
+            f"- **Adapters.** {n('lora_share')} of images call a LoRA in their prompt "
+            f"({n('lora_share_first_month')} in the first month, {n('lora_share_last_month')} in the "
+            f"last). Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
+            f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')}).",
+            f"- **Creators.** The Gini coefficient of images per hashed user is {n('creator_gini')}; "
+            f"the most active 10% of users post {n('creator_top_ten_share')} of images"
+            + (f", the most active 1% {n('creator_top_one_share')}."
+               if n("creator_top_one_share") != "n/a" else "."),
+        ]
+    if "n_models" in values:
+        lines += [
+            f"- **Real people.** {n('real_person_share')} of {n('n_models')} models depict a real "
+            f"person ({n('n_real_person')} models); where their gender can be told, "
+            f"{n('real_person_female_share')} depict women. They are NSFW in "
+            f"{n('nsfw_share_real_person')} of cases, other models in {n('nsfw_share_other_models')}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme_path: Path, text: str) -> None:
+    """Replace the block between the findings markers of the README with ``text`` (atomic).
+
+    Raises ``ValueError`` when the markers are missing, rather than appending somewhere.
+    """
+    readme = Path(readme_path)
+    current = readme.read_text(encoding="utf-8")
+    if current.count(README_START) != 1 or current.count(README_END) != 1:
+        raise ValueError(f"{readme.name} must contain the markers {README_START} and {README_END} "
+                         "exactly once")
+    head, rest = current.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = text if text.endswith("\n") else text + "\n"
+    write_text_atomic(readme, f"{head}{README_START}\n{body}{README_END}{tail}")
+
+
+def figure_files(paths: RunPaths, names: Iterable[str]) -> pd.DataFrame:
+    """Which of the named figures exist as PDF and PNG (relative paths, for a notebook table)."""
+    rows = []
+    for name in names:
+        pdf, png = paths.figures / f"{name}.pdf", paths.figures / f"{name}.png"
+        rows.append({"figure": name, "pdf": paths.relative(pdf) if pdf.exists() else "missing",
+                     "png": paths.relative(png) if png.exists() else "missing"})
+    return pd.DataFrame(rows)
+
+
+def tex_references(tex: str) -> dict[str, set[str]]:
+    """Figures, inputs and macros a LaTeX source uses (for checking the pipeline provides them)."""
+    body = re.sub(r"(?<!\\)%.*", "", tex)  # drop comments
+    graphics = set(re.findall(r"\\includegraphics(?:\[[^\]]*\])?\{([^}]+)\}", body))
+    inputs = set(re.findall(r"\\input\{([^}]+)\}", body))
+    defined = set(re.findall(r"\\(?:newcommand|renewcommand|providecommand)\{?\\([A-Za-z]+)", body))
+    used = set(re.findall(r"\\([A-Za-z]+)", body))
+    return {"graphics": graphics, "inputs": inputs, "macros_used": used, "macros_defined": defined}
+
+
+def manuscript_needs(tex: str) -> dict[str, set[str]]:
+    """What a manuscript takes from a run: figure files, input files and number macros.
+
+    Number macros are the capitalised macros it uses but does not define itself (LaTeX's own
+    capitalised macros excepted), since every number macro is CamelCase (:func:`macro_name`).
+    """
+    refs = tex_references(tex)
+    macros = {m for m in refs["macros_used"] if m[:1].isupper()} - LATEX_CAPITALISED \
+        - refs["macros_defined"]
+    return {"graphics": refs["graphics"], "inputs": refs["inputs"], "macros": macros}
+
+
+def manuscript_check(paths: RunPaths, main_tex: Path = MAIN_TEX) -> pd.DataFrame:
+    """Status of every figure, input and number macro ``main.tex`` uses, for this run.
+
+    One row per item: ``kind`` (figure, input, macro), ``name`` and ``status`` ('ok',
+    'missing'). Macros are looked up in the run's ``numbers.tex``.
+    """
+    needs = manuscript_needs(Path(main_tex).read_text(encoding="utf-8"))
+    tex_path = paths.paper / NUMBERS_TEX
+    defined = set(re.findall(r"\\newcommand\{\\([A-Za-z]+)\}", tex_path.read_text(encoding="utf-8"))) \
+        if tex_path.exists() else set()
+    rows = [{"kind": "figure", "name": g, "status": "ok" if (paths.paper / g).exists() else "missing"}
+            for g in sorted(needs["graphics"])]
+    rows += [{"kind": "input", "name": i, "status": "ok" if (paths.paper / i).exists() else "missing"}
+             for i in sorted(needs["inputs"])]
+    rows += [{"kind": "macro", "name": "\\" + m, "status": "ok" if m in defined else "missing"}
+             for m in sorted(needs["macros"])]
+    return pd.DataFrame(rows, columns=["kind", "name", "status"])

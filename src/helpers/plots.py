@@ -1,0 +1,425 @@
+"""The paper's figures: one function per figure, one style, deterministic files.
+
+Every ``figNN_slug`` function takes the small frames that :mod:`helpers.analyse` returns and
+gives back a :class:`matplotlib.figure.Figure` sized for one column of a two-column paper.
+Figures are built without ``pyplot`` on an explicit Agg canvas (no global state, no display
+backend needed, a notebook's own backend untouched) and saved by :func:`savefig` as PDF (for
+the paper) and PNG (for reading) with all time-stamped metadata removed, so the same input
+gives byte-identical files.
+
+``synthetic=True`` stamps "synthetic sample" across the figure: a figure drawn from the
+embedded synthetic snapshot must never be mistaken for a finding about CivitAI.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from . import schema
+from .analyse import NSFW_DEFINITION_LABELS
+from .paths import RunPaths
+
+#: Width of one column of a two-column paper, in inches.
+COLUMN_WIDTH = 3.4
+#: Resolution of the PNG files.
+PNG_DPI = 200
+#: Metadata that would change between runs or machines, removed from every file.
+PDF_METADATA: dict[str, None] = {"Creator": None, "Producer": None, "CreationDate": None}
+PNG_METADATA: dict[str, None] = {"Software": None}
+SYNTHETIC_MARK = "synthetic sample"
+
+#: One colour per NSFW definition, the same in every figure.
+DEFINITION_COLOURS: dict[str, str] = {"platform": "#4c72b0", "r": "#c44e52", "x": "#8172b3"}
+#: Browsing levels from mild (light) to severe (dark); Blocked in grey.
+LEVEL_COLOURS: dict[str, str] = {"PG": "#d9e6f2", "PG13": "#9ecae1", "R": "#fcae91",
+                                 "X": "#fb6a4a", "XXX": "#a50f15", "Blocked": "#636363"}
+MARKER_COLOURS: dict[str, str] = {"booru": "#4c72b0", "pony": "#dd8452", "sexual": "#c44e52",
+                                  "minor": "#000000", "real_person": "#55a868"}
+MARKER_LABELS: dict[str, str] = {"booru": "booru tags", "pony": "Pony tokens",
+                                 "sexual": "sexual terms", "minor": "minor-coded terms",
+                                 "real_person": "real-person cues"}
+GENDER_COLOURS: dict[str, str] = {"female": "#c44e52", "male": "#4c72b0", "mixed": "#8172b3",
+                                  "unknown": "#999999"}
+GROUP_COLOURS: tuple[str, str] = ("#c44e52", "#4c72b0")  # (the group of interest, the rest)
+
+#: Every figure function, in paper order (name → function), filled below.
+FIGURES: dict[str, object] = {}
+
+
+# --------------------------------------------------------------------------- style & files
+def apply_style() -> None:
+    """The repository's plot style: seaborn whitegrid, small readable fonts, embeddable PDF fonts."""
+    sns.set_theme(context="paper", style="whitegrid", font="DejaVu Sans", rc={
+        "font.size": 7.5, "axes.titlesize": 8, "axes.labelsize": 7.5, "xtick.labelsize": 6.5,
+        "ytick.labelsize": 6.5, "legend.fontsize": 6.5, "legend.title_fontsize": 7,
+        "axes.titleweight": "bold", "axes.linewidth": 0.6, "grid.linewidth": 0.4,
+        "lines.linewidth": 1.2, "legend.frameon": False, "figure.dpi": 100,
+        "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "civitai-gendered-harm",
+        "savefig.bbox": "standard", "path.simplify": False,
+    })
+
+
+def new_figure(height: float, ncols: int = 1, nrows: int = 1, width: float = COLUMN_WIDTH,
+               **subplot_kw) -> tuple[Figure, np.ndarray]:
+    """A figure of ``width`` × ``height`` inches with an Agg canvas and its axes (always an array)."""
+    apply_style()
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes.ravel()
+
+
+def mark_synthetic(fig: Figure) -> None:
+    """Stamp "synthetic sample" diagonally across the figure and above its panels."""
+    fig.text(0.5, 0.5, SYNTHETIC_MARK.upper(), rotation=25, ha="center", va="center",
+             fontsize=22, color="#c44e52", alpha=0.18, fontweight="bold", zorder=100)
+    # A suptitle, so the constrained layout makes room for it above the panels.
+    fig.suptitle(f"{SYNTHETIC_MARK}: not CivitAI data", x=0.99, ha="right", fontsize=6.5,
+                 color="#c44e52", fontweight="bold")
+
+
+def _finish(fig: Figure, synthetic: bool) -> Figure:
+    if synthetic:
+        mark_synthetic(fig)
+    return fig
+
+
+def savefig(fig: Figure, paths: RunPaths, name: str) -> dict[str, Path]:
+    """Write ``name.pdf`` and ``name.png`` under ``paths.figures`` atomically; return both paths.
+
+    No creation date, producer or software version is embedded, so the bytes depend only on
+    the figure.
+    """
+    paths.figures.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    for ext, meta, extra in (("pdf", PDF_METADATA, {}), ("png", PNG_METADATA, {"dpi": PNG_DPI})):
+        dest = paths.figures / f"{name}.{ext}"
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        try:
+            fig.savefig(tmp, format=ext, metadata=meta, **extra)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        out[ext] = dest
+    return out
+
+
+def save_and_show(fig: Figure, paths: RunPaths, name: str):
+    """Save the figure (:func:`savefig`) and return the saved PNG for display in a notebook.
+
+    Figures are built without ``pyplot``, so a notebook does not render them by itself; showing
+    the saved file also guarantees that what the reader sees is what the paper uses.
+    """
+    from IPython.display import Image
+
+    files = savefig(fig, paths, name)
+    return Image(data=files["png"].read_bytes(), format="png", width=int(COLUMN_WIDTH * 150))
+
+
+# --------------------------------------------------------------------------- axis helpers
+def _month_dates(months: Iterable[str]) -> pd.DatetimeIndex:
+    """``YYYY-MM`` strings as the first day of each month."""
+    return pd.to_datetime([f"{m}-01" for m in months])
+
+
+def _date_axis(ax: Axes) -> None:
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("")
+
+
+def _percent_axis(ax: Axes, axis: str = "y") -> None:
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def _thousands(ax: Axes) -> None:
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
+def _share_with_band(ax: Axes, frame: pd.DataFrame, colour: str, label: str) -> None:
+    """A monthly share line with its confidence band (``month``, ``share``, ``ci_low``, ``ci_high``)."""
+    data = frame.sort_values("month")
+    x = _month_dates(data["month"])
+    ax.fill_between(x, data["ci_low"], data["ci_high"], color=colour, alpha=0.2, linewidth=0)
+    ax.plot(x, data["share"], color=colour, label=label, marker="o", markersize=1.8)
+
+
+def _stacked_shares(ax: Axes, frame: pd.DataFrame, category: str, order: Sequence[str],
+                    colours: dict[str, str] | None = None) -> None:
+    """Stacked area of within-month shares of a category (``month``, category, ``share``)."""
+    wide = frame.pivot_table(index="month", columns=category, values="share", aggfunc="sum",
+                             fill_value=0.0, observed=False).sort_index()
+    cols = [c for c in order if c in wide.columns]
+    palette = sns.color_palette("deep", len(cols))
+    colour_list = [(colours or {}).get(c, palette[i]) for i, c in enumerate(cols)]
+    ax.stackplot(_month_dates(wide.index), *[wide[c].to_numpy() for c in cols],
+                 labels=[str(c) for c in cols], colors=colour_list, linewidth=0)
+    ax.set_ylim(0, 1)
+    ax.margins(x=0)
+    _percent_axis(ax)
+    _date_axis(ax)
+
+
+def _ranked_bars(ax: Axes, labels: pd.Series, values: pd.Series, colour: str, title: str) -> None:
+    """Horizontal bars, first item on top."""
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, values, color=colour, height=0.7)
+    ax.set_yticks(y, [str(v) for v in labels])
+    ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+
+
+# --------------------------------------------------------------------------- figures
+def fig01_volume_nsfw(monthly: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """Monthly image volume (top) and NSFW share under the three definitions (bottom).
+
+    ``monthly`` is :func:`helpers.analyse.nsfw_share_by_month`.
+    """
+    fig, (ax_n, ax_s) = new_figure(3.6, nrows=2, sharex=True, gridspec_kw={"height_ratios": [1, 1.6]})
+    volume = monthly.drop_duplicates("month").sort_values("month")
+    ax_n.bar(_month_dates(volume["month"]), volume["n_images"], width=24, color="#8c8c8c")
+    ax_n.set_ylabel("images per month")
+    _thousands(ax_n)
+    ax_n.set_title("a  Volume")
+    for d, label in NSFW_DEFINITION_LABELS.items():
+        part = monthly[(monthly["definition"] == d) & (monthly["n"] > 0)]
+        if len(part):
+            _share_with_band(ax_s, part, DEFINITION_COLOURS[d], label)
+    ax_s.set_ylim(0, 1)
+    _percent_axis(ax_s)
+    ax_s.set_ylabel("NSFW share of images")
+    ax_s.set_title("b  NSFW share (95% CI)")
+    ax_s.legend(loc="upper left", ncols=3)
+    _date_axis(ax_s)
+    return _finish(fig, synthetic)
+
+
+def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """Share of each browsing level per month (:func:`helpers.analyse.level_composition_by_month`)."""
+    fig, (ax,) = new_figure(2.5)
+    order = [lvl for lvl in schema.LEVEL_NAMES
+             if lvl in set(levels.loc[levels["n"] > 0, "level"].astype(str))]
+    data = levels.assign(level=levels["level"].astype(str))
+    _stacked_shares(ax, data, "level", order, LEVEL_COLOURS)
+    ax.set_ylabel("share of images")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5),
+              title="level")
+    return _finish(fig, synthetic)
+
+
+def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame,
+                      adapter_overall: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """Adapter use over time (a) and NSFW share with vs without adapter calls (b).
+
+    Inputs: :func:`~helpers.analyse.lora_use_by_month`,
+    :func:`~helpers.analyse.nsfw_share_by_adapter_use_by_month` and
+    :func:`~helpers.analyse.nsfw_share_by_adapter_use` (for the legend's overall shares).
+    """
+    fig, (ax_l, ax_n) = new_figure(3.6, nrows=2, sharex=True)
+    _share_with_band(ax_l, lora_monthly[lora_monthly["n"] > 0], "#55a868", "prompt calls a LoRA")
+    ax_l.set_ylim(0, 1)
+    _percent_axis(ax_l)
+    ax_l.set_ylabel("share of images")
+    ax_l.set_title("a  Images whose prompt calls a LoRA")
+    overall = adapter_overall.set_index("uses_adapter")
+    for uses, colour, label in ((True, GROUP_COLOURS[0], "with LoRA"),
+                                (False, GROUP_COLOURS[1], "without LoRA")):
+        part = adapter_by_month[(adapter_by_month["uses_adapter"] == uses) & (adapter_by_month["n"] > 0)]
+        if len(part):
+            share = overall.loc[uses, "share"] if uses in overall.index else np.nan
+            _share_with_band(ax_n, part, colour, f"{label} (all: {share:.0%})")
+    ax_n.set_ylim(0, 1)
+    _percent_axis(ax_n)
+    definition = str(adapter_by_month["definition"].iloc[0]) if len(adapter_by_month) else "r"
+    ax_n.set_ylabel(f"NSFW share ({NSFW_DEFINITION_LABELS[definition]})")
+    ax_n.set_title("b  NSFW share by adapter use (95% CI)")
+    ax_n.legend(loc="lower right")
+    _date_axis(ax_n)
+    return _finish(fig, synthetic)
+
+
+def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
+                     synthetic: bool = False) -> Figure:
+    """Survival curves of image engagement, NSFW vs SFW (share of images with ≥ x reactions).
+
+    ``counts`` is :func:`helpers.analyse.engagement_counts` (``value``, ``nsfw``, ``n``). A
+    log-log survival curve shows heavy tails that a box plot would hide.
+    """
+    fig, (ax,) = new_figure(2.5)
+    for nsfw, colour, label in ((True, GROUP_COLOURS[0], "NSFW"), (False, GROUP_COLOURS[1], "SFW")):
+        part = counts[counts["nsfw"] == nsfw].sort_values("value")
+        if part.empty:
+            continue
+        total = part["n"].sum()
+        # Share of images with value >= x, for x = each distinct value.
+        surv = (total - part["n"].cumsum() + part["n"]) / total
+        ax.step(part["value"] + 1, surv, where="post", color=colour, label=f"{label} (n={total:,})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{metric_label} + 1")
+    ax.set_ylabel("share of images with at least x")
+    if ax.lines:
+        ax.legend(loc="lower left")
+    else:  # e.g. a source without reaction counts
+        ax.text(0.5, 0.5, f"no {metric_label} in this snapshot", transform=ax.transAxes,
+                ha="center", va="center")
+    return _finish(fig, synthetic)
+
+
+def fig05_distinctive_terms(terms: pd.DataFrame, top_n: int = 15, synthetic: bool = False) -> Figure:
+    """Prompt terms most typical of NSFW (left) and SFW (right) images, by log-odds z-score.
+
+    ``terms`` is :func:`helpers.analyse.distinctive_terms` (already free of personal names).
+    """
+    fig, axes = new_figure(3.2, ncols=2)
+    for ax, side, colour, title in ((axes[0], "nsfw", GROUP_COLOURS[0], "a  NSFW prompts"),
+                                    (axes[1], "sfw", GROUP_COLOURS[1], "b  SFW prompts")):
+        part = terms[terms["side"] == side].sort_values("rank").head(top_n)
+        _ranked_bars(ax, part["term"], part["z"].abs(), colour, title)
+    fig.supxlabel("|z| of the weighted log-odds (NSFW vs SFW)", fontsize=7.5)
+    return _finish(fig, synthetic)
+
+
+def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """Share of prompts with each marker category per month (:func:`helpers.analyse.markers_by_month`)."""
+    fig, (ax,) = new_figure(2.6)
+    for marker, label in MARKER_LABELS.items():
+        part = markers[(markers["marker"] == marker) & (markers["n"] > 0)]
+        if len(part) and part["k"].sum() > 0:
+            _share_with_band(ax, part, MARKER_COLOURS[marker], label)
+    ax.set_ylim(0, 1)
+    _percent_axis(ax)
+    ax.set_ylabel("share of prompts")
+    ax.legend(loc="upper left", ncols=2)
+    _date_axis(ax)
+    return _finish(fig, synthetic)
+
+
+def fig07_creator_lorenz(lorenz: pd.DataFrame, summary: dict[str, float],
+                         synthetic: bool = False) -> Figure:
+    """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share."""
+    fig, (ax,) = new_figure(2.8)
+    ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle="--", label="equal posting")
+    ax.plot(lorenz["population_share"], lorenz["image_share"], color=GROUP_COLOURS[0],
+            label="observed")
+    ax.fill_between(lorenz["population_share"], lorenz["image_share"], lorenz["population_share"],
+                    color=GROUP_COLOURS[0], alpha=0.12, linewidth=0)
+    lines = [f"Gini = {summary.get('gini', np.nan):.2f}"]
+    if np.isfinite(summary.get("top1_share", np.nan)):
+        lines.append(f"top 1% of users: {summary['top1_share']:.0%} of images")
+    ax.text(0.04, 0.96, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    _percent_axis(ax, "x")
+    _percent_axis(ax, "y")
+    ax.set_xlabel("share of users (fewest images first)")
+    ax.set_ylabel("share of images")
+    ax.legend(loc="center left", bbox_to_anchor=(0.0, 0.62))
+    return _finish(fig, synthetic)
+
+
+def fig08_model_types(types: pd.DataFrame, bases: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """New models per month by type (a) and by base model family (b), as within-month shares.
+
+    Inputs: :func:`~helpers.analyse.model_types_by_month`, :func:`~helpers.analyse.base_models_by_month`.
+    """
+    fig, (ax_t, ax_b) = new_figure(4.0, nrows=2, sharex=True)
+    for ax, frame, column, title in ((ax_t, types, "type", "a  Model type"),
+                                     (ax_b, bases, "base_model", "b  Base model")):
+        totals = frame.groupby(column)["n"].sum().sort_values(ascending=False, kind="stable")
+        order = [c for c in totals.index if c != "Other"] + (["Other"] if "Other" in totals.index else [])
+        colours = {"Other": "#bbbbbb", "unknown": "#dddddd"}
+        _stacked_shares(ax, frame, column, order, colours)
+        ax.set_ylabel("share of new models")
+        ax.set_title(title)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _finish(fig, synthetic)
+
+
+def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gender: pd.DataFrame,
+                      synthetic: bool = False) -> Figure:
+    """Real-person models: share of new models per month (a), depicted gender (b), NSFW share (c).
+
+    Inputs: :func:`~helpers.analyse.real_person_share_by_month`,
+    :func:`~helpers.analyse.depicted_gender_split`,
+    :func:`~helpers.analyse.nsfw_share_by_depicted_gender`.
+    """
+    fig = Figure(figsize=(COLUMN_WIDTH, 4.2), layout="constrained")
+    apply_style()
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1])
+    ax_m = fig.add_subplot(grid[0, :])
+    ax_g = fig.add_subplot(grid[1, 0])
+    ax_n = fig.add_subplot(grid[1, 1])
+
+    _share_with_band(ax_m, by_month[by_month["n"] > 0], GROUP_COLOURS[0], "real-person models")
+    ax_m.set_ylim(0, None)
+    _percent_axis(ax_m)
+    ax_m.set_ylabel("share of new models")
+    ax_m.set_title("a  Models depicting a real person")
+    _date_axis(ax_m)
+
+    g = gender.set_index("depicted_gender").reindex(list(GENDER_COLOURS))
+    x = np.arange(len(g))
+    err = np.vstack([(g["share"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["share"]).fillna(0)])
+    ax_g.bar(x, g["share"].fillna(0), yerr=err, color=[GENDER_COLOURS[k] for k in g.index],
+             error_kw={"elinewidth": 0.7, "capsize": 1.5})
+    ax_g.set_xticks(x, g.index.tolist(), rotation=45, ha="right", rotation_mode="anchor")
+    ax_g.set_ylim(0, 1)
+    _percent_axis(ax_g)
+    ax_g.set_ylabel("share of real-person models")
+    ax_g.set_title("b  Depicted gender")
+    ax_g.grid(axis="x", visible=False)
+
+    groups = nsfw_by_gender[nsfw_by_gender["n"] > 0]
+    labels = [str(s).replace("real person: ", "").replace("not a real person", "other models")
+              for s in groups["group"]]
+    xs = np.arange(len(groups))
+    err = np.vstack([groups["share"] - groups["ci_low"], groups["ci_high"] - groups["share"]])
+    colours = [GENDER_COLOURS.get(lbl, "#bbbbbb") for lbl in labels]
+    ax_n.bar(xs, groups["share"], yerr=err, color=colours, error_kw={"elinewidth": 0.7, "capsize": 1.5})
+    ax_n.set_xticks(xs, labels, rotation=45, ha="right", rotation_mode="anchor")
+    ax_n.set_ylim(0, 1)
+    _percent_axis(ax_n)
+    ax_n.set_ylabel("NSFW share of models")
+    ax_n.set_title("c  NSFW share")
+    ax_n.grid(axis="x", visible=False)
+    return _finish(fig, synthetic)
+
+
+def fig10_top_tags(tags_real: pd.DataFrame, tags_all: pd.DataFrame, top_n: int = 15,
+                   synthetic: bool = False) -> Figure:
+    """Most frequent tags of real-person models (a) and of all models (b), names excluded.
+
+    Inputs: :func:`helpers.analyse.top_tags` for ``subset='real_person'`` and ``'all'``.
+    """
+    fig, axes = new_figure(3.2, ncols=2)
+    for ax, frame, colour, title in ((axes[0], tags_real, GROUP_COLOURS[0], "a  Real-person models"),
+                                     (axes[1], tags_all, GROUP_COLOURS[1], "b  All models")):
+        part = frame.sort_values("rank").head(top_n)
+        _ranked_bars(ax, part["tag"], part["share"], colour, title)
+        _percent_axis(ax, "x")
+    fig.supxlabel("share of the group's models carrying the tag", fontsize=7.5)
+    return _finish(fig, synthetic)
+
+
+FIGURES.update({f.__name__: f for f in (
+    fig01_volume_nsfw, fig02_level_composition, fig03_adapter_use, fig04_engagement,
+    fig05_distinctive_terms, fig06_markers, fig07_creator_lorenz, fig08_model_types,
+    fig09_real_person, fig10_top_tags)})

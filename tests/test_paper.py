@@ -1,0 +1,297 @@
+"""Numbers, tables, the comparison with published figures, the README block, and the manuscript:
+every figure, table and macro main.tex uses is one the pipeline produces."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import analyse, paper, plots
+from helpers.paths import RunPaths, repo_root
+
+from test_analyse import make_models, write_images
+from test_plots import figure_inputs
+
+MAIN_TEX = paper.MAIN_TEX
+
+
+# --------------------------------------------------------------------------- a small study
+def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str, dict]]:
+    """Run every analysis on a small random processed snapshot and write what the notebooks
+    write: numbers parts, merged numbers, paper tables and figures. Returns the merged numbers."""
+    rng = np.random.default_rng(5)
+    months = [f"2023-{m:02d}" for m in range(1, 13)]
+    recs = []
+    for i in range(2400):
+        month = months[i % 12]
+        lora = int(rng.random() < 0.3 + 0.02 * (i % 12))
+        level = rng.choice(["PG", "PG13", "R", "X", "XXX"],
+                           p=[0.35, 0.15, 0.2, 0.2, 0.1] if lora else [0.5, 0.2, 0.15, 0.1, 0.05])
+        recs.append({"month": month, "level": level, "n_lora": lora,
+                     "prompt": "masterpiece, nude" if level in ("R", "X", "XXX") else "masterpiece, landscape",
+                     "reaction_count": int(rng.poisson(6 if level in ("X", "XXX") else 3)),
+                     "user_hash": f"u{int(rng.zipf(1.5)) % 1500:04d}",
+                     "mk_sexual": level in ("R", "X", "XXX"), "mk_booru": True})
+    paths = RunPaths(root).ensure()
+    images = write_images(root / "images.parquet", recs)
+    models = make_models(
+        [{"name": f"Valena Morcastle{i}", "tags": ["celebrity", "woman"], "is_real_person": True,
+          "depicted_gender": "female" if i % 10 else "male", "is_nsfw_r": i % 2 == 0,
+          "download_count": 100 + i, "month": months[i % 12]} for i in range(60)]
+        + [{"name": f"Style {i}", "tags": ["anime", "style"], "type": "Checkpoint" if i % 4 == 0 else "LORA",
+            "is_adapter": i % 4 != 0, "is_nsfw_r": i % 5 == 0, "download_count": i,
+            "month": months[i % 12]} for i in range(240)])
+
+    con = analyse.connect(paths)
+    overview = analyse.image_overview(images, con)
+    monthly = analyse.nsfw_share_by_month(images, con)
+    trend = analyse.nsfw_share_trend(monthly)
+    lora = analyse.lora_use_by_month(images, con)
+    lora_trend = analyse.share_trend(lora)
+    adapter = analyse.nsfw_share_by_adapter_use(images, "r", con)
+    engagement = analyse.engagement_nsfw_vs_sfw(images, con=con)
+    markers = analyse.markers_by_month(images, con)
+    concentration, _ = analyse.creator_concentration(images, con=con)
+    paper.save_numbers(paths, "images", paper.image_numbers(
+        overview, monthly, trend, lora, lora_trend, adapter, engagement, markers, concentration))
+    paper.write_paper_table(paths, "image_trends", paper.image_trend_table(trend, lora_trend))
+    paper.write_paper_table(paths, "adapter_nsfw", paper.adapter_table(adapter))
+    paper.write_paper_table(paths, "engagement_images", engagement)
+
+    rp_month = analyse.real_person_share_by_month(models)
+    gender = analyse.depicted_gender_split(models)
+    model_engagement = analyse.engagement_real_person_vs_other(models)
+    paper.save_numbers(paths, "models", paper.model_numbers(
+        analyse.model_overview(models), analyse.share_trend(rp_month), gender,
+        analyse.nsfw_share_by_real_person(models), analyse.nsfw_share_by_depicted_gender(models),
+        model_engagement, analyse.real_person_downloads(models), rp_month,
+        analyse.adapter_share_by_month(models)))
+    paper.save_numbers(paths, "meta", {**paper.method_numbers(),
+                                       **paper.source_numbers("sample", synthetic)})
+    paper.write_paper_table(paths, "engagement_models", model_engagement)
+    paper.write_paper_table(paths, "real_person_by_type", analyse.real_person_share_by_type(models))
+    paper.write_paper_table(paths, "depicted_gender", gender)
+
+    numbers = paper.collect_numbers(paths)
+    paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
+    paper.write_paper_table(paths, "comparison",
+                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    for name, args in figure_inputs().items():  # figure contents are tested in test_plots
+        plots.savefig(plots.FIGURES[name](*args, synthetic=synthetic), paths, name)
+    return paths, numbers
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[RunPaths, dict[str, dict]]:
+    return small_study(tmp_path_factory.mktemp("study"))
+
+
+# --------------------------------------------------------------------------- formatting
+def test_macro_names_are_letters_only():
+    assert paper.macro_name("nsfw_share_r") == "NsfwShareR"
+    assert paper.macro_name("top1_share") == "TopOneShare"
+    assert paper.macro_name("nsfw_share_r_2023_10") == "NsfwShareRTwoZeroTwoThreeOneZero"
+    with pytest.raises(ValueError):
+        paper.macro_name("__")
+
+
+def test_format_value_kinds():
+    assert paper.format_value(0.35249, "percent") == ("35.2%", r"35.2\%")
+    assert paper.format_value(40123456, "count") == ("40,123,456", "40{,}123{,}456")
+    assert paper.format_value(0.00001, "pvalue")[0] == "<0.001"
+    assert paper.format_value(0.0456, "pvalue")[0] == "0.046"
+    assert paper.format_value(float("nan"), "percent") == ("n/a", "n/a")
+    assert paper.format_value("a_b & 50%", "text")[1] == r"a\_b \& 50\%"
+    with pytest.raises(ValueError):
+        paper.format_value(1, "weird")
+
+
+def test_numbers_roundtrip_and_tex(tmp_path: Path):
+    paths = RunPaths(tmp_path)
+    paper.save_numbers(paths, "images", {"nsfw_share_r": paper.entry(0.5, "percent")})
+    paper.save_numbers(paths, "models", {"n_models": paper.entry(1234, "count")})
+    numbers = paper.collect_numbers(paths)
+    written = paper.write_numbers(paths, numbers, synthetic=True, source="sample")
+    payload = paper.read_numbers(paths)
+    assert payload["synthetic"] is True and payload["source"] == "sample"
+    assert payload["numbers"]["n_models"]["value"] == 1234
+    assert payload["numbers"]["nsfw_share_r"]["macro"] == "NsfwShareR"
+    tex = written["tex"].read_text()
+    assert "\\newcommand{\\NModels}{1{,}234}" in tex and "\\newcommand{\\NsfwShareR}{50.0\\%}" in tex
+    assert not list(paths.paper.glob(".*tmp")) and not list(paths.reports.glob(".*tmp"))
+    # A key defined differently by two parts is an error, not a silent overwrite.
+    paper.save_numbers(paths, "other", {"n_models": paper.entry(1, "count")})
+    with pytest.raises(ValueError, match="defined differently"):
+        paper.collect_numbers(paths)
+
+
+def test_macro_collisions_are_refused():
+    with pytest.raises(ValueError, match="macro"):
+        paper.numbers_tex({"top1": paper.entry(1, "count"), "top_1": paper.entry(2, "count")})
+
+
+def test_write_table_csv_and_latex(tmp_path: Path):
+    paths = RunPaths(tmp_path)
+    frame = pd.DataFrame({"group_name": ["a_b", "50% & more"], "share": [0.25, 0.5]})
+    out = paper.write_table(frame, paths, "demo", kinds={"share": "percent"})
+    csv = out["csv"].read_text()
+    assert csv.splitlines()[0] == "group_name,share" and "0.25" in csv
+    tex = out["tex"].read_text()
+    assert tex.startswith("\\begin{tabular}{lr}") and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "a\\_b & 25.0\\%" in tex and "50\\% \\& more" in tex
+    with pytest.raises(ValueError):
+        paper.write_table(frame, paths, "Bad Name")
+    with pytest.raises(ValueError, match="unknown paper table"):
+        paper.write_paper_table(paths, "nope", frame)
+
+
+# --------------------------------------------------------------------------- reference
+def test_reference_csv_has_the_published_figures():
+    ref = paper.read_reference().set_index("metric")
+    assert list(paper.read_reference().columns) == list(paper.REFERENCE_COLUMNS)
+    civiverse = [ref.loc[f"civiverse_nsfw_ratio_{paper.month_key(m)}", "value"]
+                 for m in paper.CIVIVERSE_MONTHS]
+    assert civiverse == [0.5519, 0.5829, 0.5597, 0.5859, 0.6121, 0.6504, 0.7294]
+    assert ref.loc["wei_nsfw_model_share", "value"] == 16.97
+    assert ref.loc["wei_nsfw_image_share", "value"] == 72.05
+    assert ref.loc["wei_deepfake_model_share", "value"] == 23.54
+    assert ref.loc["wagner_cetinic_images", "value"] == 40_000_000
+    assert ref.loc["wagner_cetinic_models", "value"] == 230_000
+    assert ref.loc["hawkins_deepfake_models", "value"] == 35_000
+    assert ref.loc["hawkins_deepfake_downloads", "value"] == 15_000_000
+    assert ref.loc["hawkins_deepfake_female_share", "value"] == 96
+    assert ref["source"].notna().all() and ref["citation"].str.contains("arXiv").all()
+    assert set(ref.index) == set(paper.REFERENCE_MAP)
+
+
+def test_comparison_table(study):
+    _, numbers = study
+    comp = paper.comparison_table(numbers, paper.read_reference(), synthetic=True).set_index("metric")
+    assert (comp["basis"] == "synthetic sample").all()
+    row = comp.loc["wei_nsfw_image_share"]
+    assert row["published"] == "72.05%" and row["ours"] == numbers["nsfw_share_r"]["text"]
+    expected = 100 * (numbers["nsfw_share_r"]["value"] - 0.7205)
+    assert row["difference"] == f"{expected:+.1f} pp"
+    assert comp.loc["wagner_cetinic_images", "ours"] == numbers["n_images"]["text"]
+    assert comp.loc["wei_nsfw_model_share", "ours"] == numbers["nsfw_share_models"]["text"]
+    # Months the run does not cover are n/a, never invented.
+    assert comp.loc["civiverse_nsfw_ratio_2024_04", "ours"] == "n/a"
+    real = paper.comparison_table(numbers, paper.read_reference(), synthetic=False)
+    assert (real["basis"] == "this snapshot").all()
+
+
+# --------------------------------------------------------------------------- README
+def test_readme_findings_and_update(study, tmp_path: Path):
+    paths, _ = study
+    payload = paper.read_numbers(paths)
+    text = paper.readme_findings(payload)
+    assert "synthetic sample" in text and "n/a" not in text.replace("1% n/a", "")
+    for key in ("n_images", "nsfw_share_r", "real_person_female_share", "lora_nsfw_or"):
+        assert payload["numbers"][key]["text"] in text
+    real = paper.readme_findings({**payload, "synthetic": False, "source": "hf"})
+    assert "synthetic" not in real and "`hf`" in real
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{paper.README_START}\nOLD-BLOCK\n{paper.README_END}\ntail\n")
+    paper.update_readme(readme, text)
+    updated = readme.read_text()
+    assert updated.startswith("intro\n") and updated.endswith(f"{paper.README_END}\ntail\n")
+    assert "OLD-BLOCK" not in updated and text in updated
+    paper.update_readme(readme, text)
+    assert readme.read_text() == updated  # idempotent
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        paper.update_readme(readme, text)
+
+
+def test_committed_readme_block_matches_committed_numbers():
+    paths = RunPaths(repo_root())
+    if not (paths.paper / paper.NUMBERS_JSON).exists():
+        pytest.skip("paper/numbers.json not generated yet (run make reproduce)")
+    readme = (repo_root() / "README.md").read_text(encoding="utf-8")
+    block = readme.split(paper.README_START, 1)[1].split(paper.README_END, 1)[0]
+    assert block.strip() == paper.readme_findings(paper.read_numbers(paths)).strip()
+
+
+# --------------------------------------------------------------------------- the manuscript
+def manuscript_needs() -> dict[str, set[str]]:
+    return paper.manuscript_needs(MAIN_TEX.read_text(encoding="utf-8"))
+
+
+def test_manuscript_uses_only_pipeline_figures_tables_and_macros(study):
+    paths, numbers = study
+    needs = manuscript_needs()
+    for graphic in needs["graphics"]:
+        m = re.fullmatch(r"figures/(fig\d\d_[a-z0-9_]+)\.pdf", graphic)
+        assert m and m.group(1) in plots.FIGURES, f"{graphic} is not a figure plots makes"
+        assert (paths.paper / graphic).exists()
+    assert {g.split("/")[1][:-4] for g in needs["graphics"]} == set(plots.FIGURES)
+    for target in needs["inputs"]:
+        if target == "numbers.tex":
+            continue
+        m = re.fullmatch(r"tables/([a-z0-9_]+)\.tex", target)
+        assert m and m.group(1) in paper.PAPER_TABLES, f"\\input{{{target}}} is not a paper table"
+        assert (paths.paper / target).exists()
+    assert "numbers.tex" in needs["inputs"]
+    produced = {paper.macro_name(k) for k in numbers}
+    missing = sorted(needs["macros"] - produced)
+    assert not missing, f"main.tex uses macros the pipeline does not produce: {missing}"
+    tex = (paths.paper / "numbers.tex").read_text()
+    for macro in needs["macros"]:
+        assert f"\\newcommand{{\\{macro}}}" in tex
+
+
+def test_manuscript_check_reports_each_item(study, tmp_path: Path):
+    paths, _ = study
+    check = paper.manuscript_check(paths)
+    assert set(check["kind"]) == {"figure", "input", "macro"}
+    assert (check["status"] == "ok").all(), check[check["status"] != "ok"]
+    empty = paper.manuscript_check(RunPaths(tmp_path / "empty"))
+    assert (empty["status"] == "missing").all() and len(empty) == len(check)
+
+
+def test_manuscript_types_no_numbers_in_prose():
+    """Digits in the text outside commands, labels, references and the bibliography are a
+    sign of a number typed by hand (names such as PG-13 excepted)."""
+    body = MAIN_TEX.read_text(encoding="utf-8").split("\\begin{document}", 1)[1]
+    body = body.split("\\begin{thebibliography}", 1)[0]
+    body = re.sub(r"(?<!\\)%.*", "", body)
+    body = re.sub(r"\\(label|ref|input|includegraphics|cite|begin|end)(\[[^\]]*\])?\{[^}]*\}", "", body)
+    body = re.sub(r"\\[A-Za-z]+", "", body)
+    body = re.sub(r"\[[^\]]*\]", "", body)  # optional arguments (widths, float placement)
+    for name in ("PG-13", "Civiverse-6M"):  # names of a rating and a dataset, not numbers
+        body = body.replace(name, "")
+    assert not re.search(r"\d", body), re.findall(r".{30}\d.{30}", body)[:5]
+
+
+def test_committed_run_provides_everything_main_tex_needs():
+    paths = RunPaths(repo_root())
+    if not (paths.paper / paper.NUMBERS_TEX).exists():
+        pytest.skip("paper/numbers.tex not generated yet (run make reproduce)")
+    needs = manuscript_needs()
+    tex = (paths.paper / paper.NUMBERS_TEX).read_text(encoding="utf-8")
+    missing = sorted(m for m in needs["macros"] if f"\\newcommand{{\\{m}}}" not in tex)
+    assert not missing, f"numbers.tex lacks {missing}"
+    for target in [*needs["graphics"], *(t for t in needs["inputs"] if t != "numbers.tex")]:
+        assert (paths.paper / target).exists(), f"{target} was not generated"
+
+
+@pytest.mark.slow
+def test_manuscript_builds_with_latexmk(study, tmp_path: Path):
+    if shutil.which("latexmk") is None:
+        pytest.skip("latexmk is not installed (Debian: latexmk texlive-latex-recommended "
+                    "texlive-fonts-recommended)")
+    paths, _ = study
+    build = tmp_path / "paper"
+    shutil.copytree(paths.paper, build)
+    shutil.copy(MAIN_TEX, build / "main.tex")
+    result = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error",
+                             "main.tex"], cwd=build, capture_output=True, text=True, timeout=300)
+    log = (build / "main.log").read_text(errors="replace") if (build / "main.log").exists() else ""
+    assert result.returncode == 0, log[-3000:]
+    assert (build / "main.pdf").stat().st_size > 10_000
+    assert "Undefined control sequence" not in log and "undefined references" not in log
