@@ -49,8 +49,8 @@ full: $(BASE_STAMP)
 
 paper: $(BASE_STAMP)
 	@command -v latexmk >/dev/null || { echo "installing TeX (Debian packages)"; \
-	  apt-get update -qq && apt-get install -y -qq latexmk texlive-latex-recommended \
-	  texlive-latex-extra texlive-fonts-recommended >/dev/null; }
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  latexmk texlive-latex-recommended texlive-fonts-recommended >/dev/null; }
 	@test -f paper/numbers.tex || $(BIN)/python -m helpers run
 	cd paper && latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex
 
