@@ -139,6 +139,22 @@ def _window_reason_sql(ts: str, raw: str, window: Window) -> str:
             f"THEN 'created_at_after_window' END")
 
 
+#: Tail shared by both tables' parse queries: among rows with no other problem, the first
+#: occurrence of an id (in file order) is kept; later ones are exact or conflicting duplicates.
+DEDUP_SQL = """, ranked AS (
+        SELECT reasons.*,
+            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
+            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
+        FROM reasons
+        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
+    )
+    SELECT ranked.*,
+        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
+                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
+    FROM ranked
+    """
+
+
 # --------------------------------------------------------------------------- images
 def images_parse_sql(raw: Path, window: Window) -> str:
     """SELECT of raw image rows with parsed values, a quarantine ``reason`` and repair flags."""
@@ -170,18 +186,7 @@ def images_parse_sql(raw: Path, window: Window) -> str:
                 negative_prompt, {", ".join(IMAGE_COUNTS)}, user_hash, base_model, model_id,
                 CAST(resources AS VARCHAR), url)) AS _content
         FROM parsed
-    ), ranked AS (
-        SELECT reasons.*,
-            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
-            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
-        FROM reasons
-        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
-    )
-    SELECT ranked.*,
-        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
-                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
-    FROM ranked
-    """
+    ){DEDUP_SQL}"""
 
 
 def images_clean_select() -> str:
@@ -256,18 +261,7 @@ def models_parse_sql(raw: Path, window: Window) -> str:
                 description, CAST(trigger_words AS VARCHAR), creator_hash, created_at, base_model,
                 {", ".join(MODEL_COUNTS)}, rating, n_versions)) AS _content
         FROM parsed
-    ), ranked AS (
-        SELECT reasons.*,
-            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
-            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
-        FROM reasons
-        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
-    )
-    SELECT ranked.*,
-        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
-                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
-    FROM ranked
-    """
+    ){DEDUP_SQL}"""
 
 
 def models_clean_select() -> str:
