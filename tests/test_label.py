@@ -424,6 +424,42 @@ def test_platform_miss_estimate_and_sample():
     assert set(sample["model_id"]) <= {1, 2, 7}
 
 
+def test_platform_miss_checked_estimate_known_answer():
+    # ids 1-5 are candidates (poi False, score >= threshold); 6-7 score low; 8-10 are flagged.
+    frame = pd.DataFrame({"model_id": range(1, 11), "poi": [False] * 7 + [True] * 3,
+                          "real_person_score": [0.9, 0.85, 0.99, 0.8, 0.95, 0.5, 0.1, 0.9, 0.2, 0.99]})
+    check = pd.DataFrame({"model_id": [1, 2, 3, 4, 6],  # 6 is no candidate: ignored
+                          "label": ["real_person", "real_person", "plausible", "not_real_person", "real_person"]})
+    est = label.platform_miss_checked_estimate(frame, check).set_index("counted")
+    strict = est.loc["real_person"]
+    assert (strict["candidates"], strict["checked"], strict["confirmed"], strict["poi_true"]) == (5, 4, 2, 3)
+    assert not strict["checked_all_candidates"]
+    assert strict["share"] == pytest.approx(0.5)
+    low, high = label.wilson_interval(2, 4)  # the module's own Wilson formula, independent of statsmodels
+    assert (strict["ci_low"], strict["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert strict["missed_estimate"] == pytest.approx(2.5)
+    assert (strict["missed_low"], strict["missed_high"]) == (pytest.approx(5 * low), pytest.approx(5 * high))
+    assert strict["missed_share_of_real_person"] == pytest.approx(2.5 / 5.5)
+    assert strict["missed_share_low"] == pytest.approx(5 * low / (3 + 5 * low))
+    generous = est.loc["real_person or plausible"]
+    assert (generous["confirmed"], generous["share"]) == (3, pytest.approx(0.75))
+    assert generous["missed_estimate"] == pytest.approx(3.75)
+
+
+def test_platform_miss_checked_estimate_without_checked_candidates_is_nan():
+    frame = pd.DataFrame({"model_id": [1, 2], "poi": [False, True], "real_person_score": [0.9, 0.9]})
+    est = label.platform_miss_checked_estimate(frame, pd.DataFrame({"model_id": [2], "label": ["real_person"]}))
+    assert (est["candidates"] == 1).all() and (est["checked"] == 0).all()
+    assert est[["share", "ci_low", "missed_estimate"]].isna().all().all()
+
+
+def test_platform_miss_check_file_is_ids_and_labels_only():
+    check = label.load_platform_miss_check()
+    assert list(check.columns) == ["model_id", "label"]
+    assert 0 < len(check) <= 40 and check["model_id"].is_unique and check["model_id"].is_monotonic_increasing
+    assert set(check["label"]) <= set(label.PLATFORM_MISS_CHECK_LABELS)
+
+
 def test_gold_set_file_is_ids_and_labels_only():
     gold = label.load_gold_gender()
     assert list(gold.columns) == ["model_id", "label"]

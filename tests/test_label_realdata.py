@@ -111,6 +111,29 @@ def test_platform_misses_are_estimated_and_listed_without_names(evaluation):
     assert (sample["score"] >= label.PLATFORM_MISS_SCORE).all()
 
 
+def test_platform_miss_check_covers_current_candidates(real_models):
+    labelling = label.label_model_frame(real_models, seed=SEED)
+    scored = real_models.assign(real_person_score=labelling.scores["real_person_score"])
+    candidates = set(scored.loc[label.platform_miss_candidates(scored), "model_id"])
+    check = label.load_platform_miss_check()
+    not_candidates = sorted(set(check["model_id"]) - candidates)
+    assert not not_candidates, f"checked ids no longer high-score & poi False: {not_candidates}"
+    # The checked ids are the documented seeded sample (codebook, "Platform-miss check").
+    sample = label.platform_miss_sample(real_models, labelling.scores, labelling.features, n=40, seed=SEED,
+                                        score_column="real_person_score")
+    assert set(sample["model_id"]) == set(check["model_id"])
+
+
+def test_platform_miss_estimate_reports_the_lower_bound(evaluation):
+    est = evaluation["platform_miss_check"].set_index("counted")
+    strict = est.loc["real_person"]
+    assert strict["checked"] == len(label.load_platform_miss_check())
+    assert np.isfinite(strict["ci_low"]) and 0 < strict["ci_low"] <= strict["share"] <= strict["ci_high"] <= 1
+    assert np.isfinite(strict["missed_low"]) and strict["missed_low"] <= strict["missed_estimate"]
+    assert 0 < strict["missed_share_low"] <= strict["missed_share_of_real_person"] < 1
+    assert est.loc["real_person or plausible", "confirmed"] >= strict["confirmed"]
+
+
 def test_evaluation_outputs_name_no_real_person(evaluation):
     text = "\n".join(frame.to_csv() for frame in evaluation.values())
     leaked = [n for n in poi_names() if n in text]

@@ -23,17 +23,42 @@ def planted(tmp_path_factory):
 
 def test_nothing_is_lost_and_synthetic_rows_are_clean(planted):
     params, truth, paths, report = planted
-    images = report["tables"]["images"]
-    assert images["raw"] == params.n_images
-    assert images["raw"] == images["clean"] + images["quarantined"]
-    assert images["quarantined"] == 0  # the generator plants no bad rows
-    assert report["tables"]["models"]["raw"] == params.n_models
+    for table, good, prefix in (("images", params.n_images, "messy_rows"),
+                                ("models", params.n_models, "messy_models")):
+        rep = report["tables"][table]
+        assert rep["raw"] == truth[f"raw_{'image' if table == 'images' else 'model'}_rows"]
+        assert rep["raw"] == rep["clean"] + rep["quarantined"]
+        # Only the planted bad rows are quarantined: every good synthetic row is kept, and so
+        # are the planted rows that are only repaired.
+        planted_quarantined = sum(truth[f"{prefix}_by_outcome"]["quarantined"].values())
+        planted_repaired = sum(truth[f"{prefix}_by_outcome"]["repaired"].values())
+        assert rep["quarantined"] == planted_quarantined > 0, table
+        assert rep["clean"] == good + planted_repaired, table
 
 
 def test_monthly_volume_is_recovered(planted):
     _, truth, paths, _ = planted
     got = clean.rows_by_month(paths, "images").set_index("month")["rows"].to_dict()
-    assert got == truth["images_per_month"]
+    # The planted volume plus the repaired (kept) bad rows, which copy a good row's month.
+    assert got == truth["clean_images_per_month"]
+    assert sum(got.values()) - sum(truth["images_per_month"].values()) == \
+        sum(truth["messy_rows_by_outcome"]["repaired"].values())
+
+
+@pytest.mark.parametrize("table,prefix", [("images", "messy_rows"), ("models", "messy_models")])
+def test_cleaning_report_equals_the_planted_messy_rows(planted, table, prefix):
+    """Every planted bad row is reported under exactly the reason it was planted for."""
+    params, truth, _, report = planted
+    rep, outcome = report["tables"][table], truth[f"{prefix}_by_outcome"]
+    assert rep["quarantine_reasons"] == outcome["quarantined"]
+    # prompt_missing counts images posted without generation metadata (the planted
+    # missing_prompt_share), not bad rows; it is checked against that share instead.
+    repairs = {k: v for k, v in rep["repairs"].items() if k != "prompt_missing"}
+    assert repairs == outcome["repaired"]
+    assert {**rep["quarantine_reasons"], **repairs} == truth[f"{prefix}_by_reason"]
+    if table == "images":
+        n, p = rep["clean"], params.missing_prompt_share
+        assert abs(rep["repairs"]["prompt_missing"] / n - p) <= 4.5 * math.sqrt(p * (1 - p) / n)
 
 
 def test_monthly_nsfw_share_is_recovered_within_binomial_error(planted):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -61,10 +62,17 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[synth.SynthParam
 
 
 @pytest.fixture(scope="session")
-def images(snapshot: tuple[synth.SynthParams, Path]) -> pd.DataFrame:
-    """The images of the snapshot with parsed time, month, stats and LoRA indicator."""
+def raw_images(snapshot: tuple[synth.SynthParams, Path]) -> pa.Table:
+    """Every image row of the snapshot, good and messy, in file order."""
     _, out = snapshot
-    df = pq.read_table(out / "images").to_pandas()
+    return pq.read_table(out / "images")
+
+
+@pytest.fixture(scope="session")
+def images(snapshot: tuple[synth.SynthParams, Path], raw_images: pa.Table) -> pd.DataFrame:
+    """The good images (the first ``n_images`` rows) with parsed time, month, stats and LoRA."""
+    params, _ = snapshot
+    df = raw_images.slice(0, params.n_images).to_pandas()
     df["time"] = pd.to_datetime(df["createdAt"], utc=True, format="ISO8601")
     df["month"] = df["time"].dt.strftime("%Y-%m")
     df["has_prompt"] = df["positivePrompt"].notna()
@@ -74,9 +82,17 @@ def images(snapshot: tuple[synth.SynthParams, Path]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def models(snapshot: tuple[synth.SynthParams, Path]) -> pd.DataFrame:
+def raw_models(snapshot: tuple[synth.SynthParams, Path]) -> pa.Table:
+    """Every model row of the snapshot, good and messy, in file order."""
     _, out = snapshot
-    return pq.read_table(out / "models").to_pandas()
+    return pq.read_table(out / "models")
+
+
+@pytest.fixture(scope="session")
+def models(snapshot: tuple[synth.SynthParams, Path], raw_models: pa.Table) -> pd.DataFrame:
+    """The good models (the first ``n_models`` rows)."""
+    params, _ = snapshot
+    return raw_models.slice(0, params.n_models).to_pandas()
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -123,7 +139,7 @@ def test_window_override_rebuilds_paths_and_bad_params_fail(tmp_path: Path) -> N
     assert set(params.nsfw_share_by_month) == set(synth.month_range("2022-11", "2023-12"))
     assert params.nsfw_share_by_month["2023-10"] == CIVIVERSE_CARD["2023-10"]
     synth.write_snapshot(tmp_path, params)  # base models launching later simply never appear
-    df = pq.read_table(tmp_path / "images").to_pandas()
+    df = pq.read_table(tmp_path / "images").slice(0, params.n_images).to_pandas()
     assert set(df["baseModel"]) <= {"SD 1.5", "SDXL 1.0"} and df["createdAt"].max() < "2024"
     with pytest.raises(ValueError, match="n_models"):
         synth.default_params(n_models=5)
@@ -159,7 +175,8 @@ def test_same_params_give_identical_files_and_stale_parts_go(tmp_path: Path) -> 
     assert hashes == file_hashes(tmp_path / "b")
     assert sorted(hashes) == ["images/part-00000.parquet", "images/part-00001.parquet",
                               "images/part-00002.parquet", "models/part-00000.parquet"]
-    assert first["rows"] == {"images": 8_000, "models": 300}
+    assert params.messy_rows == 32 and params.messy_model_rows == 1
+    assert first["rows"] == {"images": 8_032, "models": 301}
     assert first["files"]["images"] == ["images/part-00000.parquet", "images/part-00001.parquet",
                                         "images/part-00002.parquet"]
     # Another seed gives other data; a smaller rewrite leaves no stale chunk behind.
@@ -237,7 +254,9 @@ def test_chunking_keeps_marginals(tmp_path: Path) -> None:
     truth = synth.expected_truth(one)
     shares = []
     for name in ("one", "many"):
-        df = pq.read_table(tmp_path / name / "images", columns=["id", "createdAt", "browsingLevel"]).to_pandas()
+        df = pq.read_table(tmp_path / name / "images", columns=["id", "createdAt", "browsingLevel"])
+        assert df.num_rows == truth["raw_image_rows"]
+        df = df.slice(0, one.n_images).to_pandas()  # the good rows; messy ones follow them
         assert df["id"].is_unique and df["id"].is_monotonic_increasing
         months = df["createdAt"].str[:7].value_counts().sort_index().to_dict()
         assert months == truth["images_per_month"]
@@ -364,11 +383,158 @@ def test_sample_source_reads_the_snapshot(tmp_path: Path) -> None:
 
     paths = RunPaths(tmp_path / "run").ensure()
     result = sources.acquire("sample", paths, sample_images=3_000, sample_models=200, seed=7)
-    assert result.rows == {"images": 3_000, "models": 200}
-    raw = pq.read_table(paths.table("raw", "images")).to_pandas()
+    truth = synth.expected_truth(synth.default_params(n_images=3_000, n_models=200, seed=7))
+    assert result.rows == {"images": truth["raw_image_rows"], "models": truth["raw_model_rows"]}
+    assert truth["raw_image_rows"] == 3_012 and truth["raw_model_rows"] == 200  # 200 // 300 = 0
+    # The good rows (first in file order) carry a value in every contract column.
+    raw = pq.read_table(paths.table("raw", "images")).slice(0, 3_000).to_pandas()
     for col in ("image_id", "created_at", "browsing_level", "nsfw", "like_count", "comment_count",
                 "user_hash", "base_model", "model_id", "url"):
         assert raw[col].notna().all(), col
-    raw_models = pq.read_table(paths.table("raw", "models")).to_pandas()
+    raw_models = pq.read_table(paths.table("raw", "models")).slice(0, 200).to_pandas()
     for col in ("model_id", "name", "type", "poi", "nsfw_level", "created_at", "download_count"):
         assert raw_models[col].notna().all(), col
+
+
+# --------------------------------------------------------------------------- messy rows
+def test_messy_row_counts_default_and_switch_off(tmp_path: Path) -> None:
+    params = synth.default_params()
+    assert (params.messy_rows, params.messy_model_rows) == (120, 10)  # 0.4 % of 30,000; 3,000 // 300
+    assert synth.SynthParams(n_images=1_000, n_models=100).messy_rows == 4  # direct construction too
+    assert synth.default_params(n_images=10_000, chunk_rows=10).messy_rows == 10  # at most a chunk
+    truth = synth.expected_truth(params)
+    by_reason = truth["messy_rows_by_reason"]
+    assert sum(by_reason.values()) == 120 and truth["raw_image_rows"] == 30_120
+    assert len(by_reason) == len(synth.MESSY_IMAGE_KINDS)  # every kind planted
+    assert max(by_reason.values()) - min(by_reason.values()) <= 1  # dealt out evenly
+    outcome = truth["messy_rows_by_outcome"]
+    assert {**outcome["quarantined"], **outcome["repaired"]} == by_reason
+    assert truth["clean_image_rows"] == 30_000 + sum(outcome["repaired"].values())
+    assert sum(truth["clean_images_per_month"].values()) == truth["clean_image_rows"]
+    assert sum(truth["messy_models_by_reason"].values()) == 10 and truth["raw_model_rows"] == 3_010
+
+    off = synth.default_params(n_images=2_000, n_models=300, messy_rows=0, messy_model_rows=0)
+    summary = synth.write_snapshot(tmp_path, off)
+    assert summary["rows"] == {"images": 2_000, "models": 300}
+    assert pq.read_table(tmp_path / "images").num_rows == 2_000
+    truth_off = synth.expected_truth(off)
+    assert truth_off["messy_rows_by_reason"] == {} and truth_off["messy_models_by_reason"] == {}
+    assert truth_off["clean_images_per_month"] == truth_off["images_per_month"]
+    with pytest.raises(ValueError, match="messy_rows"):
+        synth.default_params(messy_rows=-5)
+    with pytest.raises(ValueError, match="messy_rows"):
+        synth.default_params(n_images=10_000, chunk_rows=100, messy_rows=101)
+
+
+def test_messy_rows_sit_after_the_good_rows_of_the_last_part(snapshot: tuple[synth.SynthParams, Path]) -> None:
+    params, out = snapshot
+    truth = synth.expected_truth(params)
+    files = sorted((out / "images").glob("part-*.parquet"))
+    sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    last_good = params.n_images - (len(files) - 1) * params.chunk_rows
+    assert sizes == [params.chunk_rows] * (len(files) - 1) + [last_good + params.messy_rows]
+    assert sum(sizes) == truth["raw_image_rows"]
+    assert pq.ParquetFile(out / "models" / "part-00000.parquet").metadata.num_rows == truth["raw_model_rows"]
+
+
+#: Columns a messy image row of each kind changes relative to the good row it copies (every
+#: non-duplicate row is a new image: new id and URL, except where the id itself is the defect).
+IMAGE_DEFECT_COLUMNS = {
+    "unparseable_created_at": {"id", "url", "createdAt"},
+    "created_at_after_window": {"id", "url", "createdAt"},
+    "created_at_before_window": {"id", "url", "createdAt"},
+    "missing_created_at": {"id", "url", "createdAt"},
+    "invalid_level": {"id", "url", "browsingLevel"},
+    "missing_level": {"id", "url", "browsingLevel"},
+    "like_count_negative_set_null": {"id", "url", "statsSummary"},
+    "like_count_non_numeric_set_null": {"id", "url", "statsSummary"},
+    "empty_prompt_set_null": {"id", "url", "positivePrompt"},
+    "duplicate_id_exact": set(),
+    "duplicate_id_conflict": {"positivePrompt"},
+    "missing_id": {"id", "url"},
+    "invalid_id": {"id", "url"},
+}
+
+
+def test_each_messy_image_row_has_exactly_its_planted_defect(snapshot: tuple[synth.SynthParams, Path],
+                                                             raw_images: pa.Table) -> None:
+    params, _ = snapshot
+    plan = synth.messy_image_plan(params)
+    kinds = [synth.MESSY_IMAGE_KINDS[k][0] for k in plan.kinds]
+    assert set(kinds) == set(IMAGE_DEFECT_COLUMNS)
+    assert (plan.templates >= synth.last_chunk_first_row(params)).all()
+    messy = raw_images.slice(params.n_images).to_pylist()
+    good_ids = raw_images.column("id").slice(0, params.n_images)
+    max_good_id = pc.max(good_ids).as_py()
+    new_ids = []
+    for kind, template, row in zip(kinds, plan.templates, messy):
+        original = raw_images.slice(int(template), 1).to_pylist()[0]
+        changed = {c for c in row if row[c] != original[c]}
+        assert changed == IMAGE_DEFECT_COLUMNS[kind], kind
+        if kind == "unparseable_created_at":
+            assert row["createdAt"] == "not a date"
+        elif kind == "created_at_after_window":
+            assert row["createdAt"] > "2026"
+        elif kind == "created_at_before_window":
+            assert row["createdAt"] < "2022-11"
+        elif kind == "invalid_level":
+            assert row["browsingLevel"] in (0, 128)
+        elif kind.startswith("like_count"):
+            likes = json.loads(row["statsSummary"])["likeCount"]
+            assert likes == (-1 if "negative" in kind else "many")
+        elif kind == "empty_prompt_set_null":
+            assert row["positivePrompt"] == ""
+        elif kind == "invalid_id":
+            assert row["id"] < 0
+        if row["id"] is not None and row["id"] > 0 and not kind.startswith("duplicate"):
+            new_ids.append(row["id"])
+    assert len(set(new_ids)) == len(new_ids) and min(new_ids) > max_good_id
+    assert pd.Series(new_ids).is_monotonic_increasing
+
+
+def test_each_messy_model_row_has_exactly_its_planted_defect(snapshot: tuple[synth.SynthParams, Path],
+                                                             raw_models: pa.Table) -> None:
+    params, _ = snapshot
+    plan = synth.messy_model_plan(params)
+    kinds = [synth.MESSY_MODEL_KINDS[k][0] for k in plan.kinds]
+    assert len(kinds) == params.messy_model_rows == 10 and set(kinds) == {
+        "duplicate_id_conflict", "duplicate_id_exact", "html_in_name_stripped", "download_count_negative_set_null"}
+    messy = raw_models.slice(params.n_models).to_pylist()
+    max_good_id = pc.max(raw_models.column("id").slice(0, params.n_models)).as_py()
+    for kind, template, row in zip(kinds, plan.templates, messy):
+        original = raw_models.slice(int(template), 1).to_pylist()[0]
+        changed = {c for c in row if row[c] != original[c]}
+        if kind == "duplicate_id_exact":
+            assert changed == set()
+        elif kind == "duplicate_id_conflict":
+            assert changed == {"name"}
+        elif kind == "html_in_name_stripped":
+            assert changed == {"id", "name"} and row["name"] == f"<b>{original['name']}</b>"
+        else:
+            assert changed == {"id", "stats"} and row["stats"]["downloadCount"] < 0
+            assert {k: v for k, v in row["stats"].items() if k != "downloadCount"} == \
+                {k: v for k, v in original["stats"].items() if k != "downloadCount"}
+        if not kind.startswith("duplicate"):
+            assert row["id"] > max_good_id
+
+
+def test_cleaning_reports_exactly_the_planted_messy_rows(tmp_path: Path) -> None:
+    """Adapter + cleaning on a small multi-chunk snapshot report every planted bad row by name."""
+    from helpers import clean, sources
+
+    params = synth.default_params(n_images=5_000, n_models=600, chunk_rows=2_000, seed=3)
+    truth = synth.expected_truth(params)
+    synth.write_snapshot(tmp_path / "snap", params)
+    paths = RunPaths(tmp_path / "run").ensure()
+    sources.acquire_local(tmp_path / "snap", paths)
+    report = clean.clean_all(paths)["tables"]
+    for table, prefix in (("images", "messy_rows"), ("models", "messy_models")):
+        rep, outcome = report[table], truth[f"{prefix}_by_outcome"]
+        assert rep["quarantine_reasons"] == outcome["quarantined"], table
+        # prompt_missing is images without metadata (planted by missing_prompt_share), not a bad row.
+        assert {k: v for k, v in rep["repairs"].items() if k != "prompt_missing"} == outcome["repaired"], table
+    assert report["images"]["raw"] == truth["raw_image_rows"]
+    assert report["images"]["clean"] == truth["clean_image_rows"]
+    assert report["models"]["clean"] == truth["clean_model_rows"]
+    assert clean.rows_by_month(paths, "images").set_index("month")["rows"].to_dict() == \
+        truth["clean_images_per_month"]

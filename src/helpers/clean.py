@@ -72,13 +72,16 @@ def level_bit_sql(expr: str) -> str:
 
     A bitmask is named by its highest level, as :func:`helpers.schema.level_name` does.
     """
-    by_bit = " ".join(f"WHEN (v & {bit}) <> 0 THEN {bit}"
+    # The number is spelled out in each branch rather than bound in a scalar sub-query: DuckDB
+    # plans such a sub-query as a join that materialises every column of the input (prompts
+    # included), which held the whole table in memory and tripled the cleaning time.
+    v = f"TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT)"
+    by_bit = " ".join(f"WHEN ({v} & {bit}) <> 0 THEN {bit}"
                       for bit in sorted(schema.BROWSING_LEVELS, reverse=True))
     by_name = " ".join(f"WHEN {_lit(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]+(\\.0+)?') THEN "
-            f"(SELECT CASE WHEN v BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END "
-            f" FROM (SELECT TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT) AS v)) "
+            f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END) "
             f"ELSE (CASE lower(trim({expr})) {by_name} END) END)")
 
 
@@ -122,9 +125,10 @@ def timestamp_sql(expr: str) -> str:
 
 
 def id_sql(expr: str) -> str:
-    """SQL giving a positive integer id, else NULL."""
-    return (f"(CASE WHEN regexp_full_match(trim({expr}), '[0-9]{{1,18}}') "
-            f"AND TRY_CAST(trim({expr}) AS BIGINT) > 0 THEN TRY_CAST(trim({expr}) AS BIGINT) END)")
+    """SQL giving a positive integer id, else NULL; ``12.0`` (a CSV written from floats) is 12."""
+    whole = f"split_part(trim({expr}), '.', 1)"
+    return (f"(CASE WHEN regexp_full_match(trim({expr}), '[0-9]{{1,18}}(\\.0+)?') "
+            f"AND TRY_CAST({whole} AS BIGINT) > 0 THEN TRY_CAST({whole} AS BIGINT) END)")
 
 
 def nonempty_sql(expr: str) -> str:
@@ -139,25 +143,39 @@ def _window_reason_sql(ts: str, raw: str, window: Window) -> str:
             f"THEN 'created_at_after_window' END")
 
 
-#: Tail shared by both tables' parse queries: among rows with no other problem, the first
-#: occurrence of an id (in file order) is kept; later ones are exact or conflicting duplicates.
-DEDUP_SQL = """, ranked AS (
-        SELECT reasons.*,
-            CASE WHEN pre_reason IS NULL THEN row_number() OVER w END AS _rank,
-            CASE WHEN pre_reason IS NULL THEN first_value(_content) OVER w END AS _first_content
-        FROM reasons
-        WINDOW w AS (PARTITION BY (CASE WHEN pre_reason IS NULL THEN p_id END) ORDER BY _row)
+def duplicate_reasons_sql(parsed: str, content_sql: str) -> str:
+    """``(_row, reason)`` of every repeated id after its first row: exact or conflicting duplicate.
+
+    Among rows with no other problem, the first occurrence of an id (in file order) is kept; a
+    later one is an exact duplicate when its content hash equals the first row's, else a
+    conflict. Only ids that occur more than once are hashed and ranked, so the window sorts a
+    few narrow rows instead of the whole table with its prompt text (which held the table in
+    memory and took most of the cleaning time at scale).
+    """
+    return f"""
+    WITH repeated AS (
+        SELECT p_id FROM {parsed} WHERE pre_reason IS NULL GROUP BY p_id HAVING count(*) > 1
+    ), candidates AS (
+        SELECT _row, p_id, {content_sql} AS _content FROM {parsed}
+        WHERE pre_reason IS NULL AND p_id IN (SELECT p_id FROM repeated)
+    ), ranked AS (
+        SELECT _row, _content, row_number() OVER w AS _rank,
+               first_value(_content) OVER w AS _first_content
+        FROM candidates WINDOW w AS (PARTITION BY p_id ORDER BY _row)
     )
-    SELECT ranked.*,
-        COALESCE(pre_reason, CASE WHEN _rank > 1 AND _content = _first_content THEN 'duplicate_id_exact'
-                                  WHEN _rank > 1 THEN 'duplicate_id_conflict' END) AS reason
-    FROM ranked
+    SELECT _row, CASE WHEN _content = _first_content THEN 'duplicate_id_exact'
+                      ELSE 'duplicate_id_conflict' END AS reason
+    FROM ranked WHERE _rank > 1
     """
 
 
 # --------------------------------------------------------------------------- images
 def images_parse_sql(raw: Path, window: Window) -> str:
-    """SELECT of raw image rows with parsed values, a quarantine ``reason`` and repair flags."""
+    """SELECT of raw image rows with parsed values and ``pre_reason`` (every reason but duplicates).
+
+    It streams (no operator needs more than a batch of rows), so memory does not grow with the
+    table; duplicates are found afterwards on a narrow projection (:func:`duplicate_reasons_sql`).
+    """
     counts = ",\n".join(f"{count_sql(c)} AS p_{c}, {count_problem_sql(c)} AS x_{c}" for c in IMAGE_COUNTS)
     level = f"COALESCE({level_bit_sql('browsing_level')}, {level_bit_sql('nsfw_level')}, " \
             f"CASE WHEN {flag_sql('nsfw')} IS NULL THEN {level_bit_sql('nsfw')} END)"
@@ -181,12 +199,17 @@ def images_parse_sql(raw: Path, window: Window) -> str:
                     CASE WHEN p_level IS NULL AND browsing_level IS NULL AND nsfw_level IS NULL
                               AND (nsfw IS NULL OR {flag_sql('nsfw')} IS NOT NULL) THEN 'missing_level'
                          WHEN p_level IS NULL THEN 'invalid_level' END)
-            END AS pre_reason,
-            md5(concat_ws('|', image_id, created_at, browsing_level, nsfw_level, nsfw, prompt,
-                negative_prompt, {", ".join(IMAGE_COUNTS)}, user_hash, base_model, model_id,
-                CAST(resources AS VARCHAR), url)) AS _content
+            END AS pre_reason
         FROM parsed
-    ){DEDUP_SQL}"""
+    )
+    SELECT * FROM reasons"""
+
+
+def images_content_sql() -> str:
+    """SQL hash of a raw image row's content: tells an exact duplicate from a conflicting one."""
+    return (f"md5(concat_ws('|', image_id, created_at, browsing_level, nsfw_level, nsfw, prompt, "
+            f"negative_prompt, {', '.join(IMAGE_COUNTS)}, user_hash, base_model, model_id, "
+            f"CAST(resources AS VARCHAR), url))")
 
 
 def images_clean_select() -> str:
@@ -232,7 +255,7 @@ def images_repairs_sql() -> str:
 
 # --------------------------------------------------------------------------- models
 def models_parse_sql(raw: Path, window: Window) -> str:
-    """SELECT of raw model rows with parsed values, a quarantine ``reason`` and repair flags."""
+    """SELECT of raw model rows with parsed values and ``pre_reason`` (every reason but duplicates)."""
     counts = ",\n".join(f"{count_sql(c)} AS p_{c}, {count_problem_sql(c)} AS x_{c}" for c in MODEL_COUNTS)
     return f"""
     WITH src AS (
@@ -256,12 +279,17 @@ def models_parse_sql(raw: Path, window: Window) -> str:
                  WHEN p_name IS NULL THEN 'missing_name'
                  WHEN type IS NULL OR trim(type) = '' THEN 'missing_type'
                  ELSE {_window_reason_sql('p_ts', 'created_at', window)}
-            END AS pre_reason,
-            md5(concat_ws('|', model_id, name, type, nsfw, nsfw_level, poi, CAST(tags AS VARCHAR),
-                description, CAST(trigger_words AS VARCHAR), creator_hash, created_at, base_model,
-                {", ".join(MODEL_COUNTS)}, rating, n_versions)) AS _content
+            END AS pre_reason
         FROM parsed
-    ){DEDUP_SQL}"""
+    )
+    SELECT * FROM reasons"""
+
+
+def models_content_sql() -> str:
+    """SQL hash of a raw model row's content: tells an exact duplicate from a conflicting one."""
+    return (f"md5(concat_ws('|', model_id, name, type, nsfw, nsfw_level, poi, CAST(tags AS VARCHAR), "
+            f"description, CAST(trigger_words AS VARCHAR), creator_hash, created_at, base_model, "
+            f"{', '.join(MODEL_COUNTS)}, rating, n_versions))")
 
 
 def models_clean_select() -> str:
@@ -326,10 +354,36 @@ def _copy(con: duckdb.DuckDBPyConnection, sql: str, dest: Path) -> None:
             tmp.unlink()
 
 
+#: Most duplicate rows excluded by an in-line list; beyond it the kept rows are joined and sorted.
+MAX_LISTED_DUPLICATES = 100_000
+
+
+def _kept_rows_filter(con: duckdb.DuckDBPyConnection, parsed_file: str) -> str | None:
+    """A WHERE clause selecting the kept rows in file order, or None if a sort is needed.
+
+    Snapshots usually come sorted by id. Then the kept rows (no problem, not a repeated id) are
+    already in increasing id order in the parsed file, and a filter gives the same rows in the
+    same order as ``ORDER BY id`` without a sort that holds the table in memory. Repeated ids are
+    few and excluded by an in-line list of their row numbers (a filter keeps file order; a join
+    need not). Reads narrow columns only.
+    """
+    duplicates = [r[0] for r in con.execute("SELECT _row FROM duplicate_rows ORDER BY _row").fetchall()]
+    if len(duplicates) > MAX_LISTED_DUPLICATES:
+        return None
+    where = "pre_reason IS NULL"
+    if duplicates:
+        where += f" AND NOT list_contains([{', '.join(str(int(r)) for r in duplicates)}], _row)"
+    out_of_order = con.execute(
+        f"SELECT count(*) FROM (SELECT p_id, lag(p_id) OVER (ORDER BY _row) AS previous "
+        f"FROM {parsed_file} WHERE {where}) WHERE p_id <= previous").fetchone()[0]
+    return where if out_of_order == 0 else None
+
+
 TABLE_SQL = {
     "images": (images_parse_sql, images_clean_select, images_repairs_sql, "image_id"),
     "models": (models_parse_sql, models_clean_select, models_repairs_sql, "model_id"),
 }
+CONTENT_SQL = {"images": images_content_sql, "models": models_content_sql}
 
 
 def clean_table(table: str, paths: RunPaths, window: Window = Window(),
@@ -345,11 +399,20 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     register_udfs(con)
     parsed_path = paths.tmp / f"{table}_parsed.parquet"
     try:
-        # One pass parses and decides; the two outputs then read the small-typed result.
+        # One streaming pass parses and decides every reason but duplicates; duplicates are then
+        # found on a narrow projection; the outputs read the parsed file joined with them.
         _copy(con, parse_sql(raw, window), parsed_path)
-        parsed = f"read_parquet({_lit(parsed_path.as_posix())})"
-        _copy(con, f"SELECT {clean_select()} FROM {parsed} WHERE reason IS NULL ORDER BY {id_col}",
-              paths.table("interim", table))
+        parsed_file = f"read_parquet({_lit(parsed_path.as_posix())})"
+        con.execute("CREATE TEMP TABLE duplicate_rows AS "
+                    + duplicate_reasons_sql(parsed_file, CONTENT_SQL[table]()))
+        parsed = (f"(SELECT p.*, COALESCE(p.pre_reason, d.reason) AS reason FROM {parsed_file} p "
+                  f"LEFT JOIN duplicate_rows d ON p._row = d._row)")
+        kept = _kept_rows_filter(con, parsed_file)
+        if kept is not None:  # already in id order: the same rows a sort would give, no sort
+            interim_sql = f"SELECT {clean_select()} FROM {parsed_file} WHERE {kept}"
+        else:
+            interim_sql = f"SELECT {clean_select()} FROM {parsed} WHERE reason IS NULL ORDER BY {id_col}"
+        _copy(con, interim_sql, paths.table("interim", table))
         raw_cols = ", ".join(f'"{c.name}"' for c in schema.CANONICAL[table])
         _copy(con, f"SELECT {raw_cols}, reason FROM {parsed} WHERE reason IS NOT NULL ORDER BY _row",
               paths.quarantined(table))
@@ -372,6 +435,23 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
             "repairs": {k: v for k, v in sorted(repairs.items()) if v}}
 
 
+def require_clean_rows(table: str, report: dict[str, Any], window: Window, paths: RunPaths) -> None:
+    """Raise :class:`CleaningError` when a table has raw rows but none survived cleaning.
+
+    Nothing could be analysed, and it almost always means a misread column or a wrong window;
+    saying so here beats an obscure failure in a later notebook.
+    """
+    if report["raw"] == 0 or report["clean"] > 0:
+        return
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in
+                        sorted(report["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0])))
+    raise CleaningError(
+        f"{table}: none of the {report['raw']} raw rows survived cleaning ({reasons}); nothing is "
+        f"left to analyse. Check that the snapshot's id, created_at and level columns hold what "
+        f"data/README.md describes, and that the window {window.start} to {window.end} covers the "
+        f"data; the rows and their reasons are in {paths.relative(paths.quarantined(table))}")
+
+
 def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3GB") -> dict[str, Any]:
     """Clean every raw table present; tables the snapshot lacks are reported as absent.
 
@@ -382,6 +462,7 @@ def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3
     for table in schema.CANONICAL:
         if paths.table("raw", table).exists():
             report["tables"][table] = clean_table(table, paths, window, memory_limit)
+            require_clean_rows(table, report["tables"][table], window, paths)
         else:
             for stale in (paths.table("interim", table), paths.quarantined(table)):
                 stale.unlink(missing_ok=True)

@@ -867,6 +867,70 @@ def platform_miss_sample(models: pd.DataFrame, scores: pd.DataFrame, features: p
     }).sort_values("model_id", ignore_index=True)
 
 
+# --------------------------------------------------------------------------- platform-miss hand check
+PLATFORM_MISS_CHECK_FILE = "platform_miss_check.csv"
+#: Verdicts of the hand check of likely platform misses (rubric: docs/codebook_depicted_gender.md,
+#: "Platform-miss check"): an identifiable real individual / suggests one but unverifiable / not one.
+PLATFORM_MISS_CHECK_LABELS: tuple[str, ...] = ("real_person", "plausible", "not_real_person")
+
+
+def load_platform_miss_check() -> pd.DataFrame:
+    """The hand check of likely platform misses shipped with the package: model_id, label."""
+    with resources.files("helpers").joinpath(f"resources/{PLATFORM_MISS_CHECK_FILE}").open("r", encoding="utf-8") as fh:
+        check = pd.read_csv(fh, dtype={"model_id": "int64", "label": "string"})
+    bad = sorted(set(check["label"]) - set(PLATFORM_MISS_CHECK_LABELS))
+    if bad:
+        raise ValueError(f"{PLATFORM_MISS_CHECK_FILE} has labels outside {PLATFORM_MISS_CHECK_LABELS}: {bad}")
+    return check
+
+
+def platform_miss_candidates(models: pd.DataFrame, high: float = PLATFORM_MISS_SCORE) -> pd.Series:
+    """True for models the platform did not flag (``poi`` False) whose ``real_person_score`` is >= ``high``."""
+    poi = models["poi"].astype("boolean")
+    return ((poi == False).fillna(False) & (models["real_person_score"] >= high)).astype(bool)  # noqa: E712
+
+
+def platform_miss_checked_estimate(models: pd.DataFrame, check: pd.DataFrame,
+                                   high: float = PLATFORM_MISS_SCORE) -> pd.DataFrame:
+    """Real-person models the platform flag misses, estimated from the hand check.
+
+    ``models`` needs ``model_id``, ``poi`` and the out-of-fold ``real_person_score``; ``check``
+    is :func:`load_platform_miss_check`. Only checked ids that are candidates now are counted.
+    One row per definition of "confirmed" (``real_person``; ``real_person`` or ``plausible`` as
+    the generous bound): the confirmed share with a Wilson 95% interval, candidates × share as
+    the estimated number of misses, and that number as a share of all real-person models
+    (``poi`` True + estimated misses). Misses scoring below ``high`` are not counted, so this is
+    a lower bound. When every candidate was checked (``checked_all_candidates``) the count is
+    exact for this snapshot and the interval describes the rate, not the count's uncertainty.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    candidate = platform_miss_candidates(models, high)
+    n_candidates = int(candidate.sum())
+    n_poi_true = int(models["poi"].astype("boolean").fillna(False).sum())
+    checked = check[check["model_id"].isin(models.loc[candidate, "model_id"])]
+    n = len(checked)
+    rows = []
+    for counted, labels in (("real_person", {"real_person"}),
+                            ("real_person or plausible", {"real_person", "plausible"})):
+        k = int(checked["label"].isin(labels).sum())
+        if n:
+            low, upp = proportion_confint(k, n, alpha=0.05, method="wilson")
+            share = k / n
+        else:
+            share = low = upp = math.nan
+        missed = [n_candidates * v for v in (share, low, upp)]
+        # The share of misses rises with their number, so the interval's ends map to its ends.
+        of_real = [m / (n_poi_true + m) if n_poi_true + m else math.nan for m in missed]
+        rows.append({"counted": counted, "threshold": high, "candidates": n_candidates, "checked": n,
+                     "checked_all_candidates": n == n_candidates, "confirmed": k, "share": share,
+                     "ci_low": float(low), "ci_high": float(upp), "missed_estimate": missed[0],
+                     "missed_low": missed[1], "missed_high": missed[2], "poi_true": n_poi_true,
+                     "missed_share_of_real_person": of_real[0], "missed_share_low": of_real[1],
+                     "missed_share_high": of_real[2]})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- gold set (gender)
 GOLD_GENDER_FILE = "gold_depicted_gender.csv"
 
@@ -1106,7 +1170,8 @@ def real_data_models(api_file: Path, work: Path) -> pd.DataFrame:
 
 def real_data_evaluation(models: pd.DataFrame, seed: int, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
     """The validation on real records: real-person metrics (out-of-fold, vs ``poi``), the rule
-    threshold re-calibrated on the data, the platform-miss estimate, and gold-set gender accuracy."""
+    threshold re-calibrated on the data, the platform-miss estimate (score-based and from the
+    hand check), and gold-set gender accuracy."""
     labelling = label_model_frame(models, seed=seed)
     poi = models["poi"].astype("boolean")
     mask = poi.notna().to_numpy()
@@ -1128,6 +1193,8 @@ def real_data_evaluation(models: pd.DataFrame, seed: int, n_boot: int = 1000) ->
         "platform_miss": platform_miss_table(models, labelling.scores),
         "platform_miss_sample": platform_miss_sample(models, labelling.scores, labelling.features, n=30, seed=seed,
                                                      score_column="rule_score"),
+        "platform_miss_check": platform_miss_checked_estimate(
+            models.assign(real_person_score=labelling.scores["real_person_score"]), load_platform_miss_check()),
         "gender_gold": evaluate_gender_gold(gold_pred, gold),
         "gender_confusion": gender_confusion(gold_pred, gold).reset_index(),
         "gender_distribution": predicted[labelling.labels["is_real_person"].fillna(False).to_numpy()]

@@ -14,7 +14,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,10 @@ class ParameterError(ValueError):
 
 class StageError(RuntimeError):
     """A notebook failed; the message names the notebook and the cell."""
+
+
+class RunInterrupted(StageError):
+    """The run was stopped (Ctrl-C or SIGTERM) during a stage; completed stages are kept."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -333,6 +339,78 @@ def row_counts(reports: dict[str, Any]) -> dict[str, dict[str, int | None]]:
     return counts
 
 
+# --------------------------------------------------------------------------- interruption
+#: Names of files a write or a stage leaves only when killed part-way: never a finished output.
+PARTIAL_PATTERNS: tuple[str, ...] = ("*.tmp", "*.running.ipynb")
+
+
+def remove_partial_files(paths: RunPaths) -> list[str]:
+    """Delete what a killed run left half-written in the run folder; return it (relative).
+
+    Every output is written to a temporary name and renamed when complete, so these files are
+    never results; removing them keeps a resumed run's folder identical to an uninterrupted one.
+    """
+    removed: list[str] = []
+    for folder in (paths.data, paths.paper, paths.notebooks):
+        if not folder.exists():
+            continue
+        for pattern in PARTIAL_PATTERNS:
+            for f in sorted(folder.rglob(pattern)):
+                if f.is_file():
+                    f.unlink(missing_ok=True)
+                    removed.append(paths.relative(f))
+    manifest_tmp = paths.manifest.with_name(paths.manifest.name + ".tmp")
+    if manifest_tmp.exists():
+        manifest_tmp.unlink()
+        removed.append(paths.relative(manifest_tmp))
+    return sorted(removed)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM stop the run like Ctrl-C does, so it cleans up; return the undo function.
+
+    Without it a scheduler's SIGTERM ends the runner at once, leaving its notebook kernel
+    running on alone for a moment. Signal handlers can only be set from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def child_pids() -> set[int]:
+    """Process ids of every process this one started (directly or not)."""
+    import psutil
+
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def stop_processes_started_since(before: set[int], timeout: float = 10.0) -> None:
+    """Terminate the processes started since ``before`` (the stage's notebook kernel) and wait."""
+    import psutil
+
+    started = []
+    for child in psutil.Process().children(recursive=True):
+        if child.pid not in before:
+            started.append(child)
+    for child in started:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(started, timeout=timeout)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+
+
 # --------------------------------------------------------------------------- running
 @dataclass
 class RunResult:
@@ -386,7 +464,9 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
     ``params`` must come from :func:`parse_parameters`. A stage whose key (notebook,
     parameters, code, upstream outputs) matches the previous run's and whose outputs are intact
     is skipped unless ``force``. Raises :class:`StageError` naming the notebook and cell when a
-    notebook fails.
+    notebook fails, and :class:`RunInterrupted` on Ctrl-C or SIGTERM (after stopping the
+    kernel and removing partial files). The manifest is updated after every completed stage, so
+    a killed run resumes from the first stage that had not finished.
     """
     import papermill
     from tqdm import tqdm
@@ -396,6 +476,9 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
     paths.notebooks.mkdir(parents=True, exist_ok=True)
     notebooks = notebooks or notebook_files()
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    leftovers = remove_partial_files(paths)
+    if leftovers:
+        say(f"removed {len(leftovers)} partial file(s) left by an interrupted run")
     previous = json.loads(paths.manifest.read_text()) if paths.manifest.exists() else {}
     prev_stages = previous.get("stages", {}) if previous.get("parameters") == params else {}
     code = code_fingerprint()
@@ -406,61 +489,87 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
     out_dir = _out_dir_param(paths)
     upstream: dict[str, str] = {}
     bar = tqdm(notebooks, desc="pipeline", unit="stage", disable=not progress, file=sys.stderr)
-    for nb in bar:
-        name = nb.stem
-        bar.set_postfix_str(name)
-        defaults = notebook_parameters(nb)
-        nb_params = {k: v for k, v in params.items() if k in defaults}
-        injected = {k: v for k, v in nb_params.items() if v != defaults.get(k)}
-        if "out_dir" in defaults and out_dir != defaults["out_dir"]:
-            injected["out_dir"] = out_dir
-        key = stage_key(nb, nb_params, code, upstream, source_fp if name.startswith("00") else "")
-        output = paths.notebooks / nb.name
-        prev = prev_stages.get(name, {})
-        if not force and prev.get("key") == key and output.exists() \
-                and _still_there(paths, prev.get("produced", {})):
-            result.skipped.append(name)
-            stages[name] = prev
-            upstream = {**upstream, **prev.get("produced", {})}
-            say(f"{name}: inputs and parameters unchanged, skipped (use --force to re-run)")
-            continue
-        force = True  # a re-run stage may change what every later stage reads
-        started = time.perf_counter()
-        started_ns = time.time_ns()
-        tmp_out = output.with_name(output.stem + ".running.ipynb")
-        env_backup = os.environ.get(SALT_ENV)
-        os.environ[SALT_ENV] = env_salt
-        try:
-            papermill.execute_notebook(str(nb), str(tmp_out), parameters=injected or None,
-                                       kernel_name="python3", progress_bar=False,
-                                       cwd=str(nb.parent))
-        except Exception as exc:
-            failed = paths.notebooks / f"{nb.stem}.failed.ipynb"
-            if tmp_out.exists():
-                os.replace(tmp_out, failed)
-            _write_manifest(paths, params, stages, status=f"failed at {name}")
-            raise StageError(_failure_message(name, exc, failed, paths)) from exc
-        finally:
-            if env_backup is None:
-                os.environ.pop(SALT_ENV, None)
-            else:
-                os.environ[SALT_ENV] = env_backup
-        strip_run_metadata(tmp_out)
-        os.replace(tmp_out, output)
-        (paths.notebooks / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
-        seconds = time.perf_counter() - started
-        produced = files_written_since(paths, started_ns)
-        upstream = {**upstream, **produced}
-        result.executed.append(name)
-        result.seconds[name] = round(seconds, 2)
-        stages[name] = {"key": key, "seconds": round(seconds, 2), "produced": produced}
-        say(f"{name}: done in {seconds:.1f} s")
-    result.manifest = _write_manifest(paths, params, stages, status="complete")
+    kernels_before = child_pids()
+    restore_sigterm = interrupt_on_sigterm()
+    name = ""
+    try:
+        for nb in bar:
+            name = nb.stem
+            bar.set_postfix_str(name)
+            defaults = notebook_parameters(nb)
+            nb_params = {k: v for k, v in params.items() if k in defaults}
+            injected = {k: v for k, v in nb_params.items() if v != defaults.get(k)}
+            if "out_dir" in defaults and out_dir != defaults["out_dir"]:
+                injected["out_dir"] = out_dir
+            key = stage_key(nb, nb_params, code, upstream, source_fp if name.startswith("00") else "")
+            output = paths.notebooks / nb.name
+            prev = prev_stages.get(name, {})
+            if not force and prev.get("key") == key and output.exists() \
+                    and _still_there(paths, prev.get("produced", {})):
+                result.skipped.append(name)
+                stages[name] = prev
+                upstream = {**upstream, **prev.get("produced", {})}
+                say(f"{name}: inputs and parameters unchanged, skipped (use --force to re-run)")
+                continue
+            force = True  # a re-run stage may change what every later stage reads
+            started = time.perf_counter()
+            started_ns = time.time_ns()
+            tmp_out = output.with_name(output.stem + ".running.ipynb")
+            env_backup = os.environ.get(SALT_ENV)
+            os.environ[SALT_ENV] = env_salt
+            try:
+                papermill.execute_notebook(str(nb), str(tmp_out), parameters=injected or None,
+                                           kernel_name="python3", progress_bar=False,
+                                           cwd=str(nb.parent))
+            except Exception as exc:
+                failed = paths.notebooks / f"{nb.stem}.failed.ipynb"
+                if tmp_out.exists():
+                    os.replace(tmp_out, failed)
+                _write_manifest(paths, params, stages, status=f"failed at {name}")
+                raise StageError(_failure_message(name, exc, failed, paths)) from exc
+            finally:
+                if env_backup is None:
+                    os.environ.pop(SALT_ENV, None)
+                else:
+                    os.environ[SALT_ENV] = env_backup
+            strip_run_metadata(tmp_out)
+            os.replace(tmp_out, output)
+            (paths.notebooks / f"{nb.stem}.failed.ipynb").unlink(missing_ok=True)
+            seconds = time.perf_counter() - started
+            produced = files_written_since(paths, started_ns)
+            upstream = {**upstream, **produced}
+            result.executed.append(name)
+            result.seconds[name] = round(seconds, 2)
+            stages[name] = {"key": key, "seconds": round(seconds, 2), "produced": produced}
+            say(f"{name}: done in {seconds:.1f} s")
+            # A checkpoint: if the run is killed later, the next one resumes after this stage.
+            _write_manifest(paths, params, stages, status=f"incomplete: {name} done",
+                            files=_produced_files(stages))
+        result.manifest = _write_manifest(paths, params, stages, status="complete")
+    except KeyboardInterrupt:
+        stop_processes_started_since(kernels_before)
+        remove_partial_files(paths)
+        _write_manifest(paths, params, stages, status=f"interrupted at {name}",
+                        files=_produced_files(stages))
+        raise RunInterrupted(f"run interrupted during stage {name}; the stages completed before "
+                             f"it are kept ({', '.join(stages) or 'none'}): run the same command "
+                             f"again to resume") from None
+    finally:
+        restore_sigterm()
     return result
 
 
+def _produced_files(stages: dict[str, Any]) -> dict[str, str]:
+    """Hashes of the files the given stages produced (recorded already: no re-hashing)."""
+    files: dict[str, str] = {}
+    for stage in stages.values():
+        files.update(stage.get("produced", {}))
+    return dict(sorted(files.items()))
+
+
 def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, Any],
-                    status: str) -> dict[str, Any]:
+                    status: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write ``manifest.json``; ``files`` defaults to hashing every output file now."""
     reports = read_reports(paths)
     acquire = reports.get("acquire", {})
     counts = row_counts(reports)
@@ -479,7 +588,7 @@ def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, A
                      "machine": platform.machine()},
         "rows": counts,
         "stages": stages,
-        "files": hash_outputs(paths),
+        "files": hash_outputs(paths) if files is None else files,
     }
     write_json_atomic(manifest, paths.manifest)
     return manifest

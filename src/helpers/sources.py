@@ -20,9 +20,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
+import inspect
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +89,12 @@ def hash_username(name: str | None, salt: str) -> str | None:
     """Salted SHA-256 of a clear username, 16 hex characters (same as the SQL in this module)."""
     if name is None or name == "":
         return None
-    return hashlib.sha256((salt + str(name)).encode("utf-8")).hexdigest()[:16]
+    # surrogatepass: a lone surrogate (from a JSON escape) hashes instead of crashing.
+    return hashlib.sha256((salt + str(name)).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 _TAG_RE = re.compile(r"<[^>]+>")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -103,6 +107,13 @@ def strip_html(text: str | None) -> str | None:
     return plain
 
 
+def _valid_text(text: str) -> str:
+    """``text`` that Arrow can store: lone surrogates (JSON ``\\ud800`` escapes) become U+FFFD."""
+    if text.isascii():
+        return text
+    return _SURROGATE_RE.sub("\ufffd", text)
+
+
 def _text(value: Any) -> str | None:
     """A scalar as raw text; dicts/lists as JSON so nothing is lost before cleaning."""
     if value is None:
@@ -110,10 +121,10 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return _valid_text(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return _valid_text(str(value))
 
 
 def _text_list(value: Any, repairs: Counter, what: str) -> list[str] | None:
@@ -121,7 +132,7 @@ def _text_list(value: Any, repairs: Counter, what: str) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        return [str(v) for v in value if v is not None]
+        return [_valid_text(str(v)) for v in value if v is not None]
     if isinstance(value, str):
         repairs[f"{what}_string_to_list"] += 1
         stripped = value.strip()
@@ -129,12 +140,12 @@ def _text_list(value: Any, repairs: Counter, what: str) -> list[str] | None:
             try:
                 parsed = json.loads(stripped)
                 if isinstance(parsed, list):
-                    return [str(v) for v in parsed if v is not None]
+                    return [_valid_text(str(v)) for v in parsed if v is not None]
             except json.JSONDecodeError:
                 pass
-        return [part.strip() for part in stripped.strip("[]").split(",") if part.strip()]
+        return [_valid_text(part.strip()) for part in stripped.strip("[]").split(",") if part.strip()]
     repairs[f"{what}_not_a_list"] += 1
-    return [str(value)]
+    return [_valid_text(str(value))]
 
 
 def _get(record: dict, table: str, canonical: str) -> Any:
@@ -214,21 +225,34 @@ def file_format(path: Path) -> str:
 def open_text(path: Path):
     """Open a text file, transparently gunzipping ``.gz``; a bad gzip gives a clear error."""
     if path.name.lower().endswith(".gz"):
-        with open(path, "rb") as probe:
-            if probe.read(2) != b"\x1f\x8b":
-                raise SourceError(f"{path.name}: ends in .gz but is not gzip data; rename it "
-                                  f"without .gz or re-compress it")
+        _require_gzip_magic(path)
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return open(path, "rt", encoding="utf-8", errors="replace")
 
 
 def iter_json_records(path: Path, repairs: Counter) -> Iterator[dict]:
-    """Records of a JSON Lines file, or of a JSON file holding a list or an API page (``items``)."""
+    """Records of a JSON Lines file, or of a JSON file holding a list or an API page (``items``).
+
+    An empty file holds no records. A truncated or corrupt gzip stream is a :class:`SourceError`
+    naming the file (found part-way through, so records before it may already be yielded).
+    """
+    try:
+        yield from _json_records(path, repairs)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise SourceError(f"{path.name}: the gzip data is truncated or corrupt ({exc}); "
+                          f"re-download or re-compress the file, or remove it") from exc
+
+
+def _json_records(path: Path, repairs: Counter) -> Iterator[dict]:
+    """Body of :func:`iter_json_records` (without the gzip error translation)."""
     single = _is_single_json_document(path)
     with open_text(path) as handle:
         if single:
+            text = handle.read()
+            if not text.strip():
+                return  # an empty file: no records (the caller decides if that is a problem)
             try:
-                doc = json.load(handle)
+                doc = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise SourceError(f"{path.name}: not valid JSON or JSON Lines ({exc}); fix or "
                                   f"remove the file") from exc
@@ -316,6 +340,11 @@ def _field_type(arrow_schema: pa.Schema, name: str) -> pa.DataType:
 
 
 def _as_text_sql(expr: str, typ: pa.DataType) -> str:
+    if pa.types.is_floating(typ):
+        # A whole float is written as an integer, as :func:`_text` does: pandas stores integer
+        # ids and counts with gaps as floats, and "12.0" must still be id 12.
+        return (f"(CASE WHEN isfinite({expr}) AND {expr} = trunc({expr}) AND abs({expr}) < 1e18 "
+                f"THEN CAST(CAST({expr} AS BIGINT) AS VARCHAR) ELSE CAST({expr} AS VARCHAR) END)")
     if pa.types.is_timestamp(typ):
         return f"strftime(CAST({expr} AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%gZ')"
     if pa.types.is_struct(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ) \
@@ -405,13 +434,25 @@ def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     con = duckdb_connection(paths)
+    reader_errors: list[Exception] = []
     try:
-        con.register("source_images", reader)
+        con.register("source_images", _recording_errors(reader, reader_errors))
         sql = image_select_sql(reader.schema, "source_images", salt)
         con.execute(f"COPY ({sql}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
         os.replace(tmp, dest)
-    except duckdb.Error as exc:
-        raise SourceError(f"{where}: reading images failed: {exc}") from exc
+    except Exception as exc:
+        # A failure while reading the files surfaces through DuckDB as text with a traceback;
+        # the original error says which file is bad and what to do.
+        if reader_errors and isinstance(reader_errors[0], SourceError):
+            raise reader_errors[0] from None
+        if reader_errors:
+            first = reader_errors[0]
+            raise SourceError(f"{where}: reading images failed part-way ({type(first).__name__}: "
+                              f"{str(first)[:300]}); a file is truncated or corrupt: re-download "
+                              f"or remove it") from first
+        if isinstance(exc, duckdb.Error):
+            raise SourceError(f"{where}: reading images failed: {exc}") from exc
+        raise
     finally:
         con.close()
         if tmp.exists():
@@ -419,23 +460,101 @@ def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where:
     return pq.ParquetFile(dest).metadata.num_rows
 
 
-def _file_reader(path: Path, batch_size: int = IMAGE_BATCH) -> pa.RecordBatchReader:
-    """A streaming Arrow reader over one Parquet/CSV/JSON Lines file."""
+def _recording_errors(reader: pa.RecordBatchReader, errors: list[Exception]) -> pa.RecordBatchReader:
+    """``reader`` unchanged, but the first exception its batches raise is appended to ``errors``."""
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except Exception as exc:
+            errors.append(exc)
+            raise
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _file_reader(path: Path, batch_size: int = IMAGE_BATCH,
+                 repairs: Counter | None = None) -> pa.RecordBatchReader:
+    """A streaming Arrow reader over one Parquet/CSV/JSON Lines file.
+
+    Text columns always come out as valid UTF-8: bytes that are not are replaced (U+FFFD) and
+    counted in ``repairs`` as ``non_utf8_text_replaced``, so a stray Latin-1 byte costs one
+    character, not the file.
+    """
     fmt = file_format(path)
+    repairs = repairs if repairs is not None else Counter()
     try:
         if fmt == "parquet":
             pf = pq.ParquetFile(path)
-            return pa.RecordBatchReader.from_batches(pf.schema_arrow, pf.iter_batches(batch_size))
+            return pa.RecordBatchReader.from_batches(
+                pf.schema_arrow,
+                _utf8_batches(pf.iter_batches(batch_size), pf.schema_arrow, repairs, path))
         if fmt == "csv":
-            # Every CSV column is read as text: cleaning decides what parses.
+            _require_gzip_magic(path)
+            # Every CSV column is read as bytes, then as UTF-8 text: cleaning decides what parses.
             names = pacsv.open_csv(path).schema.names
-            return pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}))
+            reader = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.binary() for n in names}))
+            text_schema = pa.schema([pa.field(n, pa.string()) for n in names])
+            return pa.RecordBatchReader.from_batches(text_schema,
+                                                     _utf8_batches(reader, text_schema, repairs, path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"{path.name}: cannot be read as {fmt} ({exc}); the file may be "
                           f"truncated or corrupt: re-download or remove it") from exc
     # JSON Lines of images: flattened records (API shape) in batches with a fixed text schema.
-    return _records_reader(iter_json_records(path, Counter()), flatten_api_image)
+    return _records_reader(iter_json_records(path, repairs), flatten_api_image)
+
+
+def _require_gzip_magic(path: Path) -> None:
+    """A ``.gz`` file must start with the gzip magic bytes; say so clearly if it does not."""
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as probe:
+            if probe.read(2) != b"\x1f\x8b":
+                raise SourceError(f"{path.name}: ends in .gz but is not gzip data; rename it "
+                                  f"without .gz or re-compress it")
+
+
+def _utf8_batches(batches: Iterable[pa.RecordBatch], target: pa.Schema,
+                  repairs: Counter, path: Path) -> Iterator[pa.RecordBatch]:
+    """``batches`` of the file ``path`` with every top-level text column of ``target`` as valid
+    UTF-8 (see :func:`_valid_utf8`); a read failure part-way names the file. Checking is a fast
+    vectorised pass; only a bad batch goes through Python."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{path.name}: reading failed part-way ({exc}); the file is "
+                              f"truncated or corrupt: re-download or remove it") from exc
+        columns = [_valid_utf8(column, field.type, repairs)
+                   if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+                   else column for field, column in zip(target, batch.columns)]
+        yield pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def _valid_utf8(column: pa.Array, text_type: pa.DataType, repairs: Counter) -> pa.Array:
+    """``column`` (text or bytes) as ``text_type``, invalid UTF-8 replaced by U+FFFD and counted."""
+    try:
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            return column.cast(text_type)  # the cast validates UTF-8
+        column.validate(full=True)
+        return column
+    except pa.ArrowInvalid:
+        as_bytes = column if not pa.types.is_string(column.type) and \
+            not pa.types.is_large_string(column.type) else column.view(
+                pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+        values = []
+        for value in as_bytes.to_pylist():
+            if value is None:
+                values.append(None)
+                continue
+            try:
+                values.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                repairs["non_utf8_text_replaced"] += 1
+                values.append(value.decode("utf-8", errors="replace"))
+        return pa.array(values, type=text_type)
 
 
 def _records_reader(records: Iterable[dict], flatten: Callable[[dict], dict]) -> pa.RecordBatchReader:
@@ -455,13 +574,21 @@ def _records_reader(records: Iterable[dict], flatten: Callable[[dict], dict]) ->
     return pa.RecordBatchReader.from_batches(raw_schema, batches())
 
 
-def _concat_readers(readers: list[pa.RecordBatchReader]) -> pa.RecordBatchReader:
+def _concat_readers(readers: list[pa.RecordBatchReader],
+                    files: list[Path] | None = None) -> pa.RecordBatchReader:
     """One reader over several with the same schema (files of one snapshot)."""
     first = readers[0].schema
-    for r in readers[1:]:
+    for i, r in enumerate(readers[1:], 1):
         if not r.schema.equals(first):
-            raise SourceError("image files of the snapshot have different columns; convert them "
-                              "to one layout or load them as separate runs")
+            names = (f"{files[0].name} and {files[i].name}" if files else "image files")
+            differ = sorted(f"{n} ({first.field(n).type if n in first.names else 'absent'} vs "
+                            f"{r.schema.field(n).type if n in r.schema.names else 'absent'})"
+                            for n in set(first.names) ^ set(r.schema.names)
+                            | {n for n in set(first.names) & set(r.schema.names)
+                               if not first.field(n).type.equals(r.schema.field(n).type)})
+            raise SourceError(f"{names} have different columns or column types: "
+                              f"{', '.join(differ[:8])}; convert the files to one layout or load "
+                              f"them as separate runs")
 
     def batches() -> Iterator[pa.RecordBatch]:
         for r in readers:
@@ -534,10 +661,12 @@ def model_images(record: dict) -> Iterator[dict]:
     The 2023 API gives these images no ``createdAt``; they were posted with their version,
     so the version's ``createdAt`` stands in (counted as a repair by the caller).
     """
-    for version in record.get("modelVersions") or []:
+    versions = record.get("modelVersions")
+    for version in versions if isinstance(versions, list) else []:
         if not isinstance(version, dict):
             continue
-        for image in version.get("images") or []:
+        images = version.get("images")
+        for image in images if isinstance(images, list) else []:
             if not isinstance(image, dict):
                 continue
             item = dict(image)
@@ -574,13 +703,13 @@ def flatten_api_image(record: dict, salt: str = "") -> dict[str, Any]:
         row["user_hash"] = hash_username(record.get("username"), salt) \
             if isinstance(record.get("username"), str) else None
     if isinstance(row["resources"], list):
-        row["resources"] = [r.get("name") if isinstance(r, dict) else str(r) for r in row["resources"]
-                            if r is not None]
+        row["resources"] = [_text(r.get("name")) if isinstance(r, dict) else _valid_text(str(r))
+                            for r in row["resources"] if r is not None]
         row["resources"] = [r for r in row["resources"] if r]
     elif row["resources"] is not None:
-        row["resources"] = [str(row["resources"])]
+        row["resources"] = [_valid_text(str(row["resources"]))]
     if row["resources"] is None and isinstance(meta.get("resources"), list):
-        row["resources"] = [str(r.get("name")) for r in meta["resources"]
+        row["resources"] = [_text(r.get("name")) for r in meta["resources"]
                             if isinstance(r, dict) and r.get("name")]
     return {c.name: (row[c.name] if c.name in schema.LIST_COLUMNS else _text(row[c.name]))
             for c in schema.IMAGES}
@@ -609,7 +738,7 @@ def iter_file_records(path: Path, repairs: Counter) -> Iterator[dict]:
     if fmt == "json":
         yield from iter_json_records(path, repairs)
         return
-    reader = _file_reader(path, MODEL_BATCH)
+    reader = _file_reader(path, MODEL_BATCH, repairs)
     try:
         for batch in reader:
             yield from batch.to_pylist()
@@ -627,18 +756,89 @@ def _remove_stale(paths: RunPaths, keep: set[str]) -> None:
             target.unlink()
 
 
+def _drop_empty_tables(result: AcquireResult, paths: RunPaths, repairs: Counter) -> None:
+    """A table whose files hold no rows is treated as absent from the snapshot (and counted)."""
+    for table, rows in list(result.rows.items()):
+        if rows == 0:
+            del result.rows[table]
+            paths.table("raw", table).unlink(missing_ok=True)
+            repairs[f"{table}_files_without_rows"] += 1
+
+
+#: Columns without which no row of a table can be kept; a source that fills none of them
+#: lacks (or misnames) the column, which is an error rather than a table of quarantined rows.
+REQUIRED_RAW: dict[str, tuple[str, ...]] = {
+    "images": ("image_id", "created_at"),
+    "models": ("model_id", "name", "type", "created_at"),
+}
+
+
+#: Where :func:`flatten_model` looks for model columns that have no alias entry.
+MODEL_DERIVED_SOURCES: dict[str, tuple[str, ...]] = {
+    "created_at": ("modelVersions[].createdAt", "createdAt", "publishedAt"),
+}
+
+
+def _require_columns(result: AcquireResult, paths: RunPaths, where: dict[str, str]) -> None:
+    """Raise :class:`SourceError` if a required column is null in every raw row of a table.
+
+    Reads only the Parquet footer's null counts (no data), so it costs nothing at scale.
+    """
+    for table, rows in result.rows.items():
+        meta = pq.ParquetFile(paths.table("raw", table)).metadata
+        nulls: Counter = Counter()
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for i in range(group.num_columns):
+                col = group.column(i)
+                stats = col.statistics
+                nulls[col.path_in_schema] += (stats.null_count if stats is not None and
+                                              stats.has_null_count else 0)
+        empty = [c for c in REQUIRED_RAW[table] if rows and nulls[c] == rows]
+        if empty:
+            looked = {c: schema.ALIASES[table].get(c) or MODEL_DERIVED_SOURCES.get(c, (c,))
+                      for c in empty}
+            for written in result.rows:  # unusable: leave no raw table of this snapshot behind
+                paths.table("raw", written).unlink(missing_ok=True)
+            raise SourceError(f"{where.get(table, table)}: no {table} row has a value for the required column(s) "
+                              f"{empty} (looked for {looked}); the column is missing or "
+                              f"misnamed in the snapshot: rename it (see data/README.md) or use "
+                              f"another --source")
+
+
+def _shown(files: list[Path], most: int = 3) -> str:
+    """File names for a message: the first few, then an ellipsis."""
+    return ", ".join(f.name for f in files[:most]) + (" …" if len(files) > most else "")
+
+
+def _require_rows(result: AcquireResult, where: str, files: list[Path]) -> None:
+    """Refuse a snapshot with no rows at all: nothing could be studied, so say so now."""
+    if not result.rows:
+        raise SourceError(f"{where}: the snapshot is empty (no image or model rows in "
+                          f"{_shown(files, 5)}); "
+                          f"check that the export or download finished, or point --path at the "
+                          f"folder that holds the data")
+
+
 def acquire_local(path: Path, paths: RunPaths, salt: str = "", source: str = "local",
                   location: str | None = None) -> AcquireResult:
-    """Read a folder or file of Hub-format Parquet/CSV/JSON Lines into the raw tables."""
-    files = list_data_files(path)
+    """Read a folder or file of Hub-format Parquet/CSV/JSON Lines into the raw tables.
+
+    Zero-byte files are skipped (counted as ``empty_files_skipped``); a table whose files hold
+    no rows is absent; a snapshot with no rows at all is a :class:`SourceError`.
+    """
+    all_files = list_data_files(path)
+    files = [f for f in all_files if f.stat().st_size > 0]
     groups: dict[str, list[Path]] = {"images": [], "models": []}
     for f in files:
         groups[classify_file(f)].append(f)
     result = AcquireResult(source=source, location=location or path.name)
     repairs: Counter = Counter()
+    if len(files) < len(all_files):
+        repairs["empty_files_skipped"] = len(all_files) - len(files)
     if groups["images"]:
-        readers = [_file_reader(f) for f in groups["images"]]
-        reader = readers[0] if len(readers) == 1 else _concat_readers(readers)
+        readers = [_file_reader(f, repairs=repairs) for f in groups["images"]]
+        reader = readers[0] if len(readers) == 1 else _concat_readers(readers, groups["images"])
         result.rows["images"] = write_raw_images(reader, paths.table("raw", "images"), salt,
                                                  where=", ".join(f.name for f in groups["images"][:3]),
                                                  paths=paths)
@@ -647,8 +847,11 @@ def acquire_local(path: Path, paths: RunPaths, salt: str = "", source: str = "lo
         result.rows["models"] = write_raw_models(records, paths.table("raw", "models"), salt, repairs)
     result.files = {t: [f.relative_to(path).as_posix() if path.is_dir() else f.name for f in fs]
                     for t, fs in groups.items() if fs}
+    _drop_empty_tables(result, paths, repairs)
     result.repairs = dict(repairs)
     _remove_stale(paths, set(result.rows))
+    _require_rows(result, path.name, all_files)
+    _require_columns(result, paths, {t: _shown(fs) for t, fs in groups.items()})
     return result
 
 
@@ -673,14 +876,17 @@ def acquire_api(path: Path, paths: RunPaths, salt: str = "") -> AcquireResult:
                         for image in model_images(record):
                             if image.pop("_created_at_from_version", False):
                                 repairs["image_created_at_from_version"] += 1
-                            spill.write(json.dumps(image, ensure_ascii=False) + "\n")
+                            spill.write(json.dumps(image) + "\n")
                         yield record
                     else:
-                        spill.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        spill.write(json.dumps(record) + "\n")
         os.replace(images_tmp.with_name(images_tmp.name + ".tmp"), images_tmp)
 
     result = AcquireResult(source="api", location=path.name)
-    written = write_raw_models(model_records(), paths.table("raw", "models"), salt, repairs)
+    try:
+        written = write_raw_models(model_records(), paths.table("raw", "models"), salt, repairs)
+    finally:  # a bad file stops the spill part-way: leave no temporary file behind
+        images_tmp.with_name(images_tmp.name + ".tmp").unlink(missing_ok=True)
     if n_models:
         result.rows["models"] = written
     else:
@@ -698,6 +904,8 @@ def acquire_api(path: Path, paths: RunPaths, salt: str = "") -> AcquireResult:
         paths.table("raw", "images").unlink(missing_ok=True)
     result.files = {"api": [f.relative_to(path).as_posix() if path.is_dir() else f.name for f in files]}
     result.repairs = dict(repairs)
+    _require_rows(result, path.name, files)
+    _require_columns(result, paths, {t: _shown(files) for t in schema.CANONICAL})
     return result
 
 
@@ -740,6 +948,10 @@ def hf_dataset_reader(repo_id: str, revision: str, split: str = "train",
     import datasets
 
     kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
+    if "trust_remote_code" in inspect.signature(datasets.load_dataset).parameters:
+        # datasets < 4 can run a loading script shipped with a dataset: never allow it.
+        # Later versions dropped scripts (and the argument) altogether.
+        kwargs["trust_remote_code"] = False
     if not Path(repo_id).exists():
         kwargs["revision"] = revision or DEFAULT_REVISION
     ds = datasets.load_dataset(repo_id, **kwargs)

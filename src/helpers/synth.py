@@ -26,6 +26,13 @@ Design choices, and why:
 * **Deterministic.** Chunk ``k`` draws from ``SeedSequence(seed, spawn_key=(IMAGES, k))``;
   row positions, months, timestamps and ids are functions of the global row index, so the
   same parameters give byte-identical files.
+* **Realistically messy.** ``messy_rows`` bad image rows (and ``messy_model_rows`` bad model
+  rows) are appended after the good rows of the last part file: unparseable or out-of-window
+  dates, unknown level bits, negative or non-numeric likes, empty prompts, exact and
+  conflicting duplicates, missing ids… Each kind is named exactly as :mod:`helpers.clean`
+  reports it, kinds are dealt out in turn, and :func:`expected_truth` gives the planted count
+  per reason, so the cleaning report can be checked to the row. ``n_images`` / ``n_models``
+  stay the counts of *good* rows.
 * **Ethical.** Real-person models carry fictional names (a common or invented given name and
   an invented surname); no content involving minors is generated (no minor-coded terms at all).
 
@@ -82,7 +89,13 @@ ADAPTER_KINDS: tuple[tuple[str, float], ...] = (
 GENDERS: tuple[str, ...] = ("female", "male", "mixed")
 
 # Stream ids of the seed sequence: each consumer of randomness has its own stream.
-_STREAM_MODELS, _STREAM_POOLS, _STREAM_USERS, _STREAM_IMAGES = 0, 1, 2, 3
+_STREAM_MODELS, _STREAM_POOLS, _STREAM_USERS, _STREAM_IMAGES, _STREAM_MESSY = 0, 1, 2, 3, 4
+
+#: ``messy_rows`` / ``messy_model_rows`` value meaning "derive from the table size".
+AUTO_MESSY = -1
+#: Automatic messy rows: one per this many good images (0.4 %) and models.
+IMAGES_PER_MESSY_ROW = 250
+MODELS_PER_MESSY_ROW = 300
 
 IMAGE_ID_BASE = 1_000_000
 IMAGE_ID_STRIDE = 4  # ids are base + stride * row + jitter(0..stride-1): unique and increasing
@@ -262,8 +275,21 @@ class SynthParams:
     images_per_user: int = 15
     user_zipf_exponent: float = 1.1
 
+    # Messy rows: bad rows appended to the last images part file and to the models file, on
+    # top of the ``n_images`` / ``n_models`` good ones (see ``MESSY_IMAGE_KINDS``). AUTO_MESSY
+    # (-1) = n_images // 250 (at most chunk_rows) and n_models // 300; 0 switches them off.
+    # ``dataclasses.replace`` keeps a resolved count: pass -1 again to re-derive it.
+    messy_rows: int = AUTO_MESSY
+    messy_model_rows: int = AUTO_MESSY
+
     def __post_init__(self) -> None:
-        """Fail early, with every problem listed, rather than generate nonsense."""
+        """Resolve automatic messy-row counts, then fail early, with every problem listed."""
+        # Frozen dataclass: the resolved counts are set once, here, before anyone reads them.
+        if self.messy_rows == AUTO_MESSY:
+            object.__setattr__(self, "messy_rows", max(0, min(self.n_images // IMAGES_PER_MESSY_ROW,
+                                                              self.chunk_rows)))
+        if self.messy_model_rows == AUTO_MESSY:
+            object.__setattr__(self, "messy_model_rows", max(0, self.n_models // MODELS_PER_MESSY_ROW))
         problems = validate_params(self)
         if problems:
             raise ValueError("invalid SynthParams: " + "; ".join(problems))
@@ -316,11 +342,21 @@ def validate_params(params: SynthParams) -> list[str]:
             problems.append(f"{name} must be > 0")
     if params.prompt_pool_size < 1 or params.images_per_user < 1 or params.max_versions < 1:
         problems.append("prompt_pool_size, images_per_user and max_versions must be >= 1")
+    if params.messy_rows < 0 or params.messy_model_rows < 0:
+        problems.append("messy_rows and messy_model_rows must be >= 0 (or -1 for automatic)")
+    elif params.messy_rows > params.chunk_rows or params.messy_model_rows > params.n_models:
+        # They join the last chunk in memory, so they must not outgrow a chunk.
+        problems.append("messy_rows must be <= chunk_rows and messy_model_rows <= n_models")
     return problems
 
 
 def default_params(**overrides: Any) -> SynthParams:
-    """Default parameters with ``overrides``; month-keyed paths follow a changed window."""
+    """Default parameters with ``overrides``; month-keyed paths follow a changed window.
+
+    Messy rows default to ``max(0, n_images // 250)`` (at most ``chunk_rows``) and
+    ``max(0, n_models // 300)`` of the (possibly overridden) sizes; ``messy_rows=0`` switches
+    them off.
+    """
     known = {f.name for f in fields(SynthParams)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -330,6 +366,8 @@ def default_params(**overrides: Any) -> SynthParams:
     if (start, end) != (DEFAULT_START, DEFAULT_END):
         overrides.setdefault("nsfw_share_by_month", nsfw_share_path(start, end))
         overrides.setdefault("lora_share_by_month", lora_share_path(start, end))
+    overrides.setdefault("messy_rows", AUTO_MESSY)
+    overrides.setdefault("messy_model_rows", AUTO_MESSY)
     return SynthParams(**overrides)
 
 
@@ -1245,6 +1283,222 @@ def image_chunk(ctx: ImageContext, chunk_index: int, first_row: int, n_rows: int
     }, schema=IMAGES_SCHEMA)
 
 
+# --------------------------------------------------------------------------- messy rows
+#: Kinds of bad image rows, in the order they are dealt out (messy row ``k`` has kind
+#: ``k mod 13``), each as (the name :mod:`helpers.clean` reports, True if the row is
+#: quarantined / False if it is kept with a repair). Date, level, count and prompt problems come
+#: first, so that even a handful of messy rows shows each main kind. Each row has one defect.
+MESSY_IMAGE_KINDS: tuple[tuple[str, bool], ...] = (
+    ("unparseable_created_at", True),
+    ("created_at_after_window", True),
+    ("created_at_before_window", True),
+    ("invalid_level", True),
+    ("like_count_negative_set_null", False),
+    ("like_count_non_numeric_set_null", False),
+    ("empty_prompt_set_null", False),
+    ("duplicate_id_exact", True),
+    ("duplicate_id_conflict", True),
+    ("missing_created_at", True),
+    ("missing_level", True),
+    ("missing_id", True),
+    ("invalid_id", True),
+)
+#: Kinds of bad model rows, dealt out the same way.
+MESSY_MODEL_KINDS: tuple[tuple[str, bool], ...] = (
+    ("duplicate_id_conflict", True),
+    ("html_in_name_stripped", False),
+    ("download_count_negative_set_null", False),
+    ("duplicate_id_exact", True),
+)
+UNPARSEABLE_CREATED_AT = "not a date"
+#: After the default cleaning window (which ends 2025-12-31) and before CivitAI existed
+#: (2022-11): outside any sensible study window.
+AFTER_WINDOW_CREATED_AT = "2031-01-01T00:00:00.000Z"
+BEFORE_WINDOW_CREATED_AT = "2021-06-01T00:00:00.000Z"
+#: ``browsingLevel`` values that are no level: an unknown bit and zero (dealt out in turn).
+INVALID_LEVELS: tuple[int, ...] = (128, 0)
+NEGATIVE_LIKES = '"likeCount":-1'
+NON_NUMERIC_LIKES = '"likeCount":"many"'
+#: A conflicting duplicate is the same image re-posted with an edited prompt.
+CONFLICT_PROMPT_SUFFIX = ", (edited:1.1)"
+CONFLICT_PROMPT_IF_NONE = "masterpiece, best quality"
+#: A conflicting duplicate model is the same id re-uploaded under an edited name.
+CONFLICT_NAME_SUFFIX = " (re-upload)"
+
+
+@dataclass(frozen=True)
+class MessyPlan:
+    """Which bad rows to append: a kind per row and the good row each one is a copy of."""
+
+    kinds: np.ndarray      # (n,) index into the kinds tuple
+    templates: np.ndarray  # (n,) row of the good table (global row index) the bad row copies
+
+
+def deal_kinds(n_rows: int, n_kinds: int) -> np.ndarray:
+    """Kind index of each of ``n_rows`` messy rows: the kinds in turn, so counts are exact."""
+    return np.arange(n_rows, dtype=np.int64) % n_kinds
+
+
+def last_chunk_first_row(params: SynthParams) -> int:
+    """Global row index of the first row of the last images chunk (where messy rows go)."""
+    return (params.n_images - 1) // params.chunk_rows * params.chunk_rows
+
+
+def messy_image_plan(params: SynthParams) -> MessyPlan:
+    """Kinds and template rows of the messy image rows; templates lie in the last chunk.
+
+    Templates are drawn from the last chunk only because it is the one still in memory when
+    the messy rows are written; a duplicate's original thus always precedes it in the files.
+    """
+    rng = seeded_rng(params.seed, _STREAM_MESSY, 0)
+    templates = rng.integers(last_chunk_first_row(params), params.n_images, params.messy_rows)
+    return MessyPlan(deal_kinds(params.messy_rows, len(MESSY_IMAGE_KINDS)), templates)
+
+
+def messy_model_plan(params: SynthParams) -> MessyPlan:
+    """Kinds and template rows (positions in the good models table) of the messy model rows."""
+    rng = seeded_rng(params.seed, _STREAM_MESSY, 1)
+    templates = rng.integers(0, params.n_models, params.messy_model_rows)
+    return MessyPlan(deal_kinds(params.messy_model_rows, len(MESSY_MODEL_KINDS)), templates)
+
+
+def messy_counts(plan: MessyPlan, kinds: Sequence[tuple[str, bool]],
+                 quarantined: bool | None = None) -> dict[str, int]:
+    """Planted rows per cleaning reason (sorted, zeros left out), optionally of one outcome."""
+    counts = np.bincount(plan.kinds, minlength=len(kinds))
+    return {name: int(c) for (name, q), c in sorted(zip(kinds, counts))
+            if c and (quarantined is None or q == quarantined)}
+
+
+def _kind_mask(plan: MessyPlan, kinds: Sequence[tuple[str, bool]], name: str) -> np.ndarray:
+    """True for the messy rows of kind ``name``."""
+    return plan.kinds == [k for k, _ in kinds].index(name)
+
+
+def _columns(rows: pa.Table) -> dict[str, pa.Array]:
+    """The columns of ``rows`` as single arrays (``rows`` is small: the messy rows)."""
+    rows = rows.combine_chunks()
+    return {name: rows.column(name).chunk(0) if rows.column(name).num_chunks else
+            pa.array([], rows.schema.field(name).type) for name in rows.column_names}
+
+
+def _replace_where(mask: np.ndarray, replacement: Any, column: pa.Array) -> pa.Array:
+    """``column`` with ``replacement`` (a scalar or an array) where ``mask`` is true."""
+    return pc.if_else(pa.array(mask, pa.bool_()), replacement, column)
+
+
+def messy_image_rows(params: SynthParams, last_chunk: pa.Table, first_row: int) -> pa.Table:
+    """The ``messy_rows`` bad image rows: copies of last-chunk rows, each with one defect.
+
+    Rows other than duplicates get fresh ids above every good id (and fresh URLs), so a kept
+    (repaired) row is a new image and a quarantined one collides with nothing.
+    """
+    plan = messy_image_plan(params)
+    n = len(plan.kinds)
+    col = _columns(last_chunk.take(pa.array(plan.templates - first_row)))
+
+    def kind(name: str) -> np.ndarray:
+        return _kind_mask(plan, MESSY_IMAGE_KINDS, name)
+
+    duplicate = kind("duplicate_id_exact") | kind("duplicate_id_conflict")
+
+    fresh = IMAGE_ID_BASE + IMAGE_ID_STRIDE * (params.n_images + np.arange(n, dtype=np.int64))
+    ids = np.where(duplicate, col["id"].to_numpy(zero_copy_only=False), fresh)
+    ids = np.where(kind("invalid_id"), -fresh, ids)
+    created = col["createdAt"]
+    for name, text in (("unparseable_created_at", UNPARSEABLE_CREATED_AT),
+                       ("created_at_after_window", AFTER_WINDOW_CREATED_AT),
+                       ("created_at_before_window", BEFORE_WINDOW_CREATED_AT),
+                       ("missing_created_at", None)):
+        created = _replace_where(kind(name), pa.scalar(text, pa.string()), created)
+    invalid = kind("invalid_level")
+    turn = (np.cumsum(invalid) - 1) % len(INVALID_LEVELS)  # alternate the invalid values
+    level = np.where(invalid, np.array(INVALID_LEVELS)[turn],
+                     col["browsingLevel"].to_numpy(zero_copy_only=False))
+    stats = col["statsSummary"]
+    for name, text in (("like_count_negative_set_null", NEGATIVE_LIKES),
+                       ("like_count_non_numeric_set_null", NON_NUMERIC_LIKES)):
+        edited = pc.replace_substring_regex(stats, pattern='"likeCount":[0-9]+', replacement=text)
+        stats = _replace_where(kind(name), edited, stats)
+    prompt = col["positivePrompt"]
+    conflicting = pc.coalesce(pc.binary_join_element_wise(prompt, CONFLICT_PROMPT_SUFFIX, ""),
+                              pa.scalar(CONFLICT_PROMPT_IF_NONE))
+    prompt = _replace_where(kind("duplicate_id_conflict"), conflicting, prompt)
+    prompt = _replace_where(kind("empty_prompt_set_null"), pa.scalar("", pa.string()), prompt)
+    urls = fake_image_urls(seeded_rng(params.seed, _STREAM_MESSY, 2), n)
+    return pa.table({
+        **col,
+        "id": pa.array(ids, pa.int64(), mask=kind("missing_id")),
+        "createdAt": created,
+        "url": _replace_where(duplicate, col["url"], urls),
+        "positivePrompt": prompt,
+        "browsingLevel": pa.array(level, pa.int64(), mask=kind("missing_level")),
+        "statsSummary": stats,
+    }, schema=IMAGES_SCHEMA)
+
+
+def messy_model_rows(params: SynthParams, models: pa.Table) -> pa.Table:
+    """The ``messy_model_rows`` bad model rows: copies of good models, each with one defect.
+
+    Kept (repaired) rows get fresh ids above every good id; duplicates keep their original's.
+    """
+    plan = messy_model_plan(params)
+    n = len(plan.kinds)
+    col = _columns(models.take(pa.array(plan.templates, pa.int64())))
+
+    def kind(name: str) -> np.ndarray:
+        return _kind_mask(plan, MESSY_MODEL_KINDS, name)
+
+    duplicate = kind("duplicate_id_exact") | kind("duplicate_id_conflict")
+
+    fresh = int(pc.max(models.column("id")).as_py()) + 1 + np.arange(n, dtype=np.int64)
+    ids = np.where(duplicate, col["id"].to_numpy(zero_copy_only=False), fresh)
+    name = col["name"]
+    name = _replace_where(kind("duplicate_id_conflict"),
+                          pc.binary_join_element_wise(name, CONFLICT_NAME_SUFFIX, ""), name)
+    name = _replace_where(kind("html_in_name_stripped"),
+                          pc.binary_join_element_wise("<b>", name, "</b>", ""), name)
+    stats = col["stats"]
+    downloads = _replace_where(kind("download_count_negative_set_null"), pa.scalar(-1, pa.int64()),
+                               stats.field("downloadCount"))
+    stats = pa.StructArray.from_arrays(
+        [downloads if f.name == "downloadCount" else stats.field(f.name) for f in MODEL_STATS_TYPE],
+        fields=list(MODEL_STATS_TYPE))
+    return pa.table({**col, "id": pa.array(ids, pa.int64()), "name": name, "stats": stats},
+                    schema=MODELS_SCHEMA)
+
+
+def messy_truth(params: SynthParams, plan: SnapshotPlan) -> dict[str, Any]:
+    """The planted messy rows as the cleaning stage must report them (default window).
+
+    Assumes the cleaning window holds the synthetic window (the default 2022-11-01..2025-12-31
+    does), so the good rows are all kept and every messy row ends exactly as its kind says.
+    """
+    images, models = messy_image_plan(params), messy_model_plan(params)
+    image_repairs = messy_counts(images, MESSY_IMAGE_KINDS, quarantined=False)
+    model_repairs = messy_counts(models, MESSY_MODEL_KINDS, quarantined=False)
+    # Repaired rows are kept and copy their template's createdAt, so they add to its month.
+    kept = np.isin(images.kinds, [i for i, (_, q) in enumerate(MESSY_IMAGE_KINDS) if not q])
+    month_first_row = np.concatenate([[0], np.cumsum(plan.image_counts)])
+    kept_month = np.searchsorted(month_first_row, images.templates[kept], side="right") - 1
+    clean_counts = plan.image_counts + np.bincount(kept_month, minlength=len(plan.months))
+    return {
+        "messy_rows": params.messy_rows,
+        "raw_image_rows": params.n_images + params.messy_rows,
+        "clean_image_rows": params.n_images + int(kept.sum()),
+        "clean_images_per_month": {m: int(c) for m, c in zip(plan.months, clean_counts)},
+        "messy_rows_by_reason": messy_counts(images, MESSY_IMAGE_KINDS),
+        "messy_rows_by_outcome": {"quarantined": messy_counts(images, MESSY_IMAGE_KINDS, True),
+                                  "repaired": image_repairs},
+        "messy_model_rows": params.messy_model_rows,
+        "raw_model_rows": params.n_models + params.messy_model_rows,
+        "clean_model_rows": params.n_models + sum(model_repairs.values()),
+        "messy_models_by_reason": messy_counts(models, MESSY_MODEL_KINDS),
+        "messy_models_by_outcome": {"quarantined": messy_counts(models, MESSY_MODEL_KINDS, True),
+                                    "repaired": model_repairs},
+    }
+
+
 # --------------------------------------------------------------------------- writing
 def write_parquet_atomic(table: pa.Table, dest: Path) -> None:
     """Write ``table`` to ``dest`` via ``dest.tmp`` and an atomic rename (no partial files)."""
@@ -1282,14 +1536,18 @@ def part_name(index: int) -> str:
 def write_snapshot(out_dir: Path, params: SynthParams) -> dict[str, Any]:
     """Write the synthetic snapshot under ``out_dir``; return rows and files per table.
 
-    Models are written first (images reference them), then images chunk by chunk.
+    Models are written first (images reference them), then images chunk by chunk; the messy
+    rows follow the good rows of the models file and of the last images chunk.
     """
     out_dir = Path(out_dir)
     plan = make_plan(params)
     users = user_hash_pool(params.seed, max(1, params.n_images // params.images_per_user))
     catalog = build_models(params, plan, users)
     model_file = out_dir / "models" / part_name(0)
-    write_parquet_atomic(catalog.table, model_file)
+    models = catalog.table
+    if params.messy_model_rows:
+        models = pa.concat_tables([models, messy_model_rows(params, models)])
+    write_parquet_atomic(models, model_file)
     _remove_stale_parts(model_file.parent, {model_file.name})
 
     ctx = ImageContext(params, plan, build_prompt_pools(params, plan.base_names), users,
@@ -1303,6 +1561,8 @@ def write_snapshot(out_dir: Path, params: SynthParams) -> dict[str, Any]:
         for chunk_index, first in enumerate(range(0, params.n_images, params.chunk_rows)):
             n_rows = min(params.chunk_rows, params.n_images - first)
             table = image_chunk(ctx, chunk_index, first, n_rows)
+            if first + n_rows == params.n_images and params.messy_rows:  # the last chunk
+                table = pa.concat_tables([table, messy_image_rows(params, table, first)])
             if pending is not None:
                 pending.result()
             dest = out_dir / "images" / part_name(chunk_index)
@@ -1313,7 +1573,8 @@ def write_snapshot(out_dir: Path, params: SynthParams) -> dict[str, Any]:
             pending.result()
     _remove_stale_parts(out_dir / "images", set(image_files))
     return {
-        "rows": {"images": params.n_images, "models": catalog.table.num_rows},
+        "rows": {"images": params.n_images + params.messy_rows, "models": models.num_rows},
+        "messy_rows": {"images": params.messy_rows, "models": params.messy_model_rows},
         "files": {"images": [f"images/{f}" for f in image_files], "models": [f"models/{model_file.name}"]},
         "seed": params.seed,
     }
@@ -1336,6 +1597,8 @@ def expected_truth(params: SynthParams) -> dict[str, Any]:
     Image shares are over all images of a month unless named otherwise; ``lora_share`` is over
     images with a prompt. Model shares are over all models (real-person ones are never
     checkpoints). Engagement ratios are ratios of medians before rounding to integers.
+    ``n_images`` / ``images_per_month`` / ``n_models`` count the good rows; the ``messy_*``,
+    ``raw_*`` and ``clean_*`` entries (:func:`messy_truth`) say what cleaning must report.
     """
     plan = make_plan(params)
     months = plan.months
@@ -1380,4 +1643,5 @@ def expected_truth(params: SynthParams) -> dict[str, Any]:
         "real_person_download_ratio": params.real_person_download_ratio,
         "n_users_pool": max(1, params.n_images // params.images_per_user),
         "user_zipf_exponent": params.user_zipf_exponent,
+        **messy_truth(params, plan),
     }

@@ -1,0 +1,557 @@
+"""Scale benchmark: the pipeline on a synthetic snapshot of N image rows, against a scan floor
+and a naive pandas baseline, each measured in a fresh child process.
+
+``python -m helpers bench --rows N [--baseline] [--out benchmarks/results]`` (``make bench``)
+
+1. generates ``benchmarks/data/<N>/snapshot`` (Hub raw format, :mod:`helpers.synth`) if missing;
+2. runs every pipeline stage (:data:`STAGES`: acquire → clean → label → analyses → figures) in
+   its own ``python -c`` child, as the notebooks would, and measures for each
+   *wall seconds* of the stage call (imports excluded, like notebook start-up),
+   *rows per second*, and *peak resident memory* of the child's process tree: the larger of
+   the kernel's high-water mark of the child (``os.wait4`` rusage) and the sum of RSS over the
+   child and its descendants polled every 50 ms with ``psutil``;
+3. measures the *scan floor*: one DuckDB ``SELECT`` of every raw column the pipeline reads,
+   with a trivial aggregate that forces each value to be decoded;
+4. with ``baseline=True``, runs the *naive reference* a researcher writes first (the whole
+   snapshot in one pandas frame, stats JSON parsed per row, the same labels applied row by row
+   with the lexicon's Python regexes, grouped by month);
+5. writes ``<out>/<N>.json`` (machine, stages, ratios) and ``<out>/<N>.md`` and prints the table.
+
+:func:`extrapolate` fits ``seconds = a + b·rows`` per stage over several result files and
+predicts a larger N (the README's 40M estimate).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .paths import RunPaths, repo_root, write_json_atomic
+
+#: Pipeline stages in run order (each one a fresh child process).
+STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
+                           "analyse_images", "analyse_models", "figures")
+#: Reference measurements besides the pipeline.
+SCAN_FLOOR = "scan_floor"
+NAIVE = "naive_baseline"
+#: Seed of the synthetic snapshot and of every seeded pipeline step.
+SEED = 20250507
+#: Interval of the psutil memory poll, seconds.
+POLL_SECONDS = 0.05
+#: Targets of issue #5 (checked in the report, never asserted in tests).
+TARGET_PIPELINE_OVER_SCAN = 4.0
+TARGET_NAIVE_OVER_PIPELINE = 5.0
+TARGET_PEAK_SHARE_OF_NAIVE = 1 / 3
+TARGET_PEAK_MB_AT_4M = 3 * 1024
+MB = 1024 * 1024
+
+
+@dataclass
+class Measurement:
+    """One child process: what it ran, how long the work took, and its peak memory."""
+
+    name: str
+    rows: int
+    seconds: float  # wall time of the stage call inside the child (imports excluded)
+    process_seconds: float  # wall time of the whole child process
+    peak_rss_mb: float  # max(kernel high-water mark, polled tree sum)
+    peak_rss_kernel_mb: float
+    peak_rss_polled_mb: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+# --------------------------------------------------------------------------- locations
+def default_models(rows: int) -> int:
+    """Models generated alongside ``rows`` images (same rule as ``python -m helpers synth``)."""
+    return max(200, rows // 100)
+
+
+def data_folder(rows: int, data_dir: Path | None = None) -> Path:
+    """``benchmarks/data/<rows>`` (git-ignored) or ``data_dir/<rows>``."""
+    base = Path(data_dir) if data_dir is not None else repo_root() / "benchmarks" / "data"
+    return base / str(rows)
+
+
+def ensure_snapshot(folder: Path, rows: int) -> bool:
+    """Write the synthetic snapshot into ``folder`` unless a complete one is there; True if written.
+
+    Generated in a child process: a forked child's peak-RSS counter starts from its parent's
+    resident memory, so the parent must stay small for the stage measurements to be fair.
+    A hidden marker is written last, so an interrupted generation is redone, not reused.
+    """
+    marker = folder / ".complete.json"
+    params = {"rows": rows, "models": default_models(rows), "seed": SEED}
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == params:
+        return False
+    subprocess.run([sys.executable, "-m", "helpers", "synth", "--rows", str(rows), "--models",
+                    str(params["models"]), "--seed", str(SEED), "--out", str(folder)],
+                   check=True, stdout=subprocess.DEVNULL)
+    write_json_atomic(params, marker)
+    return True
+
+
+# --------------------------------------------------------------------------- stages (child side)
+def _image_rows(paths: RunPaths, stage: str) -> int:
+    import pyarrow.parquet as pq
+
+    path = paths.table(stage, "images")
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+
+
+def stage_acquire(paths: RunPaths, snapshot: Path) -> int:
+    """Hub-format Parquet → raw canonical tables (the ``local`` adapter)."""
+    from . import sources
+
+    return sources.acquire_local(snapshot, paths).rows.get("images", 0)
+
+
+def stage_clean(paths: RunPaths, snapshot: Path) -> int:
+    """Raw → interim + quarantine."""
+    from . import clean
+
+    report = clean.clean_all(paths)
+    return report["tables"]["images"]["raw"]
+
+
+def stage_label_images(paths: RunPaths, snapshot: Path) -> int:
+    """Interim images → processed images (NSFW definitions, n_lora, lexicon markers)."""
+    from . import label
+
+    return label.label_images(paths)["rows"]
+
+
+def stage_label_models(paths: RunPaths, snapshot: Path) -> int:
+    """Interim models → processed models (real-person score, gender, markers, evaluation)."""
+    from . import label
+
+    label.label_models(paths, seed=SEED)
+    return _model_rows(paths)
+
+
+def _model_rows(paths: RunPaths) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(paths.table("processed", "models")).metadata.num_rows
+
+
+def _frames_file(paths: RunPaths, name: str) -> Path:
+    return paths.tmp / f"bench_{name}.pkl"
+
+
+def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
+    """Every image-level analysis of notebook 03 (DuckDB aggregates over processed images)."""
+    import pandas as pd
+
+    from . import analyse
+
+    images = paths.table("processed", "images")
+    con = analyse.connect(paths)
+    try:
+        monthly = analyse.nsfw_share_by_month(images, con)
+        adapter = analyse.nsfw_share_by_adapter_use(images, "r", con)
+        markers = analyse.markers_by_month(images, con)
+        concentration, lorenz = analyse.creator_concentration(images, con=con)
+        models = pd.read_parquet(paths.table("processed", "models"))
+        frames = {
+            "overview": analyse.image_overview(images, con),
+            "monthly": monthly,
+            "trend": analyse.nsfw_share_trend(monthly),
+            "levels": analyse.level_composition_by_month(images, con),
+            "lora_monthly": analyse.lora_use_by_month(images, con),
+            "adapter": adapter,
+            "adapter_monthly": analyse.nsfw_share_by_adapter_use_by_month(images, "r", con),
+            "engagement": analyse.engagement_nsfw_vs_sfw(images, definition="r", con=con),
+            "counts": analyse.engagement_counts(images, "reaction_count", "r", con),
+            "terms": analyse.distinctive_terms(images, definition="r", top_n=20,
+                                               exclude=analyse.personal_name_filter(models), con=con),
+            "markers": markers,
+            "markers_nsfw": analyse.nsfw_share_by_marker(images, "r", con),
+            "concentration": concentration,
+            "lorenz": lorenz,
+        }
+    finally:
+        con.close()
+    pd.to_pickle(frames, _frames_file(paths, "images"))
+    return _image_rows(paths, "processed")
+
+
+def stage_analyse_models(paths: RunPaths, snapshot: Path) -> int:
+    """Every model-level analysis of notebook 04 (pandas over the processed models)."""
+    import pandas as pd
+
+    from . import analyse
+
+    models = pd.read_parquet(paths.table("processed", "models"))
+    definition = analyse.model_nsfw_definition(models, "r")
+    name_filter = analyse.personal_name_filter(models)
+    frames = {
+        "overview": analyse.model_overview(models),
+        "types": analyse.model_types_by_month(models, top_k=6),
+        "bases": analyse.base_models_by_month(models, top_k=6),
+        "adapter_monthly": analyse.adapter_share_by_month(models),
+        "real_person_monthly": analyse.real_person_share_by_month(models),
+        "by_type": analyse.real_person_share_by_type(models),
+        "gender": analyse.depicted_gender_split(models),
+        "nsfw_by_real_person": analyse.nsfw_share_by_real_person(models, definition),
+        "nsfw_by_gender": analyse.nsfw_share_by_depicted_gender(models, definition),
+        "engagement": analyse.engagement_real_person_vs_other(models),
+        "engagement_nsfw": analyse.engagement_nsfw_vs_sfw_models(models, definition=definition),
+        "downloads": analyse.real_person_downloads(models),
+        "tags_real": analyse.top_tags(models, "real_person", top_n=15, name_filter=name_filter),
+        "tags_all": analyse.top_tags(models, "all", top_n=15, name_filter=name_filter),
+    }
+    pd.to_pickle(frames, _frames_file(paths, "models"))
+    return len(models)
+
+
+def stage_figures(paths: RunPaths, snapshot: Path) -> int:
+    """The ten figures from the analyses' frames, saved as PDF and PNG."""
+    import pandas as pd
+
+    from . import plots
+
+    im = pd.read_pickle(_frames_file(paths, "images"))
+    mo = pd.read_pickle(_frames_file(paths, "models"))
+    figures = {
+        "fig01_volume_nsfw": lambda: plots.fig01_volume_nsfw(im["monthly"], synthetic=True),
+        "fig02_level_composition": lambda: plots.fig02_level_composition(im["levels"], synthetic=True),
+        "fig03_adapter_use": lambda: plots.fig03_adapter_use(im["lora_monthly"], im["adapter_monthly"],
+                                                             im["adapter"], synthetic=True),
+        "fig04_engagement": lambda: plots.fig04_engagement(im["counts"], synthetic=True),
+        "fig05_distinctive_terms": lambda: plots.fig05_distinctive_terms(im["terms"], top_n=20,
+                                                                         synthetic=True),
+        "fig06_markers": lambda: plots.fig06_markers(im["markers"], synthetic=True),
+        "fig07_creator_lorenz": lambda: plots.fig07_creator_lorenz(im["lorenz"], im["concentration"],
+                                                                   synthetic=True),
+        "fig08_model_types": lambda: plots.fig08_model_types(mo["types"], mo["bases"], synthetic=True),
+        "fig09_real_person": lambda: plots.fig09_real_person(mo["real_person_monthly"], mo["gender"],
+                                                             mo["nsfw_by_gender"], synthetic=True),
+        "fig10_top_tags": lambda: plots.fig10_top_tags(mo["tags_real"], mo["tags_all"], top_n=15,
+                                                       synthetic=True),
+    }
+    for name, draw in figures.items():
+        plots.savefig(draw(), paths, name)
+    return len(figures)
+
+
+def image_files(snapshot: Path) -> list[Path]:
+    """The snapshot's image Parquet parts, sorted."""
+    return sorted((snapshot / "images").glob("*.parquet"))
+
+
+#: Raw snapshot columns the pipeline reads (everything the images adapter maps).
+SCAN_COLUMNS: tuple[str, ...] = ("id", "createdAt", "url", "positivePrompt", "negativePrompt",
+                                 "nsfw", "browsingLevel", "statsSummary", "usernameHash",
+                                 "baseModel", "modelId")
+
+
+def scan_floor_sql(files: Iterable[Path], columns: Iterable[str]) -> str:
+    """One plain scan: every needed column decoded once, reduced to a trivial aggregate."""
+    listing = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
+    parts = []
+    for c in columns:
+        parts.append(f'max(length(CAST("{c}" AS VARCHAR)))')
+    return f"SELECT count(*), {', '.join(parts)} FROM read_parquet([{listing}])"
+
+
+def stage_scan_floor(paths: RunPaths, snapshot: Path) -> int:
+    """The scan floor: DuckDB decoding every column the pipeline needs, nothing else."""
+    from .sources import duckdb_connection
+
+    import pyarrow.parquet as pq
+
+    files = image_files(snapshot)
+    present = set(pq.ParquetFile(files[0]).schema_arrow.names)
+    con = duckdb_connection(paths)
+    try:
+        row = con.execute(scan_floor_sql(files, [c for c in SCAN_COLUMNS if c in present])).fetchone()
+        models = sorted((snapshot / "models").glob("*.parquet"))
+        if models:
+            con.execute("SELECT count(*), max(length(CAST(COLUMNS(*) AS VARCHAR))) FROM read_parquet(["
+                        + ", ".join("'" + m.as_posix() + "'" for m in models) + "])").fetchall()
+    finally:
+        con.close()
+    return int(row[0])
+
+
+def stage_naive_baseline(paths: RunPaths, snapshot: Path) -> int:
+    """What a researcher writes first: one pandas frame, row-wise Python labels, monthly groupby."""
+    import pandas as pd
+
+    from . import label
+
+    lexicon = label.load_lexicon()
+    df = pd.read_parquet(snapshot / "images")
+    stats = df["statsSummary"].apply(lambda s: json.loads(s) if isinstance(s, str) else {})
+    for key in ("likeCount", "heartCount", "laughCount", "cryCount", "commentCount"):
+        df[key] = pd.to_numeric(stats.apply(lambda d: d.get(key)), errors="coerce")
+    # Unparseable dates and levels become NaT / NaN (the snapshot carries a few bad rows).
+    df["created_at"] = pd.to_datetime(df["createdAt"], utc=True, format="ISO8601", errors="coerce")
+    df["month"] = df["created_at"].dt.strftime("%Y-%m")
+    level = pd.to_numeric(df["browsingLevel"], errors="coerce")
+    df["is_nsfw_platform"] = df["nsfw"].map({True: 1.0, False: 0.0})
+    df["is_nsfw_r"] = level >= 4
+    df["is_nsfw_x"] = level >= 8
+    df["n_lora"] = df["positivePrompt"].apply(label.count_adapter_calls)
+    markers = df.apply(lambda row: pd.Series(label.match_markers(row["positivePrompt"], lexicon)),
+                       axis=1)
+    df = pd.concat([df, markers.astype(float).add_prefix("mk_")], axis=1)
+    monthly = df.groupby("month").agg(
+        n_images=("id", "size"), nsfw_r=("is_nsfw_r", "mean"), nsfw_x=("is_nsfw_x", "mean"),
+        nsfw_platform=("is_nsfw_platform", "mean"), lora=("n_lora", lambda s: (s > 0).mean()),
+        likes=("likeCount", "mean"),
+        **{f"mk_{c}": (f"mk_{c}", "mean") for c in label.MARKER_CATEGORIES})
+    monthly.to_csv(paths.tmp / "naive_monthly.csv")
+    return len(df)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[RunPaths, Path], int]] = {
+    "acquire": stage_acquire,
+    "clean": stage_clean,
+    "label_images": stage_label_images,
+    "label_models": stage_label_models,
+    "analyse_images": stage_analyse_images,
+    "analyse_models": stage_analyse_models,
+    "figures": stage_figures,
+    SCAN_FLOOR: stage_scan_floor,
+    NAIVE: stage_naive_baseline,
+}
+
+
+def child_main(argv: list[str] | None = None) -> None:
+    """Entry point of a child: ``<stage> <run_dir> <snapshot> <result.json>``."""
+    stage, run_dir, snapshot, result = argv if argv is not None else sys.argv[1:5]
+    paths = RunPaths(Path(run_dir)).ensure()
+    start = time.perf_counter()
+    rows = STAGE_FUNCTIONS[stage](paths, Path(snapshot))
+    seconds = time.perf_counter() - start
+    write_json_atomic({"rows": int(rows), "seconds": seconds}, Path(result))
+
+
+# --------------------------------------------------------------------------- measuring (parent side)
+class TreeMemoryPoller(threading.Thread):
+    """Polls the summed RSS of a process and all its descendants until stopped."""
+
+    def __init__(self, pid: int, interval: float = POLL_SECONDS) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_bytes = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._stop_event.is_set():
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass  # exited or zombie between listing and reading
+            self.peak_bytes = max(self.peak_bytes, total)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def measure(stage: str, run_dir: Path, snapshot: Path) -> Measurement:
+    """Run one stage in a fresh ``python -c`` child and measure it; raise if it fails."""
+    result = run_dir / "data" / "tmp" / f"bench_result_{stage}.json"
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.unlink(missing_ok=True)
+    code = "from helpers.bench import child_main; child_main()"
+    args = [sys.executable, "-c", code, stage, str(run_dir), str(snapshot), str(result)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    poller = TreeMemoryPoller(proc.pid)
+    poller.start()
+    # Drain the output in a thread: a full pipe would block the child.
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child alone (and its reaped children)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    process_seconds = time.perf_counter() - start
+    poller.stop()
+    reader.join()
+    proc.stdout.close()
+    if proc.returncode != 0 or not result.exists():
+        text = b"".join(output).decode("utf-8", "replace")[-3000:]
+        raise RuntimeError(f"benchmark stage {stage} failed (exit {proc.returncode}):\n{text}")
+    done = json.loads(result.read_text(encoding="utf-8"))
+    # ru_maxrss is in KiB on Linux.
+    kernel_mb = usage.ru_maxrss * 1024 / MB
+    polled_mb = poller.peak_bytes / MB
+    return Measurement(name=stage, rows=done["rows"], seconds=round(done["seconds"], 3),
+                       process_seconds=round(process_seconds, 3),
+                       peak_rss_mb=round(max(kernel_mb, polled_mb), 1),
+                       peak_rss_kernel_mb=round(kernel_mb, 1), peak_rss_polled_mb=round(polled_mb, 1))
+
+
+# --------------------------------------------------------------------------- report
+def machine_description() -> dict[str, Any]:
+    """Cores, memory, CPU model, OS and the versions of the engines that do the work."""
+    import duckdb
+    import pandas as pd
+    import psutil
+    import pyarrow as pa
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1024 ** 3, 1),
+            "cpu": cpu, "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "duckdb": duckdb.__version__,
+            "pyarrow": pa.__version__, "pandas": pd.__version__}
+
+
+def summarise(rows: int, stages: list[Measurement], scan: Measurement,
+              naive: Measurement | None) -> dict[str, Any]:
+    """Totals of the pipeline and its ratios to the scan floor and the naive baseline."""
+    seconds = sum(m.seconds for m in stages)
+    peak = max(m.peak_rss_mb for m in stages)
+    out: dict[str, Any] = {
+        "pipeline_seconds": round(seconds, 3),
+        "pipeline_process_seconds": round(sum(m.process_seconds for m in stages), 3),
+        "pipeline_rows_per_second": round(rows / seconds, 1) if seconds else None,
+        "pipeline_peak_rss_mb": peak,
+        "scan_floor_seconds": scan.seconds,
+        "pipeline_over_scan": round(seconds / scan.seconds, 2) if scan.seconds else None,
+        "naive_seconds": naive.seconds if naive else None,
+        "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
+        "naive_over_pipeline": round(naive.seconds / seconds, 2) if naive and seconds else None,
+        "peak_share_of_naive": round(peak / naive.peak_rss_mb, 3) if naive else None,
+    }
+    out["targets"] = {
+        "pipeline_over_scan<=4": _check(out["pipeline_over_scan"], TARGET_PIPELINE_OVER_SCAN, "<="),
+        "naive_over_pipeline>=5": _check(out["naive_over_pipeline"], TARGET_NAIVE_OVER_PIPELINE, ">="),
+        "peak_share_of_naive<=1/3": _check(out["peak_share_of_naive"], TARGET_PEAK_SHARE_OF_NAIVE, "<="),
+        "peak_rss<=3GB": _check(peak, TARGET_PEAK_MB_AT_4M, "<="),
+    }
+    return out
+
+
+def _check(value: float | None, target: float, op: str) -> bool | None:
+    if value is None:
+        return None
+    return bool(value <= target) if op == "<=" else bool(value >= target)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The per-stage table and the ratios, as Markdown."""
+    rows = result["rows"]
+    lines = [f"### {rows:,} image rows, {result['models']:,} models", "",
+             "| stage | seconds | rows/s | peak RSS (MB) | process s |", "|---|---:|---:|---:|---:|"]
+    for m in result["stages"] + [result[SCAN_FLOOR]] + ([result[NAIVE]] if result.get(NAIVE) else []):
+        lines.append(f"| {m['name']} | {m['seconds']:.1f} | {m['rows_per_second']:,.0f} | "
+                     f"{m['peak_rss_mb']:,.0f} | {m['process_seconds']:.1f} |")
+    s = result["summary"]
+    lines.append(f"| **pipeline (sum of stages)** | **{s['pipeline_seconds']:.1f}** | "
+                 f"**{s['pipeline_rows_per_second']:,.0f}** | **{s['pipeline_peak_rss_mb']:,.0f}** | "
+                 f"{s['pipeline_process_seconds']:.1f} |")
+    lines += ["", f"- pipeline / scan floor: {s['pipeline_over_scan']} (target ≤ {TARGET_PIPELINE_OVER_SCAN:g})"]
+    if s["naive_seconds"] is not None:
+        lines += [f"- naive / pipeline time: {s['naive_over_pipeline']} (target ≥ {TARGET_NAIVE_OVER_PIPELINE:g})",
+                  f"- pipeline peak / naive peak: {s['peak_share_of_naive']} (target ≤ 0.333)"]
+    lines.append(f"- pipeline peak RSS: {s['pipeline_peak_rss_mb']:,.0f} MB (target ≤ 3,072 MB at 4M rows)")
+    m = result["machine"]
+    lines += ["", f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}; Python {m['python']}, "
+              f"DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, pandas {m['pandas']}."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- scaling
+def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
+    """Predict seconds and peak memory at ``rows`` from results at several sizes.
+
+    Time: per stage, a least-squares line ``seconds = a + b·rows`` through the measured sizes
+    (the stages are single passes, so cost is linear); the prediction is the sum over stages.
+    Memory: the peak is bounded by DuckDB's memory limit, so it is predicted as the largest
+    measured peak plus the growth per added row between the two largest sizes (a straight
+    line, which overestimates a peak that has levelled off).
+    """
+    import numpy as np
+
+    ordered = sorted(results, key=lambda r: r["rows"])
+    if len(ordered) < 2:
+        raise ValueError("extrapolation needs results at two or more sizes")
+    sizes = np.array([r["rows"] for r in ordered], dtype=float)
+    per_stage: dict[str, float] = {}
+    for i, stage in enumerate(STAGES):
+        secs = np.array([r["stages"][i]["seconds"] for r in ordered], dtype=float)
+        slope, intercept = np.polyfit(sizes, secs, 1)
+        per_stage[stage] = round(float(max(intercept + slope * rows, secs.max())), 1)
+    peaks = [r["summary"]["pipeline_peak_rss_mb"] for r in ordered]
+    growth = max(0.0, (peaks[-1] - peaks[-2]) / (sizes[-1] - sizes[-2]))
+    return {"rows": rows, "from_sizes": [int(s) for s in sizes], "stage_seconds": per_stage,
+            "pipeline_seconds": round(sum(per_stage.values()), 1),
+            "pipeline_peak_rss_mb": round(peaks[-1] + growth * (rows - sizes[-1]), 1)}
+
+
+# --------------------------------------------------------------------------- entry point
+def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
+         keep_run: bool = False) -> int:
+    """Benchmark the pipeline at ``rows`` image rows; write ``out/<rows>.json`` and ``.md``."""
+    folder = data_folder(rows, data_dir)
+    snapshot = folder / "snapshot"
+    run_dir = folder / "run"
+    start = time.perf_counter()
+    generated = ensure_snapshot(snapshot, rows)
+    synth_seconds = time.perf_counter() - start
+    print(f"snapshot: {rows:,} image rows ({'generated in %.0f s' % synth_seconds if generated else 'reused'})",
+          flush=True)
+    stages: list[Measurement] = []
+    for stage in STAGES:
+        stages.append(measure(stage, run_dir, snapshot))
+        m = stages[-1]
+        print(f"  {stage:15} {m.seconds:8.1f} s  {m.peak_rss_mb:8.0f} MB", flush=True)
+    scan = measure(SCAN_FLOOR, run_dir, snapshot)
+    print(f"  {SCAN_FLOOR:15} {scan.seconds:8.1f} s  {scan.peak_rss_mb:8.0f} MB", flush=True)
+    naive = measure(NAIVE, run_dir, snapshot) if baseline else None
+    if naive:
+        print(f"  {NAIVE:15} {naive.seconds:8.1f} s  {naive.peak_rss_mb:8.0f} MB", flush=True)
+    result: dict[str, Any] = {
+        "rows": rows, "models": default_models(rows), "seed": SEED, "machine": machine_description(),
+        "stages": [m.as_dict() for m in stages], SCAN_FLOOR: scan.as_dict(),
+        NAIVE: naive.as_dict() if naive else None,
+        "summary": summarise(rows, stages, scan, naive),
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(result, out / f"{rows}.json")
+    table = markdown_table(result)
+    (out / f"{rows}.md").write_text(table, encoding="utf-8")
+    print(table)
+    if not keep_run:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)  # the run's tables are as large as the snapshot
+    return 0

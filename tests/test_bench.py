@@ -1,0 +1,78 @@
+"""The scale benchmark runs end to end on a tiny snapshot and reports every stage and ratio.
+
+No timing is asserted here: timings belong to the benchmark's own report
+(benchmarks/results), not to unit tests that run on any machine.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import bench
+
+ROWS = 3_000
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results"
+    assert bench.main(ROWS, baseline=True, out=out, data_dir=tmp / "data") == 0
+    return json.loads((out / f"{ROWS}.json").read_text(encoding="utf-8")), out
+
+
+def test_every_stage_and_reference_is_measured(result):
+    data, _ = result
+    assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
+    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.NAIVE]]:
+        for key in ("seconds", "process_seconds", "rows", "rows_per_second", "peak_rss_mb",
+                    "peak_rss_kernel_mb", "peak_rss_polled_mb"):
+            assert key in m, (m["name"], key)
+        assert m["seconds"] > 0 and m["peak_rss_mb"] > 0
+        assert m["process_seconds"] >= m["seconds"]
+    rows = {s["name"]: s["rows"] for s in data["stages"]}
+    # Raw rows: the N generated rows plus the malformed rows the generator plants.
+    assert rows["acquire"] == rows["clean"] >= ROWS
+    assert data[bench.SCAN_FLOOR]["rows"] == data[bench.NAIVE]["rows"] == rows["acquire"]
+
+
+def test_ratios_machine_and_targets_are_reported(result):
+    data, _ = result
+    s = data["summary"]
+    for key in ("pipeline_seconds", "pipeline_peak_rss_mb", "scan_floor_seconds", "pipeline_over_scan",
+                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
+        assert s[key] is not None, key
+    assert s["pipeline_seconds"] == pytest.approx(sum(m["seconds"] for m in data["stages"]), abs=0.01)
+    assert s["pipeline_over_scan"] == pytest.approx(s["pipeline_seconds"] / s["scan_floor_seconds"],
+                                                    rel=0.01)
+    assert set(s["targets"]) == {"pipeline_over_scan<=4", "naive_over_pipeline>=5",
+                                 "peak_share_of_naive<=1/3", "peak_rss<=3GB"}
+    for key in ("cores", "memory_gb", "cpu", "python", "duckdb", "pyarrow"):
+        assert data["machine"][key], key
+
+
+def test_markdown_table_lists_every_stage(result):
+    data, out = result
+    text = (out / f"{ROWS}.md").read_text(encoding="utf-8")
+    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.NAIVE]:
+        assert f"| {name} |" in text
+
+
+def test_extrapolation_is_linear_in_rows():
+    def fake(rows: int, per_row: float, peak: float) -> dict:
+        return {"rows": rows, "stages": [{"name": s, "seconds": 1.0 + per_row * rows} for s in bench.STAGES],
+                "summary": {"pipeline_peak_rss_mb": peak}}
+
+    pred = bench.extrapolate([fake(1_000, 0.01, 500.0), fake(2_000, 0.01, 520.0)], 10_000)
+    assert pred["stage_seconds"]["clean"] == pytest.approx(101.0)
+    assert pred["pipeline_seconds"] == pytest.approx(101.0 * len(bench.STAGES))
+    assert pred["pipeline_peak_rss_mb"] == pytest.approx(520.0 + 0.02 * 8_000)
+    with pytest.raises(ValueError):
+        bench.extrapolate([fake(1_000, 0.01, 500.0)], 10_000)
+
+
+def test_scan_floor_reads_every_needed_column():
+    sql = bench.scan_floor_sql([Path("a.parquet")], ["id", "positivePrompt"])
+    assert '"id"' in sql and '"positivePrompt"' in sql and "read_parquet(['a.parquet'])" in sql
