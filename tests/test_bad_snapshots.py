@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import clean, schema, sources
+from helpers import clean, sources
 from helpers.paths import RunPaths
 
 LOCAL_FORMATS = ("parquet", "csv", "csv.gz", "jsonl", "jsonl.gz")
@@ -577,3 +578,55 @@ def test_cli_empty_folder_is_refused_before_any_work(tmp_path):
     assert proc.returncode == 2
     assert "no Parquet, CSV or JSON Lines files" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- loading runs no code
+#: Calls that can execute code hidden in data (pickle payloads, Python source in text, scripts).
+CODE_FROM_DATA = re.compile(r"\bpickle\b|read_pickle|\beval\(|\bexec\(|yaml\.load\(|allow_pickle\s*=\s*True"
+                            r"|trust_remote_code\s*=\s*True|torch\.load|joblib\.load|dill\.")
+#: ``bench.py`` round-trips frames it computed itself inside one benchmark run (never snapshot
+#: data) through pandas pickles; it is outside the loading path.
+NOT_LOADING_DATA = {"bench.py"}
+
+
+def test_loading_code_never_executes_code_from_data():
+    package = Path(sources.__file__).parent
+    offending = []
+    for module in sorted(package.glob("*.py")):
+        if module.name in NOT_LOADING_DATA:
+            continue
+        for lineno, line in enumerate(module.read_text(encoding="utf-8").splitlines(), 1):
+            if CODE_FROM_DATA.search(line.split("#", 1)[0]):
+                offending.append(f"{module.name}:{lineno}: {line.strip()}")
+    assert not offending, offending
+
+
+class _FakeHubDataset:
+    """Stands in for a ``datasets`` dataset: ``with_format("arrow").iter(n)`` yields tables."""
+
+    def with_format(self, _fmt: str) -> "_FakeHubDataset":
+        return self
+
+    def iter(self, batch_size: int):
+        yield pa.table({"id": [1], "createdAt": ["2023-01-01T00:00:00Z"], "browsingLevel": [1]})
+
+
+def test_hub_loading_never_trusts_remote_code(monkeypatch, tmp_path):
+    """``trust_remote_code=False`` where ``load_dataset`` takes it (datasets < 4), nothing where the
+    argument no longer exists (datasets >= 4 runs no loading scripts at all)."""
+    import datasets
+
+    seen = []
+
+    def old_api(path, name=None, split=None, streaming=False, revision=None, trust_remote_code=None):
+        seen.append(("old", trust_remote_code))
+        return _FakeHubDataset()
+
+    def new_api(path, name=None, split=None, streaming=False, revision=None, **config_kwargs):
+        seen.append(("new", config_kwargs.get("trust_remote_code", "not passed")))
+        return _FakeHubDataset()
+
+    for fake in (old_api, new_api):
+        monkeypatch.setattr(datasets, "load_dataset", fake)
+        assert sources.hf_dataset_reader(str(tmp_path), "").read_all().num_rows == 1
+    assert seen == [("old", False), ("new", "not passed")]

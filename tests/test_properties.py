@@ -14,7 +14,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -130,24 +129,25 @@ def fresh_run(folder: str) -> RunPaths:
 
 
 # --------------------------------------------------------------------------- properties
+def clean_raw_rows(table: str, rows: list[dict]) -> None:
+    """Write rows as a raw table in a fresh run, clean it, and check the row accounting."""
+    with tempfile.TemporaryDirectory() as folder:
+        run = fresh_run(folder)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema.arrow_schema(table, "raw")),
+                       run.table("raw", table))
+        check_accounting(run, table, rows)
+
+
 @SETTINGS
 @given(st.lists(raw_record("images"), max_size=12))
 def test_any_raw_image_rows_end_clean_or_quarantined(rows):
-    with tempfile.TemporaryDirectory() as folder:
-        run = fresh_run(folder)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema.arrow_schema("images", "raw")),
-                       run.table("raw", "images"))
-        check_accounting(run, "images", rows)
+    clean_raw_rows("images", rows)
 
 
 @SETTINGS
 @given(st.lists(raw_record("models"), max_size=12))
 def test_any_raw_model_rows_end_clean_or_quarantined(rows):
-    with tempfile.TemporaryDirectory() as folder:
-        run = fresh_run(folder)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema.arrow_schema("models", "raw")),
-                       run.table("raw", "models"))
-        check_accounting(run, "models", rows)
+    clean_raw_rows("models", rows)
 
 
 @SETTINGS

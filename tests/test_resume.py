@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,18 +104,23 @@ def test_sigterm_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, tmp_
     proc.send_signal(signal.SIGTERM)
     stopped = finish(proc, expect_ok=False)
     assert stopped.returncode != 0
-    assert "interrupted during stage 01_clean" in stopped.stderr
     assert "run the same command again to resume" in stopped.stderr
+    # normally 01_clean; a loaded machine may let the runner reach the next stage first
+    stage = re.search(r"interrupted during stage (\w+);", stopped.stderr).group(1)
+    names = [nb.stem for nb in pipeline.notebook_files()]
+    assert stage in names[1:3]
+    done = names[:names.index(stage)]
     assert_gone(kernels)  # the notebook kernel was stopped with the runner
     assert partial_files(out) == []
     assert_all_files_readable(out)
     interrupted = manifest(out)
-    assert interrupted["status"] == "interrupted at 01_clean"
-    assert list(interrupted["stages"]) == ["00_acquire"]  # the checkpoint of the finished stage
+    assert interrupted["status"] == f"interrupted at {stage}"
+    assert list(interrupted["stages"]) == done  # the checkpoints of the finished stages
 
     resumed = finish(start_run(out))
-    assert "00_acquire: inputs and parameters unchanged, skipped" in resumed.stderr
-    assert "5 stage(s) executed, 1 skipped" in resumed.stdout
+    for name in done:
+        assert f"{name}: inputs and parameters unchanged, skipped" in resumed.stderr
+    assert f"{len(names) - len(done)} stage(s) executed, {len(done)} skipped" in resumed.stdout
     assert partial_files(out) == []
     if reference_proc is not None:
         finish(reference_proc)
@@ -127,7 +133,7 @@ def test_sigterm_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, tmp_
 
     # a repeated run skips every stage and changes nothing
     again = finish(start_run(out))
-    assert "0 stage(s) executed, 6 skipped" in again.stdout
+    assert f"0 stage(s) executed, {len(names)} skipped" in again.stdout
     assert hashes_on_disk(out, list(got)) == got
 
 

@@ -874,14 +874,19 @@ PLATFORM_MISS_CHECK_FILE = "platform_miss_check.csv"
 PLATFORM_MISS_CHECK_LABELS: tuple[str, ...] = ("real_person", "plausible", "not_real_person")
 
 
+def load_labelled_ids(filename: str, allowed: tuple[str, ...]) -> pd.DataFrame:
+    """A hand-labelled resource shipped with the package (model_id, label), labels checked."""
+    with resources.files("helpers").joinpath(f"resources/{filename}").open("r", encoding="utf-8") as fh:
+        labelled = pd.read_csv(fh, dtype={"model_id": "int64", "label": "string"})
+    bad = sorted(set(labelled["label"]) - set(allowed))
+    if bad:
+        raise ValueError(f"{filename} has labels outside {allowed}: {bad}")
+    return labelled
+
+
 def load_platform_miss_check() -> pd.DataFrame:
     """The hand check of likely platform misses shipped with the package: model_id, label."""
-    with resources.files("helpers").joinpath(f"resources/{PLATFORM_MISS_CHECK_FILE}").open("r", encoding="utf-8") as fh:
-        check = pd.read_csv(fh, dtype={"model_id": "int64", "label": "string"})
-    bad = sorted(set(check["label"]) - set(PLATFORM_MISS_CHECK_LABELS))
-    if bad:
-        raise ValueError(f"{PLATFORM_MISS_CHECK_FILE} has labels outside {PLATFORM_MISS_CHECK_LABELS}: {bad}")
-    return check
+    return load_labelled_ids(PLATFORM_MISS_CHECK_FILE, PLATFORM_MISS_CHECK_LABELS)
 
 
 def platform_miss_candidates(models: pd.DataFrame, high: float = PLATFORM_MISS_SCORE) -> pd.Series:
@@ -937,12 +942,7 @@ GOLD_GENDER_FILE = "gold_depicted_gender.csv"
 
 def load_gold_gender() -> pd.DataFrame:
     """The hand-annotated gold set shipped with the package: model_id, label (see the codebook)."""
-    with resources.files("helpers").joinpath(f"resources/{GOLD_GENDER_FILE}").open("r", encoding="utf-8") as fh:
-        gold = pd.read_csv(fh, dtype={"model_id": "int64", "label": "string"})
-    bad = sorted(set(gold["label"]) - set(GENDERS))
-    if bad:
-        raise ValueError(f"{GOLD_GENDER_FILE} has labels outside {GENDERS}: {bad}")
-    return gold
+    return load_labelled_ids(GOLD_GENDER_FILE, GENDERS)
 
 
 def evaluate_gender_gold(predicted: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFrame:

@@ -187,9 +187,13 @@ def check_consistency(params: dict[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- notebooks
 def notebook_files(folder: Path | None = None) -> list[Path]:
-    """The study's notebooks, ``NN_verb_object.ipynb``, in order."""
+    """The study's notebooks, ``NN_verb_object.ipynb``, in order.
+
+    A run in the repository itself writes ``NN_*.running.ipynb`` / ``NN_*.failed.ipynb`` next to
+    them; those are outputs, not stages (a dot in the stem tells them apart).
+    """
     folder = folder or repo_root() / "notebooks"
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if "." not in p.stem)
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
