@@ -76,3 +76,18 @@ def test_extrapolation_is_linear_in_rows():
 def test_scan_floor_reads_every_needed_column():
     sql = bench.scan_floor_sql([Path("a.parquet")], ["id", "positivePrompt"])
     assert '"id"' in sql and '"positivePrompt"' in sql and "read_parquet(['a.parquet'])" in sql
+
+
+def test_readme_scale_figures_are_the_committed_benchmark_results():
+    # The README quotes the benchmark; its figures must be the ones in benchmarks/results.
+    from helpers.paths import repo_root
+
+    root = repo_root()
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    four = json.loads((root / "benchmarks/results/4000000.json").read_text(encoding="utf-8"))["summary"]
+    eight = json.loads((root / "benchmarks/results/8000000.json").read_text(encoding="utf-8"))["summary"]
+    quoted = [f"{four['pipeline_seconds']:.0f} s and {four['pipeline_peak_rss_mb'] / 1000:.1f} GB peak",
+              f"{four['naive_seconds']:,.0f} s and {four['naive_peak_rss_mb'] / 1000:.1f} GB",
+              f"{eight['pipeline_seconds']:.0f} s at 8M rows"]
+    for text in quoted:
+        assert text in readme, text

@@ -151,6 +151,16 @@ def _frames_file(paths: RunPaths, name: str) -> Path:
     return paths.tmp / f"bench_{name}.pkl"
 
 
+def full_profile_term_sample_percent() -> float | None:
+    """``term_sample_percent`` of ``params/full.yaml``: the benchmark tokenises prompts as the
+    full run does (None when the profile tokenises every prompt)."""
+    import yaml
+
+    profile = yaml.safe_load((repo_root() / "params" / "full.yaml").read_text(encoding="utf-8")) or {}
+    value = profile.get("term_sample_percent")
+    return None if value is None else float(value)
+
+
 def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
     """Every image-level analysis of notebook 03 (DuckDB aggregates over processed images)."""
     import pandas as pd
@@ -176,7 +186,9 @@ def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
             "engagement": analyse.engagement_nsfw_vs_sfw(images, definition="r", con=con),
             "counts": analyse.engagement_counts(images, "reaction_count", "r", con),
             "terms": analyse.distinctive_terms(images, definition="r", top_n=20,
-                                               exclude=analyse.personal_name_filter(models), con=con),
+                                               exclude=analyse.personal_name_filter(models),
+                                               sample_percent=full_profile_term_sample_percent(),
+                                               con=con),
             "markers": markers,
             "markers_nsfw": analyse.nsfw_share_by_marker(images, "r", con),
             "concentration": concentration,
@@ -482,6 +494,9 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines += [f"- naive / pipeline time: {s['naive_over_pipeline']} (target ≥ {TARGET_NAIVE_OVER_PIPELINE:g})",
                   f"- pipeline peak / naive peak: {s['peak_share_of_naive']} (target ≤ 0.333)"]
     lines.append(f"- pipeline peak RSS: {s['pipeline_peak_rss_mb']:,.0f} MB (target ≤ 3,072 MB at 4M rows)")
+    sample = result.get("term_sample_percent")
+    lines.append(f"- prompt terms tokenised: {'all prompts' if sample is None else f'{sample:g}% hash sample'} "
+                 f"(as params/full.yaml)")
     m = result["machine"]
     lines += ["", f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}; Python {m['python']}, "
               f"DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, pandas {m['pandas']}."]
@@ -539,7 +554,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
     if naive:
         print(f"  {NAIVE:15} {naive.seconds:8.1f} s  {naive.peak_rss_mb:8.0f} MB", flush=True)
     result: dict[str, Any] = {
-        "rows": rows, "models": default_models(rows), "seed": SEED, "machine": machine_description(),
+        "rows": rows, "models": default_models(rows), "seed": SEED,
+        "term_sample_percent": full_profile_term_sample_percent(), "machine": machine_description(),
         "stages": [m.as_dict() for m in stages], SCAN_FLOOR: scan.as_dict(),
         NAIVE: naive.as_dict() if naive else None,
         "summary": summarise(rows, stages, scan, naive),
