@@ -584,17 +584,12 @@ def test_cli_empty_folder_is_refused_before_any_work(tmp_path):
 #: Calls that can execute code hidden in data (pickle payloads, Python source in text, scripts).
 CODE_FROM_DATA = re.compile(r"\bpickle\b|read_pickle|\beval\(|\bexec\(|yaml\.load\(|allow_pickle\s*=\s*True"
                             r"|trust_remote_code\s*=\s*True|torch\.load|joblib\.load|dill\.")
-#: ``bench.py`` round-trips frames it computed itself inside one benchmark run (never snapshot
-#: data) through pandas pickles; it is outside the loading path.
-NOT_LOADING_DATA = {"bench.py"}
 
 
 def test_loading_code_never_executes_code_from_data():
     package = Path(sources.__file__).parent
     offending = []
     for module in sorted(package.glob("*.py")):
-        if module.name in NOT_LOADING_DATA:
-            continue
         for lineno, line in enumerate(module.read_text(encoding="utf-8").splitlines(), 1):
             if CODE_FROM_DATA.search(line.split("#", 1)[0]):
                 offending.append(f"{module.name}:{lineno}: {line.strip()}")

@@ -91,3 +91,16 @@ def test_readme_scale_figures_are_the_committed_benchmark_results():
               f"{eight['pipeline_seconds']:.0f} s at 8M rows"]
     for text in quoted:
         assert text in readme, text
+
+
+def test_frames_pass_between_stages_as_parquet_and_json(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    frames = {"monthly": pd.DataFrame({"month": ["2023-01", "2023-02"], "share": [0.25, 0.5]}),
+              "concentration": {"gini": np.float64(0.82), "n_users": np.int64(12), "label": "x"}}
+    bench.save_frames(frames, tmp_path / "f")
+    back = bench.load_frames(tmp_path / "f")
+    assert sorted(p.suffix for p in (tmp_path / "f").iterdir()) == [".json", ".parquet"]
+    pd.testing.assert_frame_equal(back["monthly"], frames["monthly"])
+    assert back["concentration"] == {"gini": 0.82, "n_users": 12, "label": "x"}

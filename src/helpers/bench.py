@@ -147,8 +147,31 @@ def _model_rows(paths: RunPaths) -> int:
     return pq.ParquetFile(paths.table("processed", "models")).metadata.num_rows
 
 
-def _frames_file(paths: RunPaths, name: str) -> Path:
-    return paths.tmp / f"bench_{name}.pkl"
+def _frames_folder(paths: RunPaths, name: str) -> Path:
+    return paths.tmp / f"bench_{name}"
+
+
+def save_frames(frames: dict[str, Any], folder: Path) -> None:
+    """Hand an analysis stage's results to the figures stage: frames as Parquet, summaries
+    (flat dicts of numbers) as JSON. Plain data formats: nothing read back can run code."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, value in frames.items():
+        if isinstance(value, dict):
+            write_json_atomic({k: v.item() if isinstance(v, np.generic) else v for k, v in value.items()},
+                              folder / f"{key}.json")
+        else:
+            value.to_parquet(folder / f"{key}.parquet")
+
+
+def load_frames(folder: Path) -> dict[str, Any]:
+    """The results :func:`save_frames` wrote, by key."""
+    import pandas as pd
+
+    frames: dict[str, Any] = {p.stem: pd.read_parquet(p) for p in folder.glob("*.parquet")}
+    frames.update({p.stem: json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")})
+    return frames
 
 
 def full_profile_term_sample_percent() -> float | None:
@@ -156,9 +179,10 @@ def full_profile_term_sample_percent() -> float | None:
     full run does (None when the profile tokenises every prompt)."""
     import yaml
 
+    from .pipeline import parse_parameters
+
     profile = yaml.safe_load((repo_root() / "params" / "full.yaml").read_text(encoding="utf-8")) or {}
-    value = profile.get("term_sample_percent")
-    return None if value is None else float(value)
+    return parse_parameters(profile)["term_sample_percent"]  # checked and typed as the runner does
 
 
 def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
@@ -196,7 +220,7 @@ def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
         }
     finally:
         con.close()
-    pd.to_pickle(frames, _frames_file(paths, "images"))
+    save_frames(frames, _frames_folder(paths, "images"))
     return _image_rows(paths, "processed")
 
 
@@ -225,18 +249,16 @@ def stage_analyse_models(paths: RunPaths, snapshot: Path) -> int:
         "tags_real": analyse.top_tags(models, "real_person", top_n=15, name_filter=name_filter),
         "tags_all": analyse.top_tags(models, "all", top_n=15, name_filter=name_filter),
     }
-    pd.to_pickle(frames, _frames_file(paths, "models"))
+    save_frames(frames, _frames_folder(paths, "models"))
     return len(models)
 
 
 def stage_figures(paths: RunPaths, snapshot: Path) -> int:
     """The ten figures from the analyses' frames, saved as PDF and PNG."""
-    import pandas as pd
-
     from . import plots
 
-    im = pd.read_pickle(_frames_file(paths, "images"))
-    mo = pd.read_pickle(_frames_file(paths, "models"))
+    im = load_frames(_frames_folder(paths, "images"))
+    mo = load_frames(_frames_folder(paths, "models"))
     figures = {
         "fig01_volume_nsfw": lambda: plots.fig01_volume_nsfw(im["monthly"], synthetic=True),
         "fig02_level_composition": lambda: plots.fig02_level_composition(im["levels"], synthetic=True),
