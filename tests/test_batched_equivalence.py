@@ -142,8 +142,8 @@ def test_sql_aggregates_equal_a_pandas_groupby_of_the_whole_frame(cleaned_pair):
 def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, monkeypatch):
     """Kept rows written in file order (no sort) are the rows ``ORDER BY id`` gives."""
     outputs = []
-    for name, listed in (("filtered", clean.MAX_LISTED_DUPLICATES), ("sorted", -1)):
-        monkeypatch.setattr(clean, "MAX_LISTED_DUPLICATES", listed)  # -1 forces join + sort
+    for name, trust in (("filtered", True), ("sorted", False)):
+        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)  # False forces the sort
         paths = _run(tmp_path, name)
         sources.acquire_local(snapshot, paths, salt="s")
         report = clean.clean_all(paths)

@@ -244,6 +244,13 @@ def _duckdb_connection(paths: RunPaths, memory_limit: str):
     return duckdb_connection(paths, memory_limit=memory_limit)
 
 
+def stream_query_to_parquet(con, sql: str, dest: Path) -> int:
+    """:func:`helpers.sources.stream_query_to_parquet` (imported late, as above)."""
+    from .sources import stream_query_to_parquet as stream
+
+    return stream(con, sql, dest)
+
+
 def image_label_counts(con, parquet: Path) -> dict[str, Any]:
     """Counts of every image label in a processed file (aggregates only, one SQL pass)."""
     rel = f"read_parquet({_sql_literal(parquet.as_posix())})"
@@ -253,7 +260,7 @@ def image_label_counts(con, parquet: Path) -> dict[str, Any]:
              "count_if(n_lora > 0) AS with_lora", "coalesce(sum(n_lora), 0) AS lora_calls"]
     items += [f"count_if({marker_column(c)}) AS {marker_column(c)}" for c in MARKER_CATEGORIES]
     cur = con.execute(f"SELECT {', '.join(items)} FROM {rel}")
-    values = cur.fetchone()
+    values = cur.fetchall()[0]
     return {d[0]: int(v or 0) for d, v in zip(cur.description, values)}
 
 
@@ -273,15 +280,11 @@ def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
     lexicon = lexicon or load_lexicon()
     own = con is None
     con = con or _duckdb_connection(paths, memory_limit)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
     try:
         select = image_labels_select_sql(f"read_parquet({_sql_literal(source.as_posix())})", lexicon)
-        con.execute(f"COPY ({select}) TO {_sql_literal(tmp.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, dest)
+        stream_query_to_parquet(con, select, dest)
         counts = image_label_counts(con, dest)
     finally:
-        tmp.unlink(missing_ok=True)
         if own:
             con.close()
     schema.validate_file(dest, "images", "processed")

@@ -54,7 +54,11 @@ DEFAULT_REVISION = "main"
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz",
                  ".json.gz", ".csv.gz")
 MODEL_BATCH = 5_000
-IMAGE_BATCH = 100_000
+#: Rows per Arrow batch read from an image file. Smaller batches keep fewer rows in flight
+#: (acquire's peak at 4M rows: 1.45 GB with 100k-row batches, 0.87 GB with 25k), at no cost.
+IMAGE_BATCH = 25_000
+#: Rows per batch (and per Parquet row group) when a query's result streams into a file.
+WRITE_BATCH_ROWS = 100_000
 
 
 class SourceError(RuntimeError):
@@ -191,6 +195,41 @@ def duckdb_connection(paths: RunPaths | None = None, memory_limit: str = "3GB",
         paths.tmp.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory='{paths.tmp.as_posix()}'")
     return con
+
+
+def stream_query_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dest: Path,
+                            batch_rows: int = WRITE_BATCH_ROWS,
+                            transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None) -> int:
+    """Write the result of ``sql`` to ``dest`` (zstd Parquet), atomically; return its rows.
+
+    The result streams out of DuckDB in Arrow batches into one pyarrow writer, so memory holds
+    a few batches whatever the table's size. DuckDB's own parallel ``COPY … TO`` keeps more
+    row groups in flight as a table grows (peak 1.27 GB at 4M rows, more at 8M) and slows
+    down sharply under a lower memory limit; streaming measured the same speed at 0.65-0.78 GB
+    at both sizes. The Arrow schema is not stored in the file, so it reads back exactly as a
+    file DuckDB wrote (``list<element>``, timestamps in UTC). ``transform``, if given, is
+    applied to every batch before it is written (in order; it may drop rows or columns).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    rows = 0
+    try:
+        reader = con.sql(sql).to_arrow_reader(batch_rows)
+        out_schema = reader.schema
+        if transform is not None:
+            out_schema = transform(pa.RecordBatch.from_pylist([], schema=reader.schema)).schema
+        with pq.ParquetWriter(tmp, out_schema, compression="zstd", store_schema=False) as writer:
+            for batch in reader:
+                if transform is not None:
+                    batch = transform(batch)
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return rows
 
 
 # --------------------------------------------------------------------------- files
@@ -431,15 +470,12 @@ def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where:
         raise SourceError(f"{where}: images have no column for {missing} (looked for "
                           f"{[schema.IMAGE_ALIASES[m] for m in missing]}); the snapshot is not in "
                           f"a supported format — rename the column or use another --source")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
     con = duckdb_connection(paths)
     reader_errors: list[Exception] = []
     try:
         con.register("source_images", _recording_errors(reader, reader_errors))
         sql = image_select_sql(reader.schema, "source_images", salt)
-        con.execute(f"COPY ({sql}) TO '{tmp.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-        os.replace(tmp, dest)
+        return stream_query_to_parquet(con, sql, dest)
     except Exception as exc:
         # A failure while reading the files surfaces through DuckDB as text with a traceback;
         # the original error says which file is bad and what to do.
@@ -455,9 +491,6 @@ def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where:
         raise
     finally:
         con.close()
-        if tmp.exists():
-            tmp.unlink()
-    return pq.ParquetFile(dest).metadata.num_rows
 
 
 def _recording_errors(reader: pa.RecordBatchReader, errors: list[Exception]) -> pa.RecordBatchReader:
