@@ -153,3 +153,43 @@ def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, mo
     assert report_a == report_b
     assert report_a["tables"]["images"]["quarantine_reasons"].get("duplicate_id_exact", 0) > 0
     assert interim_a.equals(interim_b) and quarantine_a.equals(quarantine_b)
+
+
+def test_streamed_parquet_reads_back_like_a_duckdb_copy(tmp_path):
+    """The streaming writer's file has the schema DuckDB's own COPY gives (list<element>, UTC)."""
+    import duckdb
+
+    con = sources.duckdb_connection()
+    sql = ("SELECT range AS n, 'x' || range AS s, [CAST(range AS VARCHAR)] AS l, "
+           "TIMESTAMPTZ '2023-01-01 00:00:00+00' + INTERVAL (range) SECOND AS t, "
+           "CAST(range AS SMALLINT) AS small FROM range(2500)")
+    rows = sources.stream_query_to_parquet(con, sql, tmp_path / "streamed.parquet", batch_rows=1000)
+    con.execute(f"COPY ({sql}) TO '{(tmp_path / 'copied.parquet').as_posix()}' (FORMAT parquet)")
+    streamed, copied = pq.read_table(tmp_path / "streamed.parquet"), pq.read_table(tmp_path / "copied.parquet")
+    assert rows == 2500 and streamed.column_names == copied.column_names
+    assert [f.type for f in streamed.schema] == [f.type for f in copied.schema]  # nullability may differ
+    assert streamed.to_pylist() == copied.to_pylist()
+    assert isinstance(con, duckdb.DuckDBPyConnection)
+
+
+def test_streamed_parquet_transform_drops_rows_and_keeps_order(tmp_path):
+    import pyarrow as pa
+
+    con = sources.duckdb_connection()
+    drop = pa.array([3, 1500, 2499], type=pa.int64())
+    sources.stream_query_to_parquet(con, "SELECT range AS v, range AS _row FROM range(2500)",
+                                    tmp_path / "kept.parquet", batch_rows=700,
+                                    transform=clean.without_rows(drop))
+    kept = pq.read_table(tmp_path / "kept.parquet")
+    assert kept.column_names == ["v"]
+    assert kept.column("v").to_pylist() == [i for i in range(2500) if i not in {3, 1500, 2499}]
+
+
+def test_streamed_parquet_failure_leaves_no_file(tmp_path):
+    import duckdb
+
+    con = sources.duckdb_connection()
+    dest = tmp_path / "out.parquet"
+    with pytest.raises(duckdb.Error):
+        sources.stream_query_to_parquet(con, "SELECT CAST('x' || range AS INTEGER) AS bad FROM range(10)", dest)
+    assert list(tmp_path.iterdir()) == []
