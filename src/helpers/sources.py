@@ -159,13 +159,13 @@ def _get(record: dict, table: str, canonical: str) -> Any:
 
 
 def write_parquet_atomic(table_or_batches: pa.Table | Iterable[pa.RecordBatch], dest: Path,
-                         schema_: pa.Schema) -> int:
+                         schema_: pa.Schema, store_schema: bool = True) -> int:
     """Write batches to ``dest`` through a temporary file and an atomic rename; return rows."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, schema_, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema_, compression="zstd", store_schema=store_schema) as writer:
             batches = table_or_batches.to_batches() if isinstance(table_or_batches, pa.Table) \
                 else table_or_batches
             for batch in batches:
@@ -210,26 +210,12 @@ def stream_query_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dest: Path
     file DuckDB wrote (``list<element>``, timestamps in UTC). ``transform``, if given, is
     applied to every batch before it is written (in order; it may drop rows or columns).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    rows = 0
-    try:
-        reader = con.sql(sql).to_arrow_reader(batch_rows)
-        out_schema = reader.schema
-        if transform is not None:
-            out_schema = transform(pa.RecordBatch.from_pylist([], schema=reader.schema)).schema
-        with pq.ParquetWriter(tmp, out_schema, compression="zstd", store_schema=False) as writer:
-            for batch in reader:
-                if transform is not None:
-                    batch = transform(batch)
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return rows
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    if transform is None:
+        return write_parquet_atomic(reader, dest, reader.schema, store_schema=False)
+    out_schema = transform(pa.RecordBatch.from_pylist([], schema=reader.schema)).schema
+    return write_parquet_atomic((transform(batch) for batch in reader), dest, out_schema,
+                                store_schema=False)
 
 
 # --------------------------------------------------------------------------- files
