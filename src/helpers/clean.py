@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .paths import RunPaths, write_json_atomic
-from .sources import duckdb_connection, stream_query_to_parquet, strip_html
+from .sources import _q, duckdb_connection, stream_query_to_parquet, strip_html
 
 #: Longest prompt kept whole; longer ones (pasted garbage, attacks) are truncated and counted.
 MAX_PROMPT_CHARS = 20_000
@@ -63,11 +63,6 @@ class Window:
 
 
 # --------------------------------------------------------------------------- SQL builders
-def _q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -373,7 +368,7 @@ def without_rows(rows: pa.Array, column: str = "_row") -> Callable[[pa.RecordBat
     return transform
 
 
-def kept_rows_in_id_order(con: duckdb.DuckDBPyConnection, keys: str, id_col: str) -> bool:
+def kept_rows_in_id_order(con: duckdb.DuckDBPyConnection, keys: str) -> bool:
     """True when the kept rows of ``keys`` (``_row, p_id, pre_reason``) already come in
     increasing id order in the file, so a filter gives what ``ORDER BY id`` would without a sort
     that holds the table in memory. Snapshots usually come sorted by id. Reads narrow columns."""
@@ -386,8 +381,8 @@ def kept_rows_in_id_order(con: duckdb.DuckDBPyConnection, keys: str, id_col: str
 
 
 TABLE_SQL = {
-    "images": (images_parse_sql, images_clean_select, images_repairs_sql, "image_id"),
-    "models": (models_parse_sql, models_clean_select, models_repairs_sql, "model_id"),
+    "images": (images_parse_sql, images_clean_select, images_repairs_sql),
+    "models": (models_parse_sql, models_clean_select, models_repairs_sql),
 }
 CONTENT_SQL = {"images": images_content_sql, "models": models_content_sql}
 
@@ -400,7 +395,7 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     """
     raw = paths.table("raw", table)
     schema.validate_file(raw, table, "raw")
-    parse_sql, clean_select, repairs_sql, id_col = TABLE_SQL[table]
+    parse_sql, clean_select, repairs_sql = TABLE_SQL[table]
     repairs = repairs_sql()
     con = duckdb_connection(paths, memory_limit=memory_limit)
     register_udfs(con)
@@ -416,7 +411,7 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
         keys = f"read_parquet({_lit(keys_path.as_posix())})"
         con.execute("CREATE TEMP TABLE duplicate_rows AS "
                     + duplicate_reasons_sql(keys, raw_rows_sql(raw), CONTENT_SQL[table]()))
-        if kept_rows_in_id_order(con, keys, id_col):  # a filter keeps file order: no sort
+        if kept_rows_in_id_order(con, keys):  # a filter keeps file order: no sort
             duplicates = con.sql("SELECT _row FROM duplicate_rows").to_arrow_table().column(0)
             stream_query_to_parquet(con, f"SELECT {clean_select()}, _row FROM {parse} "
                                          f"WHERE pre_reason IS NULL", interim,

@@ -244,13 +244,6 @@ def _duckdb_connection(paths: RunPaths, memory_limit: str):
     return duckdb_connection(paths, memory_limit=memory_limit)
 
 
-def stream_query_to_parquet(con, sql: str, dest: Path) -> int:
-    """:func:`helpers.sources.stream_query_to_parquet` (imported late, as above)."""
-    from .sources import stream_query_to_parquet as stream
-
-    return stream(con, sql, dest)
-
-
 def image_label_counts(con, parquet: Path) -> dict[str, Any]:
     """Counts of every image label in a processed file (aggregates only, one SQL pass)."""
     rel = f"read_parquet({_sql_literal(parquet.as_posix())})"
@@ -280,6 +273,8 @@ def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
     lexicon = lexicon or load_lexicon()
     own = con is None
     con = con or _duckdb_connection(paths, memory_limit)
+    from .sources import stream_query_to_parquet  # local import, as in _duckdb_connection
+
     try:
         select = image_labels_select_sql(f"read_parquet({_sql_literal(source.as_posix())})", lexicon)
         stream_query_to_parquet(con, select, dest)
