@@ -190,3 +190,50 @@ def test_streamed_parquet_failure_leaves_no_file(tmp_path):
     with pytest.raises(duckdb.Error):
         sources.stream_query_to_parquet(con, "SELECT CAST('x' || range AS INTEGER) AS bad FROM range(10)", dest)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_of_order_ids_carry_the_running_maximum_across_batches():
+    con = sources.duckdb_connection()
+    keys = ("(SELECT * FROM (VALUES (0, 5, NULL), (1, 7, NULL), (2, 6, NULL), (3, 9, 'invalid_id'), "
+            "(4, 8, NULL), (5, 7, NULL), (6, 10, NULL), (7, 10, NULL), (8, 11, NULL)) "
+            "t(_row, p_id, pre_reason))")
+    # 6 and 7 are below the 7 and 8 before them (7 in the previous batch), 10 repeats 10;
+    # the 9 of a row with a problem does not count.
+    for batch_rows in (1, 2, 3, 100):
+        late = clean.out_of_order_ids(con, keys, batch_rows=batch_rows)
+        assert late.to_pylist() == [6, 7, 10], batch_rows
+    assert clean.out_of_order_ids(con, keys, max_rows=2, batch_rows=2) is None
+    assert con.execute("SELECT 1").fetchall() == [(1,)]  # the abandoned result was released
+
+
+@pytest.mark.parametrize("max_out_of_order", [10_000, 5])
+def test_cleaning_a_shuffled_snapshot_equals_the_sorted_path(snapshot, tmp_path, monkeypatch,
+                                                             max_out_of_order):
+    """Rows out of id order (first copies too) take the full GROUP BY and the sort, whether the
+    out-of-order rows are few enough to list (10,000) or too many (5)."""
+    import pyarrow as pa
+    import numpy as np
+
+    shuffled = tmp_path / "shuffled"
+    (shuffled / "images").mkdir(parents=True)
+    (shuffled / "models").mkdir()
+    images = pa.concat_tables([pq.read_table(f) for f in _image_files(snapshot)])
+    order = np.random.default_rng(3).permutation(images.num_rows)
+    pq.write_table(images.take(order), shuffled / "images" / "part-0.parquet")
+    for f in (snapshot / "models").glob("*.parquet"):
+        pq.write_table(pq.read_table(f), shuffled / "models" / f.name)
+    monkeypatch.setattr(clean, "MAX_OUT_OF_ORDER_ROWS", max_out_of_order)
+    outputs = []
+    for name, trust in (("filtered", True), ("sorted", False)):
+        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)
+        paths = _run(tmp_path, name)
+        sources.acquire_local(shuffled, paths, salt="s")
+        report = clean.clean_all(paths)
+        outputs.append((report, pq.read_table(paths.table("interim", "images")),
+                        pq.read_table(paths.quarantined("images"))))
+    (report_a, interim_a, quarantine_a), (report_b, interim_b, quarantine_b) = outputs
+    assert report_a == report_b
+    assert report_a["tables"]["images"]["quarantine_reasons"].get("duplicate_id_exact", 0) > 0
+    ids = interim_a.column("image_id").to_pylist()
+    assert ids == sorted(set(ids))
+    assert interim_a.equals(interim_b) and quarantine_a.equals(quarantine_b)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import bench
+from helpers import bench, label
 
 ROWS = 3_000
 
@@ -26,7 +26,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def test_every_stage_and_reference_is_measured(result):
     data, _ = result
     assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
-    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.NAIVE]]:
+    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE]]:
         for key in ("seconds", "process_seconds", "rows", "rows_per_second", "peak_rss_mb",
                     "peak_rss_kernel_mb", "peak_rss_polled_mb"):
             assert key in m, (m["name"], key)
@@ -36,13 +36,14 @@ def test_every_stage_and_reference_is_measured(result):
     # Raw rows: the N generated rows plus the malformed rows the generator plants.
     assert rows["acquire"] == rows["clean"] >= ROWS
     assert data[bench.SCAN_FLOOR]["rows"] == data[bench.NAIVE]["rows"] == rows["acquire"]
+    assert data[bench.LABEL_FLOOR]["rows"] == rows["label_images"]  # every cleaned row labelled
 
 
 def test_ratios_machine_and_targets_are_reported(result):
     data, _ = result
     s = data["summary"]
     for key in ("pipeline_seconds", "pipeline_peak_rss_mb", "scan_floor_seconds", "pipeline_over_scan",
-                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
+                "label_floor_seconds", "label_floor_over_scan", "pipeline_over_label_floor", "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
         assert s[key] is not None, key
     assert s["pipeline_seconds"] == pytest.approx(sum(m["seconds"] for m in data["stages"]), abs=0.01)
     assert s["pipeline_over_scan"] == pytest.approx(s["pipeline_seconds"] / s["scan_floor_seconds"],
@@ -56,21 +57,32 @@ def test_ratios_machine_and_targets_are_reported(result):
 def test_markdown_table_lists_every_stage(result):
     data, out = result
     text = (out / f"{ROWS}.md").read_text(encoding="utf-8")
-    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.NAIVE]:
+    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE]:
         assert f"| {name} |" in text
+    assert f"labelling floor / scan floor: {data['summary']['label_floor_over_scan']}" in text
 
 
 def test_extrapolation_is_linear_in_rows():
-    def fake(rows: int, per_row: float, peak: float) -> dict:
-        return {"rows": rows, "stages": [{"name": s, "seconds": 1.0 + per_row * rows} for s in bench.STAGES],
-                "summary": {"pipeline_peak_rss_mb": peak}}
+    def fake(rows: int, per_row: float, peaks: dict[str, float]) -> dict:
+        return {"rows": rows, "stages": [{"name": s, "seconds": 1.0 + per_row * rows,
+                                          "peak_rss_mb": peaks.get(s, 300.0)} for s in bench.STAGES]}
 
-    pred = bench.extrapolate([fake(1_000, 0.01, 500.0), fake(2_000, 0.01, 520.0)], 10_000)
+    # acquire is the larger peak but bounded; label_models grows and overtakes it.
+    small = fake(1_000, 0.01, {"acquire": 500.0, "label_models": 400.0})
+    large = fake(2_000, 0.01, {"acquire": 500.0, "label_models": 420.0})
+    pred = bench.extrapolate([small, large], 10_000)
     assert pred["stage_seconds"]["clean"] == pytest.approx(101.0)
     assert pred["pipeline_seconds"] == pytest.approx(101.0 * len(bench.STAGES))
-    assert pred["pipeline_peak_rss_mb"] == pytest.approx(520.0 + 0.02 * 8_000)
+    assert pred["stage_peak_rss_mb"]["acquire"] == pytest.approx(500.0)
+    assert pred["pipeline_peak_rss_mb"] == pytest.approx(420.0 + 0.02 * 8_000)
     with pytest.raises(ValueError):
-        bench.extrapolate([fake(1_000, 0.01, 500.0)], 10_000)
+        bench.extrapolate([small], 10_000)
+
+
+def test_label_floor_counts_every_label_without_writing(tmp_path):
+    sql = bench.label_floor_sql(tmp_path / "interim.parquet")
+    assert "regexp_matches" in sql and "COPY" not in sql.upper()
+    assert sql.count("count(") == 1 + 3 + len(label.MARKER_CATEGORIES)
 
 
 def test_scan_floor_reads_every_needed_column():

@@ -11,7 +11,9 @@ and a naive pandas baseline, each measured in a fresh child process.
    the kernel's high-water mark of the child (``os.wait4`` rusage) and the sum of RSS over the
    child and its descendants polled every 50 ms with ``psutil``;
 3. measures the *scan floor*: one DuckDB ``SELECT`` of every raw column the pipeline reads,
-   with a trivial aggregate that forces each value to be decoded;
+   with a trivial aggregate that forces each value to be decoded; and the *labelling floor*:
+   the image labels (prompt regexes) computed over the cleaned table and only counted, no
+   table written, which is the least any design that labels every prompt must spend;
 4. with ``baseline=True``, runs the *naive reference* a researcher writes first (the whole
    snapshot in one pandas frame, stats JSON parsed per row, the same labels applied row by row
    with the lexicon's Python regexes, grouped by month);
@@ -40,6 +42,7 @@ STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
                            "analyse_images", "analyse_models", "figures")
 #: Reference measurements besides the pipeline.
 SCAN_FLOOR = "scan_floor"
+LABEL_FLOOR = "label_floor"
 NAIVE = "naive_baseline"
 #: Seed of the synthetic snapshot and of every seeded pipeline step.
 SEED = 20250507
@@ -321,6 +324,27 @@ def stage_scan_floor(paths: RunPaths, snapshot: Path) -> int:
     return int(row[0])
 
 
+def label_floor_sql(interim: Path) -> str:
+    """The image labels of every cleaned row computed and counted, nothing written."""
+    from . import label
+
+    lexicon = label.load_lexicon()
+    select = label.image_labels_select_sql(f"read_parquet('{interim.as_posix()}')", lexicon)
+    columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora", *(label.marker_column(c) for c in label.MARKER_CATEGORIES)]
+    return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"
+
+
+def stage_label_floor(paths: RunPaths, snapshot: Path) -> int:
+    """The labelling floor: the regexes over every cleaned prompt, counted, no table written."""
+    from .sources import duckdb_connection
+
+    con = duckdb_connection(paths)
+    try:
+        return int(con.execute(label_floor_sql(paths.table("interim", "images"))).fetchall()[0][0])
+    finally:
+        con.close()
+
+
 def stage_naive_baseline(paths: RunPaths, snapshot: Path) -> int:
     """What a researcher writes first: one pandas frame, row-wise Python labels, monthly groupby."""
     import pandas as pd
@@ -361,6 +385,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunPaths, Path], int]] = {
     "analyse_models": stage_analyse_models,
     "figures": stage_figures,
     SCAN_FLOOR: stage_scan_floor,
+    LABEL_FLOOR: stage_label_floor,
     NAIVE: stage_naive_baseline,
 }
 
@@ -468,8 +493,9 @@ def machine_description() -> dict[str, Any]:
 
 
 def summarise(rows: int, stages: list[Measurement], scan: Measurement,
-              naive: Measurement | None) -> dict[str, Any]:
-    """Totals of the pipeline and its ratios to the scan floor and the naive baseline."""
+              naive: Measurement | None, label_floor: Measurement | None = None) -> dict[str, Any]:
+    """Totals of the pipeline and its ratios to the scan floor, the labelling floor and the
+    naive baseline."""
     seconds = sum(m.seconds for m in stages)
     peak = max(m.peak_rss_mb for m in stages)
     out: dict[str, Any] = {
@@ -479,6 +505,9 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
         "pipeline_peak_rss_mb": peak,
         "scan_floor_seconds": scan.seconds,
         "pipeline_over_scan": round(seconds / scan.seconds, 2) if scan.seconds else None,
+        "label_floor_seconds": label_floor.seconds if label_floor else None,
+        "label_floor_over_scan": round(label_floor.seconds / scan.seconds, 2) if label_floor and scan.seconds else None,
+        "pipeline_over_label_floor": round(seconds / label_floor.seconds, 2) if label_floor else None,
         "naive_seconds": naive.seconds if naive else None,
         "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
         "naive_over_pipeline": round(naive.seconds / seconds, 2) if naive and seconds else None,
@@ -504,7 +533,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     rows = result["rows"]
     lines = [f"### {rows:,} image rows, {result['models']:,} models", "",
              "| stage | seconds | rows/s | peak RSS (MB) | process s |", "|---|---:|---:|---:|---:|"]
-    for m in result["stages"] + [result[SCAN_FLOOR]] + ([result[NAIVE]] if result.get(NAIVE) else []):
+    references = [result[k] for k in (SCAN_FLOOR, LABEL_FLOOR, NAIVE) if result.get(k)]
+    for m in result["stages"] + references:
         lines.append(f"| {m['name']} | {m['seconds']:.1f} | {m['rows_per_second']:,.0f} | "
                      f"{m['peak_rss_mb']:,.0f} | {m['process_seconds']:.1f} |")
     s = result["summary"]
@@ -512,6 +542,9 @@ def markdown_table(result: dict[str, Any]) -> str:
                  f"**{s['pipeline_rows_per_second']:,.0f}** | **{s['pipeline_peak_rss_mb']:,.0f}** | "
                  f"{s['pipeline_process_seconds']:.1f} |")
     lines += ["", f"- pipeline / scan floor: {s['pipeline_over_scan']} (target ≤ {TARGET_PIPELINE_OVER_SCAN:g})"]
+    if s.get("label_floor_seconds") is not None:
+        lines += [f"- labelling floor / scan floor: {s['label_floor_over_scan']} (computing the prompt "
+                  f"labels alone, nothing written); pipeline / labelling floor: {s['pipeline_over_label_floor']}"]
     if s["naive_seconds"] is not None:
         lines += [f"- naive / pipeline time: {s['naive_over_pipeline']} (target ≥ {TARGET_NAIVE_OVER_PIPELINE:g})",
                   f"- pipeline peak / naive peak: {s['peak_share_of_naive']} (target ≤ 0.333)"]
@@ -531,9 +564,10 @@ def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
 
     Time: per stage, a least-squares line ``seconds = a + b·rows`` through the measured sizes
     (the stages are single passes, so cost is linear); the prediction is the sum over stages.
-    Memory: the peak is bounded by DuckDB's memory limit, so it is predicted as the largest
-    measured peak plus the growth per added row between the two largest sizes (a straight
-    line, which overestimates a peak that has levelled off).
+    Memory: per stage, the peak at the largest measured size plus its growth per added row
+    between the two largest sizes (a straight line, which overestimates a peak that has
+    levelled off); the prediction is the largest stage. Per stage, because a stage whose
+    memory grows (model labelling holds the models table) can overtake one that is bounded.
     """
     import numpy as np
 
@@ -542,15 +576,17 @@ def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
         raise ValueError("extrapolation needs results at two or more sizes")
     sizes = np.array([r["rows"] for r in ordered], dtype=float)
     per_stage: dict[str, float] = {}
+    peak_per_stage: dict[str, float] = {}
     for i, stage in enumerate(STAGES):
         secs = np.array([r["stages"][i]["seconds"] for r in ordered], dtype=float)
         slope, intercept = np.polyfit(sizes, secs, 1)
         per_stage[stage] = round(float(max(intercept + slope * rows, secs.max())), 1)
-    peaks = [r["summary"]["pipeline_peak_rss_mb"] for r in ordered]
-    growth = max(0.0, (peaks[-1] - peaks[-2]) / (sizes[-1] - sizes[-2]))
+        last, before = ordered[-1]["stages"][i]["peak_rss_mb"], ordered[-2]["stages"][i]["peak_rss_mb"]
+        growth = max(0.0, (last - before) / (sizes[-1] - sizes[-2]))
+        peak_per_stage[stage] = round(float(last + growth * (rows - sizes[-1])), 1)
     return {"rows": rows, "from_sizes": [int(s) for s in sizes], "stage_seconds": per_stage,
-            "pipeline_seconds": round(sum(per_stage.values()), 1),
-            "pipeline_peak_rss_mb": round(peaks[-1] + growth * (rows - sizes[-1]), 1)}
+            "pipeline_seconds": round(sum(per_stage.values()), 1), "stage_peak_rss_mb": peak_per_stage,
+            "pipeline_peak_rss_mb": max(peak_per_stage.values())}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -572,6 +608,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         print(f"  {stage:15} {m.seconds:8.1f} s  {m.peak_rss_mb:8.0f} MB", flush=True)
     scan = measure(SCAN_FLOOR, run_dir, snapshot)
     print(f"  {SCAN_FLOOR:15} {scan.seconds:8.1f} s  {scan.peak_rss_mb:8.0f} MB", flush=True)
+    label_floor = measure(LABEL_FLOOR, run_dir, snapshot)
+    print(f"  {LABEL_FLOOR:15} {label_floor.seconds:8.1f} s  {label_floor.peak_rss_mb:8.0f} MB", flush=True)
     naive = measure(NAIVE, run_dir, snapshot) if baseline else None
     if naive:
         print(f"  {NAIVE:15} {naive.seconds:8.1f} s  {naive.peak_rss_mb:8.0f} MB", flush=True)
@@ -579,8 +617,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         "rows": rows, "models": default_models(rows), "seed": SEED,
         "term_sample_percent": full_profile_term_sample_percent(), "machine": machine_description(),
         "stages": [m.as_dict() for m in stages], SCAN_FLOOR: scan.as_dict(),
-        NAIVE: naive.as_dict() if naive else None,
-        "summary": summarise(rows, stages, scan, naive),
+        LABEL_FLOOR: label_floor.as_dict(), NAIVE: naive.as_dict() if naive else None,
+        "summary": summarise(rows, stages, scan, naive, label_floor),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -148,20 +148,26 @@ def raw_rows_sql(raw: Path) -> str:
     return f"(SELECT *, file_row_number AS _row FROM read_parquet({_lit(raw.as_posix())}, file_row_number=true))"
 
 
-def duplicate_reasons_sql(keys: str, raw_rows: str, content_sql: str) -> str:
+def duplicate_reasons_sql(keys: str, raw_rows: str, content_sql: str,
+                          suspect_ids: str | None = None) -> str:
     """``(_row, reason)`` of every repeated id after its first row: exact or conflicting duplicate.
 
     ``keys`` holds ``_row, p_id, pre_reason`` of every raw row. Among rows with no other
     problem, the first occurrence of an id (in file order) is kept; a later one is an exact
-    duplicate when its content hash equals the first row's, else a conflict. Only rows of ids
+    duplicate when its content hash equals the first row's, else a conflict. ``suspect_ids``,
+    if given, names a relation whose ``p_id`` include every repeated id (see
+    :func:`out_of_order_ids`), so only those are counted instead of every id. Only rows of ids
     that occur more than once are read back from ``raw_rows`` and hashed, so the window sorts a
     few narrow rows instead of the whole table with its prompt text.
     """
+    only_suspects = "" if suspect_ids is None else f"AND p_id IN (SELECT p_id FROM {suspect_ids})"
     return f"""
-    WITH repeated AS (
-        SELECT p_id FROM {keys} WHERE pre_reason IS NULL GROUP BY p_id HAVING count(*) > 1
+    WITH considered AS (
+        SELECT _row, p_id FROM {keys} WHERE pre_reason IS NULL {only_suspects}
+    ), repeated AS (
+        SELECT p_id FROM considered GROUP BY p_id HAVING count(*) > 1
     ), candidate_rows AS (
-        SELECT _row, p_id FROM {keys} WHERE pre_reason IS NULL AND p_id IN (SELECT p_id FROM repeated)
+        SELECT _row, p_id FROM considered WHERE p_id IN (SELECT p_id FROM repeated)
     ), candidates AS (
         SELECT c._row, c.p_id, {content_sql} AS _content
         FROM candidate_rows c JOIN {raw_rows} r ON r._row = c._row
@@ -347,7 +353,8 @@ def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
                         null_handling="special")
 
 
-#: Write kept rows in file order when the file is sorted by id (False forces the sort; tests).
+#: Look for duplicates among out-of-order ids and keep file order when the file is sorted by id
+#: (False forces the full GROUP BY and the sort; tests compare both paths).
 TRUST_FILE_ORDER = True
 #: The kept rows: no problem found while parsing and not a later copy of a repeated id.
 KEPT_ROWS = "pre_reason IS NULL AND _row NOT IN (SELECT _row FROM duplicate_rows)"
@@ -368,16 +375,42 @@ def without_rows(rows: pa.Array, column: str = "_row") -> Callable[[pa.RecordBat
     return transform
 
 
-def kept_rows_in_id_order(con: duckdb.DuckDBPyConnection, keys: str) -> bool:
-    """True when the kept rows of ``keys`` (``_row, p_id, pre_reason``) already come in
-    increasing id order in the file, so a filter gives what ``ORDER BY id`` would without a sort
-    that holds the table in memory. Snapshots usually come sorted by id. Reads narrow columns."""
-    if not TRUST_FILE_ORDER:
-        return False
-    out_of_order = con.execute(
-        f"SELECT count(*) FROM (SELECT p_id, lag(p_id) OVER (ORDER BY _row) AS previous "
-        f"FROM {keys} WHERE {KEPT_ROWS}) WHERE p_id <= previous").fetchall()[0][0]
-    return out_of_order == 0
+#: Above this many out-of-order rows the file is taken as unsorted: GROUP BY every id, then sort.
+MAX_OUT_OF_ORDER_ROWS = 1_000_000
+
+
+def out_of_order_ids(con: duckdb.DuckDBPyConnection, keys: str, max_rows: int | None = None,
+                     batch_rows: int = 100_000) -> pa.Array | None:
+    """Ids of the rows (parsed, no problem found) that are not above every id before them in
+    file order; ``None`` when there are more than ``max_rows`` (the file is not sorted by id).
+
+    The later copy of a repeated id is always among them (its first copy came before it), so
+    duplicates are looked for among these ids only: a ``GROUP BY`` over every id held a hash
+    table that grew with the table (RSS +140 MB at 4M rows, +384 MB at 8M). And when every such
+    row turns out to be a later copy, the kept rows are already in increasing id order. The
+    narrow columns stream past in file order with only the running maximum carried over.
+    """
+    max_rows = MAX_OUT_OF_ORDER_ROWS if max_rows is None else max_rows
+    reader = con.sql(f"SELECT p_id FROM {keys} WHERE pre_reason IS NULL").to_arrow_reader(batch_rows)
+    found: list[pa.Array] = []
+    n_found = 0
+    running_max: int | None = None
+    for batch in reader:
+        ids = batch.column("p_id")  # never null: a missing or invalid id is a pre_reason
+        if len(ids) == 0:
+            continue
+        floor = ids[0].as_py() - 1 if running_max is None else running_max  # first row: not late
+        # Each row's maximum of every id before it: the carried one, then the batch's running max.
+        before = pa.concat_arrays([pa.array([floor], ids.type),
+                                   pc.cumulative_max(ids).slice(0, len(ids) - 1)])
+        late = ids.filter(pc.less_equal(ids, pc.max_element_wise(before, floor)))
+        found.append(late)
+        n_found += len(late)
+        if n_found > max_rows:
+            reader.close()  # release the unfinished result so the connection takes new work
+            return None
+        running_max = max(floor, pc.max(ids).as_py())
+    return pa.concat_arrays(found) if found else pa.array([], pa.int64())
 
 
 TABLE_SQL = {
@@ -409,13 +442,17 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
         flags = ", ".join(f"({cond}) AS {_q(name)}" for name, cond in repairs.items())
         stream_query_to_parquet(con, f"SELECT _row, p_id, pre_reason, {flags} FROM {parse}", keys_path)
         keys = f"read_parquet({_lit(keys_path.as_posix())})"
-        con.execute("CREATE TEMP TABLE duplicate_rows AS "
-                    + duplicate_reasons_sql(keys, raw_rows_sql(raw), CONTENT_SQL[table]()))
-        if kept_rows_in_id_order(con, keys):  # a filter keeps file order: no sort
-            duplicates = con.sql("SELECT _row FROM duplicate_rows").to_arrow_table().column(0)
+        suspects = out_of_order_ids(con, keys) if TRUST_FILE_ORDER else None
+        if suspects is not None:
+            con.register("suspect_ids", pa.table({"p_id": suspects}))
+        con.execute("CREATE TEMP TABLE duplicate_rows AS " + duplicate_reasons_sql(
+            keys, raw_rows_sql(raw), CONTENT_SQL[table](), None if suspects is None else "suspect_ids"))
+        duplicates = con.sql("SELECT _row FROM duplicate_rows").to_arrow_table().column(0).combine_chunks()
+        # Every out-of-order row a later copy: the kept rows are in id order, a filter keeps it.
+        if suspects is not None and len(suspects) == len(duplicates):
             stream_query_to_parquet(con, f"SELECT {clean_select()}, _row FROM {parse} "
                                          f"WHERE pre_reason IS NULL", interim,
-                                    transform=without_rows(duplicates.combine_chunks()))
+                                    transform=without_rows(duplicates))
         else:
             stream_query_to_parquet(con, f"SELECT {clean_select()} FROM {parse} WHERE {KEPT_ROWS} "
                                          f"ORDER BY p_id", interim)
