@@ -139,11 +139,12 @@ def test_sql_aggregates_equal_a_pandas_groupby_of_the_whole_frame(cleaned_pair):
         assert got.tolist() == want.tolist(), marker
 
 
-def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, monkeypatch):
-    """Kept rows written in file order (no sort) are the rows ``ORDER BY id`` gives."""
+def _clean_streamed_and_sorted(snapshot: Path, tmp_path: Path, monkeypatch):
+    """Clean ``snapshot`` twice, trusting file order and forcing the sort; assert equal
+    reports and tables (with some exact duplicates found); return the interim images."""
     outputs = []
     for name, trust in (("filtered", True), ("sorted", False)):
-        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)  # False forces the sort
+        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)  # False forces GROUP BY and sort
         paths = _run(tmp_path, name)
         sources.acquire_local(snapshot, paths, salt="s")
         report = clean.clean_all(paths)
@@ -153,6 +154,12 @@ def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, mo
     assert report_a == report_b
     assert report_a["tables"]["images"]["quarantine_reasons"].get("duplicate_id_exact", 0) > 0
     assert interim_a.equals(interim_b) and quarantine_a.equals(quarantine_b)
+    return interim_a
+
+
+def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, monkeypatch):
+    """Kept rows written in file order (no sort) are the rows ``ORDER BY id`` gives."""
+    _clean_streamed_and_sorted(snapshot, tmp_path, monkeypatch)
 
 
 def test_streamed_parquet_reads_back_like_a_duckdb_copy(tmp_path):
@@ -223,17 +230,5 @@ def test_cleaning_a_shuffled_snapshot_equals_the_sorted_path(snapshot, tmp_path,
     for f in (snapshot / "models").glob("*.parquet"):
         pq.write_table(pq.read_table(f), shuffled / "models" / f.name)
     monkeypatch.setattr(clean, "MAX_OUT_OF_ORDER_ROWS", max_out_of_order)
-    outputs = []
-    for name, trust in (("filtered", True), ("sorted", False)):
-        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)
-        paths = _run(tmp_path, name)
-        sources.acquire_local(shuffled, paths, salt="s")
-        report = clean.clean_all(paths)
-        outputs.append((report, pq.read_table(paths.table("interim", "images")),
-                        pq.read_table(paths.quarantined("images"))))
-    (report_a, interim_a, quarantine_a), (report_b, interim_b, quarantine_b) = outputs
-    assert report_a == report_b
-    assert report_a["tables"]["images"]["quarantine_reasons"].get("duplicate_id_exact", 0) > 0
-    ids = interim_a.column("image_id").to_pylist()
+    ids = _clean_streamed_and_sorted(shuffled, tmp_path, monkeypatch).column("image_id").to_pylist()
     assert ids == sorted(set(ids))
-    assert interim_a.equals(interim_b) and quarantine_a.equals(quarantine_b)
