@@ -329,8 +329,10 @@ def label_floor_sql(interim: Path) -> str:
     from . import label
 
     lexicon = label.load_lexicon()
-    select = label.image_labels_select_sql(f"read_parquet('{interim.as_posix()}')", lexicon)
-    columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora", *(label.marker_column(c) for c in label.MARKER_CATEGORIES)]
+    path = interim.as_posix().replace("'", "''")
+    select = label.image_labels_select_sql(f"read_parquet('{path}')", lexicon)
+    columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora",
+               *(label.marker_column(c) for c in label.MARKER_CATEGORIES)]
     return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"
 
 
@@ -506,7 +508,8 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
         "scan_floor_seconds": scan.seconds,
         "pipeline_over_scan": round(seconds / scan.seconds, 2) if scan.seconds else None,
         "label_floor_seconds": label_floor.seconds if label_floor else None,
-        "label_floor_over_scan": round(label_floor.seconds / scan.seconds, 2) if label_floor and scan.seconds else None,
+        "label_floor_over_scan":
+            round(label_floor.seconds / scan.seconds, 2) if label_floor and scan.seconds else None,
         "pipeline_over_label_floor": round(seconds / label_floor.seconds, 2) if label_floor else None,
         "naive_seconds": naive.seconds if naive else None,
         "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
