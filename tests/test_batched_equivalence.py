@@ -216,8 +216,8 @@ def test_out_of_order_ids_carry_the_running_maximum_across_batches():
 @pytest.mark.parametrize("max_out_of_order", [10_000, 5])
 def test_cleaning_a_shuffled_snapshot_equals_the_sorted_path(snapshot, tmp_path, monkeypatch,
                                                              max_out_of_order):
-    """Rows out of id order (first copies too) take the full GROUP BY and the sort, whether the
-    out-of-order rows are few enough to list (10,000) or too many (5)."""
+    """Rows out of id order (first copies too) are sorted, with duplicates found among the
+    listed out-of-order ids (limit 10,000) or, above the limit (5), by a GROUP BY over every id."""
     import pyarrow as pa
     import numpy as np
 

@@ -43,7 +43,8 @@ def test_ratios_machine_and_targets_are_reported(result):
     data, _ = result
     s = data["summary"]
     for key in ("pipeline_seconds", "pipeline_peak_rss_mb", "scan_floor_seconds", "pipeline_over_scan",
-                "label_floor_seconds", "label_floor_over_scan", "pipeline_over_label_floor", "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
+                "label_floor_seconds", "label_floor_over_scan", "pipeline_over_label_floor",
+                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
         assert s[key] is not None, key
     assert s["pipeline_seconds"] == pytest.approx(sum(m["seconds"] for m in data["stages"]), abs=0.01)
     assert s["pipeline_over_scan"] == pytest.approx(s["pipeline_seconds"] / s["scan_floor_seconds"],

@@ -325,12 +325,11 @@ def stage_scan_floor(paths: RunPaths, snapshot: Path) -> int:
 
 
 def label_floor_sql(interim: Path) -> str:
-    """The image labels of every cleaned row computed and counted, nothing written."""
+    """The image labels of every cleaned row computed and counted, nothing written: the same
+    ``SELECT`` that ``label.label_images`` streams into the processed table."""
     from . import label
 
-    lexicon = label.load_lexicon()
-    path = interim.as_posix().replace("'", "''")
-    select = label.image_labels_select_sql(f"read_parquet('{path}')", lexicon)
+    select = label.image_labels_of_file_sql(interim, label.load_lexicon())
     columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora",
                *(label.marker_column(c) for c in label.MARKER_CATEGORIES)]
     return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"

@@ -460,10 +460,12 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
                        f"LEFT JOIN duplicate_rows d ON k._row = d._row "
                        f"WHERE k.pre_reason IS NOT NULL OR d.reason IS NOT NULL)")
         raw_cols = ", ".join(f'r."{c.name}"' for c in schema.CANONICAL[table])
+        quarantined = paths.quarantined(table)
         stream_query_to_parquet(con, f"SELECT {raw_cols}, q.reason FROM {raw_rows_sql(raw)} r "
                                      f"JOIN {reasons_sql} q ON r._row = q._row ORDER BY r._row",
-                                paths.quarantined(table))
-        reasons = dict(con.execute(f"SELECT reason, count(*) FROM {reasons_sql} "
+                                quarantined)
+        # Counted from the small file just written, not by joining every key again.
+        reasons = dict(con.execute(f"SELECT reason, count(*) FROM read_parquet({_lit(quarantined.as_posix())}) "
                                    f"GROUP BY reason ORDER BY reason").fetchall())
         counts = ", ".join(f"count_if({_q(name)})" for name in repairs)
         values = con.execute(f"SELECT {counts} FROM {keys} WHERE {KEPT_ROWS}").fetchall()[0]

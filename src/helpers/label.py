@@ -216,6 +216,11 @@ def image_labels_select_sql(relation: str, lexicon: Lexicon) -> str:
             f"FROM (SELECT {cols}, {normalised_text_sql('prompt')} AS _norm FROM {relation})")
 
 
+def image_labels_of_file_sql(source: Path, lexicon: Lexicon) -> str:
+    """:func:`image_labels_select_sql` over one interim images Parquet file."""
+    return image_labels_select_sql(f"read_parquet({_sql_literal(source.as_posix())})", lexicon)
+
+
 def label_image_frame(images: pd.DataFrame, lexicon: Lexicon | None = None) -> pd.DataFrame:
     """Image label columns for a small frame, identical to the SQL path (used by tests).
 
@@ -276,8 +281,7 @@ def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
     from .sources import stream_query_to_parquet  # local import, as in _duckdb_connection
 
     try:
-        select = image_labels_select_sql(f"read_parquet({_sql_literal(source.as_posix())})", lexicon)
-        stream_query_to_parquet(con, select, dest)
+        stream_query_to_parquet(con, image_labels_of_file_sql(source, lexicon), dest)
         counts = image_label_counts(con, dest)
     finally:
         if own:
