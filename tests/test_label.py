@@ -3,6 +3,7 @@ gender, evaluation helpers, and the SQL path agreeing with the pandas path (no r
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import duckdb
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import label, schema
+from helpers import label, schema, stats
 from helpers.paths import RunPaths
 
 LEX = label.load_lexicon()
@@ -78,7 +79,9 @@ def test_none_prompt_gives_none_markers():
     ("<LORA:Foo:1>", 1),
     ("<lora:a:1>, <lyco:b:0.5>, <LyCo:c:1.1>", 3),
     ("<lora:no_weight>", 1),
-    ("<hypernet:x:1> lora: loose text", 0),
+    ("<hypernet:x:1> lora: loose text", 1),   # every adapter kind counts; bare "lora:" does not
+    ("<embedding:x> <lora :y:1> < locon:z>", 2),
+    ("<lora:a<b>", 0),
     ("", 0),
     (None, None),
 ])
@@ -389,11 +392,20 @@ def test_bootstrap_metrics_are_seeded_and_bracket_the_estimate():
     assert ((a["ci_high"] - a["ci_low"]) < 0.2).all()
 
 
-def test_wilson_interval():
-    low, high = label.wilson_interval(50, 100)
+def _wilson_formula(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval written out, independent of the implementation under test."""
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def test_wilson_bounds():
+    low, high = stats.wilson_bounds(50, 100)
     assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
-    assert label.wilson_interval(0, 10)[0] == pytest.approx(0.0) and label.wilson_interval(10, 10)[1] == pytest.approx(1.0)
-    assert all(np.isnan(label.wilson_interval(0, 0)))
+    assert (low, high) == (pytest.approx(_wilson_formula(50, 100)[0]), pytest.approx(_wilson_formula(50, 100)[1]))
+    assert stats.wilson_bounds(0, 10)[0] == pytest.approx(0.0) and stats.wilson_bounds(10, 10)[1] == pytest.approx(1.0)
+    assert all(np.isnan(stats.wilson_bounds(0, 0)))
 
 
 def test_confusion_and_error_categories_carry_no_names():
@@ -435,7 +447,7 @@ def test_platform_miss_checked_estimate_known_answer():
     assert (strict["candidates"], strict["checked"], strict["confirmed"], strict["poi_true"]) == (5, 4, 2, 3)
     assert not strict["checked_all_candidates"]
     assert strict["share"] == pytest.approx(0.5)
-    low, high = label.wilson_interval(2, 4)  # the module's own Wilson formula, independent of statsmodels
+    low, high = _wilson_formula(2, 4)
     assert (strict["ci_low"], strict["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     assert strict["missed_estimate"] == pytest.approx(2.5)
     assert (strict["missed_low"], strict["missed_high"]) == (pytest.approx(5 * low), pytest.approx(5 * high))

@@ -46,11 +46,18 @@ def test_validate_schema_names_every_problem():
     assert "surprise" in msg and "x.parquet" in msg and "data/README.md" in msg
 
 
-def test_processed_stage_allows_label_columns():
-    extended = schema.arrow_schema("models", "interim").append(pa.field("is_real_person", pa.bool_()))
-    schema.validate_schema(extended, "models", "processed")
-    with pytest.raises(schema.SchemaError):
-        schema.validate_schema(extended, "models", "interim")
+@pytest.mark.parametrize("table", ["images", "models"])
+def test_processed_stage_is_interim_plus_labels_strictly(table):
+    processed = schema.arrow_schema(table, "processed")
+    schema.validate_schema(processed, table, "processed")
+    assert processed.names == schema.arrow_schema(table, "interim").names + \
+        [f.name for f in schema.LABEL_FIELDS[table]]
+    with pytest.raises(schema.SchemaError, match="unexpected columns"):
+        schema.validate_schema(processed, table, "interim")
+    with pytest.raises(schema.SchemaError, match="unexpected columns .'stray'"):
+        schema.validate_schema(processed.append(pa.field("stray", pa.string())), table, "processed")
+    with pytest.raises(schema.SchemaError, match="missing column 'is_nsfw_r'"):
+        schema.validate_schema(processed.remove(processed.get_field_index("is_nsfw_r")), table, "processed")
 
 
 def test_validate_file_rejects_nulls_in_required_columns(tmp_path):

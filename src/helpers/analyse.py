@@ -39,42 +39,21 @@ from statsmodels.stats.contingency_tables import Table2x2
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 from statsmodels.stats.proportion import proportion_confint
 
-from . import schema
+from . import db, schema
+from .db import sql_literal
 from .paths import RunPaths
-from .sources import duckdb_connection
+from .schema import (ADAPTER_CALL_PATTERN, GENDERS, MARKERS, NSFW_DEFINITION_LABELS,
+                     NSFW_DEFINITIONS)
+from .stats import CONFIDENCE, wilson_interval
 
 # --------------------------------------------------------------------------- constants
-#: The three NSFW definitions of the study and the label column that holds each.
-NSFW_DEFINITIONS: dict[str, str] = {
-    "platform": "is_nsfw_platform",
-    "r": "is_nsfw_r",
-    "x": "is_nsfw_x",
-}
-#: How each definition is named in tables and figures.
-NSFW_DEFINITION_LABELS: dict[str, str] = {
-    "platform": "platform flag",
-    "r": "level ≥ R",
-    "x": "level ≥ X",
-}
-#: Marker categories of the lexicon and their label columns (images and models alike).
-MARKERS: dict[str, str] = {
-    "booru": "mk_booru",
-    "pony": "mk_pony",
-    "sexual": "mk_sexual",
-    "minor": "mk_minor",
-    "real_person": "mk_real_person",
-}
 #: Engagement columns of the images table compared between groups.
 IMAGE_ENGAGEMENT: tuple[str, ...] = ("reaction_count", "like_count", "heart_count", "comment_count")
 #: Engagement columns of the models table compared between groups.
 MODEL_ENGAGEMENT: tuple[str, ...] = ("download_count", "favorite_count", "comment_count",
                                      "rating_count")
-#: Depicted-gender categories in reporting order.
-GENDERS: tuple[str, ...] = ("female", "male", "mixed", "unknown")
 #: Smallest number of users a per-user statistic may aggregate over (privacy floor).
 MIN_USERS = 10
-#: Confidence level of every interval.
-CONFIDENCE = 0.95
 
 #: Frequent English function words, excluded from prompt vocabularies because they carry no
 #: content and would otherwise fill the top of both lists.
@@ -105,27 +84,18 @@ actress actor singer idol influencer streamer youtuber cosplay cosplayer instagr
 onlyfans pornstar porn nsfw sfw nude naked sex sexual hentai explicit
 """.split())
 
-#: Regular expression of adapter calls in prompts (removed before tokenising: their names are
-#: model slugs, which can be personal names).
-ADAPTER_CALL_SQL = r"<\s*(lora|lyco|lycoris|hypernet|locon|loha|lokr)\s*:[^>]*>"
 
 
 # --------------------------------------------------------------------------- plumbing
 def connect(paths: RunPaths | None = None, memory_limit: str = "3GB",
             threads: int = 2) -> duckdb.DuckDBPyConnection:
     """A bounded DuckDB connection for the analyses (UTC, spill space under the run)."""
-    return duckdb_connection(paths, memory_limit=memory_limit, threads=threads)
+    return db.connect(paths.tmp if paths is not None else None, memory_limit=memory_limit,
+                      threads=threads)
 
 
-def _con(con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
-    """The given connection, or a fresh in-memory one (UTC) for a one-off call."""
-    return con if con is not None else duckdb_connection(None)
-
-
-def _parquet(path: Path | str) -> str:
-    """SQL table expression reading one Parquet file (path quoted as a SQL literal)."""
-    text = Path(path).as_posix().replace("'", "''")
-    return f"read_parquet('{text}')"
+_con = db.connection_or_default
+_parquet = db.read_parquet_sql
 
 
 def _flag(definition: str) -> str:
@@ -154,25 +124,6 @@ def _bool(series: pd.Series) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- statistics
-def wilson_interval(successes: Sequence[float] | np.ndarray | pd.Series,
-                    totals: Sequence[float] | np.ndarray | pd.Series,
-                    confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for proportions ``successes / totals``; NaN where total is 0.
-
-    Wilson rather than the normal approximation because it stays inside [0, 1] and keeps its
-    coverage for small months and shares near 0 or 1.
-    """
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(totals, dtype=float)
-    low = np.full(k.shape, np.nan)
-    high = np.full(k.shape, np.nan)
-    ok = n > 0
-    if ok.any():
-        lo, hi = proportion_confint(k[ok], n[ok], alpha=1 - confidence, method="wilson")
-        low[ok], high[ok] = lo, hi
-    return low, high
-
-
 def with_share(frame: pd.DataFrame, k: str = "k", n: str = "n") -> pd.DataFrame:
     """Add ``share``, ``ci_low`` and ``ci_high`` (Wilson 95%) for counts ``k`` out of ``n``."""
     out = frame.copy()
@@ -761,7 +712,7 @@ def prompt_term_counts(images: Path, definition: str = "r", sample_percent: floa
     split, title, credit = (_TOKEN_SPLIT_SQL, _TITLECASE_SQL, _CREDIT_SQL)
     counts = con.execute(f"""
         WITH prompts AS (
-            SELECT {flag} AS nsfw, regexp_replace(prompt, '{ADAPTER_CALL_SQL}', ' ', 'gi') AS text
+            SELECT {flag} AS nsfw, regexp_replace(prompt, {sql_literal(ADAPTER_CALL_PATTERN)}, ' ', 'g') AS text
             FROM {_parquet(images)}
             WHERE prompt IS NOT NULL AND {flag} IS NOT NULL {_sample_sql(sample_percent)}
         ), tokens AS (

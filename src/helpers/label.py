@@ -39,44 +39,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema
+from .stats import wilson_bounds
+from .schema import (ADAPTER_CALL_PATTERN, GENDERS, IMAGE_LABEL_FIELDS, MARKER_CATEGORIES,
+                     MODEL_LABEL_FIELDS, marker_column)
 from .paths import RunPaths
 
 # --------------------------------------------------------------------------- contract
-MARKER_CATEGORIES: tuple[str, ...] = ("booru", "pony", "sexual", "minor", "real_person")
 LEXICON_VERSION = 1
-
-#: Label columns added to the images table (processed stage), with their Arrow types.
-IMAGE_LABEL_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("is_nsfw_platform", pa.bool_()),
-    pa.field("is_nsfw_r", pa.bool_()),
-    pa.field("is_nsfw_x", pa.bool_()),
-    pa.field("n_lora", pa.int32()),
-    *(pa.field(f"mk_{c}", pa.bool_()) for c in MARKER_CATEGORIES),
-)
-#: Label columns added to the models table (processed stage), with their Arrow types.
-MODEL_LABEL_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("is_nsfw_platform", pa.bool_()),
-    pa.field("is_nsfw_r", pa.bool_()),
-    pa.field("is_nsfw_x", pa.bool_()),
-    pa.field("is_adapter", pa.bool_()),
-    pa.field("real_person_score", pa.float64()),
-    pa.field("is_real_person", pa.bool_()),
-    pa.field("real_person_source", pa.string()),
-    pa.field("depicted_gender", pa.string()),
-    *(pa.field(f"mk_{c}", pa.bool_()) for c in MARKER_CATEGORIES),
-)
-GENDERS: tuple[str, ...] = ("female", "male", "mixed", "unknown")
 #: Model types that are full models rather than adapters on top of one.
 NON_ADAPTER_TYPES: frozenset[str] = frozenset({"checkpoint"})
 #: Model types that are not adapters either but also not checkpoints (tools for generation).
 NON_ADAPTER_TOOL_TYPES: frozenset[str] = frozenset({"controlnet", "poses", "upscaler", "vae",
                                                     "wildcards", "workflows", "other", "detection",
                                                     "motionmodule", "aestheticgradient"})
-
-
-def marker_column(category: str) -> str:
-    """Name of the boolean column of a marker category, e.g. ``mk_booru``."""
-    return f"mk_{category}"
 
 
 # --------------------------------------------------------------------------- lexicon
@@ -102,8 +77,6 @@ def load_lexicon(version: int = LEXICON_VERSION) -> Lexicon:
 
 
 # --------------------------------------------------------------------------- normalisation
-#: Adapter calls counted into ``n_lora``: ``<lora:name:w>``, ``<lyco:name:w>`` (any case).
-ADAPTER_CALL_PATTERN = r"(?i)<(?:lora|lyco):[^<>]*>"
 #: Regex replacements applied in this order, then lower-casing and trimming. Both engines
 #: (Python ``re`` and DuckDB's RE2) treat these ASCII-only patterns identically, which is what
 #: lets the SQL path and the pandas path agree row for row.
@@ -754,19 +727,6 @@ def bootstrap_metrics(y_true: Any, y_pred: Any, n_boot: int = 1000, seed: int = 
     return pd.DataFrame(rows)
 
 
-def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (NaN, NaN when n is 0)."""
-    from scipy.stats import norm
-
-    if n == 0:
-        return float("nan"), float("nan")
-    z = float(norm.ppf(1 - (1 - level) / 2))
-    phat = successes / n
-    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def confusion_table(y_true: Any, y_pred: Any, truth_name: str = "poi",
                     pred_name: str = "predicted") -> pd.DataFrame:
     """2x2 confusion matrix as a tidy frame: truth, prediction, n."""
@@ -835,7 +795,7 @@ def platform_miss_estimate(models: pd.DataFrame, scores: pd.DataFrame, high: flo
     negatives = (poi == False).fillna(False).to_numpy()  # noqa: E712 (nullable boolean)
     n_neg = int(negatives.sum())
     hits = int((scores[score_column].to_numpy()[negatives] >= high).sum())
-    low, upp = wilson_interval(hits, n_neg)
+    low, upp = wilson_bounds(hits, n_neg)
     return {"score": score_column, "threshold": high, "poi_false": n_neg, "high_score": hits,
             "share": hits / n_neg if n_neg else float("nan"), "ci_low": low, "ci_high": upp}
 
@@ -910,8 +870,6 @@ def platform_miss_checked_estimate(models: pd.DataFrame, check: pd.DataFrame,
     a lower bound. When every candidate was checked (``checked_all_candidates``) the count is
     exact for this snapshot and the interval describes the rate, not the count's uncertainty.
     """
-    from statsmodels.stats.proportion import proportion_confint
-
     candidate = platform_miss_candidates(models, high)
     n_candidates = int(candidate.sum())
     n_poi_true = int(models["poi"].astype("boolean").fillna(False).sum())
@@ -922,7 +880,7 @@ def platform_miss_checked_estimate(models: pd.DataFrame, check: pd.DataFrame,
                             ("real_person or plausible", {"real_person", "plausible"})):
         k = int(checked["label"].isin(labels).sum())
         if n:
-            low, upp = proportion_confint(k, n, alpha=0.05, method="wilson")
+            low, upp = wilson_bounds(k, n)
             share = k / n
         else:
             share = low = upp = math.nan
@@ -961,7 +919,7 @@ def evaluate_gender_gold(predicted: pd.DataFrame, gold: pd.DataFrame) -> pd.Data
             ("coverage", int(decided.sum()), len(merged)),
             ("coverage_of_gold_known", int((decided & gold_known).sum()), int(gold_known.sum())),
             ("accuracy_overall", int((merged["depicted_gender"] == merged["label"]).sum()), len(merged))):
-        low, high = wilson_interval(k, n)
+        low, high = wilson_bounds(k, n)
         rows.append({"metric": metric, "estimate": k / n if n else float("nan"), "ci_low": low,
                      "ci_high": high, "successes": k, "n": n})
     return pd.DataFrame(rows)
@@ -1109,7 +1067,7 @@ def nsfw_definition_shares(report: dict[str, Any]) -> pd.DataFrame:
                                          ("level >= R", "is_nsfw_r", n_rows),
                                          ("level >= X", "is_nsfw_x", n_rows)):
             k = int(counts.get(label_col, 0))
-            low, high = wilson_interval(k, n)
+            low, high = wilson_bounds(k, n)
             rows.append({"table": table, "definition": definition, "nsfw": k, "n": n,
                          "share": k / n if n else float("nan"), "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["table", "definition", "nsfw", "n", "share", "ci_low", "ci_high"])

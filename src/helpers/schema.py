@@ -83,6 +83,71 @@ def level_name(value: object) -> str | None:
     return None
 
 
+
+# --------------------------------------------------------------------------- study vocabulary
+#: The three NSFW definitions of the study and the label column that holds each.
+NSFW_DEFINITIONS: dict[str, str] = {
+    "platform": "is_nsfw_platform",
+    "r": "is_nsfw_r",
+    "x": "is_nsfw_x",
+}
+#: How each definition is named in tables and figures.
+NSFW_DEFINITION_LABELS: dict[str, str] = {
+    "platform": "platform flag",
+    "r": "level ≥ R",
+    "x": "level ≥ X",
+}
+#: Marker categories of the lexicon, in reporting order.
+MARKER_CATEGORIES: tuple[str, ...] = ("booru", "pony", "sexual", "minor", "real_person")
+#: How each marker category is named in tables and figures.
+MARKER_LABELS: dict[str, str] = {
+    "booru": "booru tags",
+    "pony": "Pony tokens",
+    "sexual": "sexual terms",
+    "minor": "minor-coded terms",
+    "real_person": "real-person cues",
+}
+
+
+def marker_column(category: str) -> str:
+    """Name of the boolean column of a marker category, e.g. ``mk_booru``."""
+    return f"mk_{category}"
+
+
+#: Marker categories and their label columns (images and models alike).
+MARKERS: dict[str, str] = {c: marker_column(c) for c in MARKER_CATEGORIES}
+#: Depicted-gender categories in reporting order.
+GENDERS: tuple[str, ...] = ("female", "male", "mixed", "unknown")
+#: Adapter (extra-network) calls in prompts, e.g. ``<lora:name:0.8>``: one pattern for counting
+#: them and for removing them before tokenising. ASCII-only, so Python ``re`` and DuckDB's RE2
+#: match the same text.
+ADAPTER_KINDS: tuple[str, ...] = ("lora", "lyco", "lycoris", "locon", "loha", "lokr", "hypernet")
+ADAPTER_CALL_PATTERN = r"(?i)<[ \t]*(?:" + "|".join(ADAPTER_KINDS) + r")[ \t]*:[^<>]*>"
+
+#: Label columns added to the images table (processed stage), with their Arrow types.
+IMAGE_LABEL_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("is_nsfw_platform", pa.bool_()),
+    pa.field("is_nsfw_r", pa.bool_()),
+    pa.field("is_nsfw_x", pa.bool_()),
+    pa.field("n_lora", pa.int32()),
+    *(pa.field(marker_column(c), pa.bool_()) for c in MARKER_CATEGORIES),
+)
+#: Label columns added to the models table (processed stage), with their Arrow types.
+MODEL_LABEL_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("is_nsfw_platform", pa.bool_()),
+    pa.field("is_nsfw_r", pa.bool_()),
+    pa.field("is_nsfw_x", pa.bool_()),
+    pa.field("is_adapter", pa.bool_()),
+    pa.field("real_person_score", pa.float64()),
+    pa.field("is_real_person", pa.bool_()),
+    pa.field("real_person_source", pa.string()),
+    pa.field("depicted_gender", pa.string()),
+    *(pa.field(marker_column(c), pa.bool_()) for c in MARKER_CATEGORIES),
+)
+LABEL_FIELDS: dict[str, tuple[pa.Field, ...]] = {"images": IMAGE_LABEL_FIELDS,
+                                                 "models": MODEL_LABEL_FIELDS}
+
+
 # --------------------------------------------------------------------------- images
 IMAGES: tuple[Column, ...] = (
     Column("image_id", pa.int64(), True, "CivitAI image id (unique after cleaning)"),
@@ -203,14 +268,17 @@ def raw_type(col: Column) -> pa.DataType:
 
 
 def arrow_schema(table: str, stage: str = "interim") -> pa.Schema:
-    """Arrow schema of a canonical table at ``raw`` or ``interim`` stage."""
+    """Arrow schema of a canonical table at ``raw``, ``quarantine``, ``interim`` or ``processed`` stage."""
     cols = CANONICAL[table]
     if stage == "raw":
         return pa.schema([pa.field(c.name, raw_type(c)) for c in cols])
     if stage == "quarantine":
         return pa.schema([pa.field(c.name, raw_type(c)) for c in cols]
                          + [pa.field(QUARANTINE_REASON.name, pa.string())])
-    return pa.schema([pa.field(c.name, c.type, nullable=not c.required) for c in cols])
+    fields = [pa.field(c.name, c.type, nullable=not c.required) for c in cols]
+    if stage == "processed":
+        fields += list(LABEL_FIELDS[table])
+    return pa.schema(fields)
 
 
 class SchemaError(ValueError):
@@ -220,9 +288,10 @@ class SchemaError(ValueError):
 def validate_schema(schema: pa.Schema, table: str, stage: str, where: str = "") -> None:
     """Raise :class:`SchemaError` listing every missing, mistyped or unexpected column.
 
-    Columns beyond the canonical ones are allowed only in ``processed`` (labels).
+    Every stage is checked strictly: a column the schema does not name is refused, never
+    passed through.
     """
-    expected = arrow_schema(table, stage if stage != "processed" else "interim")
+    expected = arrow_schema(table, stage)
     problems: list[str] = []
     for field in expected:
         if field.name not in schema.names:
@@ -231,10 +300,9 @@ def validate_schema(schema: pa.Schema, table: str, stage: str, where: str = "") 
         got = schema.field(field.name).type
         if not got.equals(field.type):
             problems.append(f"column {field.name!r} is {got}, expected {field.type}")
-    if stage not in ("processed",):
-        extra = [n for n in schema.names if n not in expected.names]
-        if extra:
-            problems.append(f"unexpected columns {extra}")
+    extra = [n for n in schema.names if n not in expected.names]
+    if extra:
+        problems.append(f"unexpected columns {extra}")
     if problems:
         loc = f" in {where}" if where else ""
         raise SchemaError(f"{table} table at stage {stage!r}{loc} does not match the canonical "
