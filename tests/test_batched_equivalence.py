@@ -36,8 +36,8 @@ def _image_files(snapshot: Path) -> list[Path]:
 
 
 def _raw_images(snapshot: Path, paths: RunPaths, batch_size: int) -> pd.DataFrame:
-    readers = [sources._file_reader(f, batch_size) for f in _image_files(snapshot)]
-    reader = readers[0] if len(readers) == 1 else sources._concat_readers(readers)
+    readers = [sources.file_reader(f, batch_size) for f in _image_files(snapshot)]
+    reader = readers[0] if len(readers) == 1 else sources.concat_readers(readers)
     dest = paths.table("raw", "images")
     n = sources.write_raw_images(reader, dest, salt="s", where="test", paths=paths)
     assert n == sum(pq.ParquetFile(f).metadata.num_rows for f in _image_files(snapshot)) >= N_IMAGES
@@ -144,10 +144,9 @@ def _clean_streamed_and_sorted(snapshot: Path, tmp_path: Path, monkeypatch):
     reports and tables (with some exact duplicates found); return the interim images."""
     outputs = []
     for name, trust in (("filtered", True), ("sorted", False)):
-        monkeypatch.setattr(clean, "TRUST_FILE_ORDER", trust)  # False forces GROUP BY and sort
         paths = _run(tmp_path, name)
         sources.acquire_local(snapshot, paths, salt="s")
-        report = clean.clean_all(paths)
+        report = clean.clean_all(paths, trust_file_order=trust)  # False forces GROUP BY and sort
         outputs.append((report, pq.read_table(paths.table("interim", "images")),
                         pq.read_table(paths.quarantined("images"))))
     (report_a, interim_a, quarantine_a), (report_b, interim_b, quarantine_b) = outputs

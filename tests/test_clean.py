@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import clean, schema
-from helpers.sources import duckdb_connection
+from helpers import db
 
 
 def raw_images(rows: list[dict]) -> pa.Table:
@@ -109,7 +109,7 @@ def test_clean_values_are_typed_and_repaired(cleaned):
 def test_sql_level_parsing_matches_python(run):
     values = ["1", "2", "4", "8", "16", "32", "7", "31", "33", "0", "64", "8.0", "None", "Soft",
               "mature", "X", "XXX", "pg-13", "Blocked", "nope", "-4", " 4 "]
-    con = duckdb_connection(run)
+    con = db.connect(run.tmp)
     con.register("v", pa.table({"x": values}))
     got = con.execute(f"SELECT x, {clean.level_bit_sql('x')} AS bit FROM v").fetchall()
     for value, bit in got:
@@ -160,3 +160,34 @@ def test_clean_all_reports_absent_tables_and_removes_stale_outputs(run):
     assert not run.table("interim", "models").exists()
     acc = clean.row_accounting(report)
     assert acc.set_index("table").loc["models", "note"] == "not in this snapshot"
+
+
+def test_values_shifted_between_nullable_columns_are_a_conflict_not_an_exact_duplicate(run):
+    # concat_ws would skip the NULLs and hash both rows as "…|1girl|…": a false exact duplicate.
+    rows = [img(image_id="21", prompt="1girl", negative_prompt=None),
+            img(image_id="21", prompt=None, negative_prompt="1girl"),
+            img(image_id="22", prompt="a|b", negative_prompt=None),
+            img(image_id="22", prompt="a", negative_prompt="b"),
+            img(image_id="23"), img(image_id="23")]
+    pq.write_table(raw_images(rows), run.table("raw", "images"))
+    report = clean.clean_table("images", run)
+    assert report["quarantine_reasons"] == {"duplicate_id_conflict": 2, "duplicate_id_exact": 1}
+
+
+def test_content_hash_tells_null_from_empty_and_from_the_text_null():
+    con = db.connect()
+    sql = clean.content_hash_sql(["a", "b"])
+    hashes = [con.execute(f"SELECT {sql} FROM (SELECT {a} AS a, {b} AS b)").fetchone()[0]
+              for a, b in [("NULL::VARCHAR", "'x'"), ("''", "'x'"), ("'null'", "'x'"), ("'x'", "NULL::VARCHAR")]]
+    assert len(set(hashes)) == 4
+
+
+def test_cleaning_into_a_folder_whose_name_needs_quoting(tmp_path):
+    from helpers.paths import RunPaths
+
+    run = RunPaths(tmp_path / "O'Brien's run ü").ensure()
+    pq.write_table(raw_images([img(image_id="1"), img(image_id="1"), img(image_id="x")]),
+                   run.table("raw", "images"))
+    report = clean.clean_all(run)
+    assert report["tables"]["images"]["clean"] == 1
+    assert clean.rows_by_month(run, "images")["rows"].tolist() == [1]

@@ -146,7 +146,7 @@ def test_hf_without_access_explains_login_and_local(run, monkeypatch):
     with pytest.raises(sources.SourceError) as err:
         sources.acquire_hf(run, revision="main")
     msg = str(err.value)
-    assert "huggingface-cli login" in msg and "HF_TOKEN" in msg and "--source local" in msg
+    assert "hf auth login" in msg and "huggingface-cli" not in msg and "HF_TOKEN" in msg and "--source local" in msg
 
 
 @pytest.mark.parametrize("setup,match", [
@@ -183,3 +183,30 @@ def test_tags_given_as_a_string_become_a_list_and_are_counted():
 def test_strip_html():
     assert sources.strip_html("<p>Hello&nbsp;<b>world</b> &amp; co</p>") == "Hello world & co"
     assert sources.strip_html(None) is None
+
+
+def test_the_hub_source_passes_the_same_contract_an_empty_required_column_fails_in_acquire(run, tmp_path):
+    # A local folder in the Hub's layout, read through the real `datasets` loading code: the
+    # column is there but holds nothing (a broken export), so no image row has `created_at`.
+    images = tmp_path / "hub" / "images"
+    images.mkdir(parents=True)
+    pq.write_table(pa.table({"id": [1, 2], "createdAt": pa.array([None, None], pa.string()),
+                             "browsingLevel": [1, 4]}), images / "train-00000.parquet")
+    with pytest.raises(sources.SourceError, match=r"required column\(s\) \['created_at'\].*createdAt"):
+        sources.acquire("hf", run, path=str(tmp_path / "hub"))
+    assert not run.table("raw", "images").exists()
+
+
+def test_a_bad_hub_layout_folder_says_what_is_wrong_not_how_to_log_in(run, tmp_path):
+    images = tmp_path / "hub" / "images"
+    images.mkdir(parents=True)
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "createdAt": pa.array([], pa.string())}),
+                   images / "train-00000.parquet")  # `datasets` cannot read a file without rows
+    with pytest.raises(sources.SourceError, match="Hub-layout folder .*hub.*--source local") as err:
+        sources.acquire("hf", run, path=str(tmp_path / "hub"))
+    assert "log in" not in str(err.value)
+
+
+def test_the_sample_takes_its_sizes_from_the_run_parameters(run):
+    with pytest.raises(sources.SourceError, match="sample_images, sample_models and seed"):
+        sources.acquire("sample", run)

@@ -13,19 +13,20 @@ Parsing rules (levels, flags, counts, timestamps) are built once here from the e
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import schema
-from .paths import RunPaths, write_json_atomic
-from .sources import _q, duckdb_connection, stream_query_to_parquet, strip_html
+from . import db, schema
+from .db import read_parquet_sql, sql_identifier, sql_literal, stream_query_to_parquet
+from .paths import RunPaths
+from .sources import strip_html
 
 #: Longest prompt kept whole; longer ones (pasted garbage, attacks) are truncated and counted.
 MAX_PROMPT_CHARS = 20_000
@@ -63,10 +64,6 @@ class Window:
 
 
 # --------------------------------------------------------------------------- SQL builders
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def level_bit_sql(expr: str) -> str:
     """SQL giving the browsing-level bit (1…32) of a raw level (bits, bitmask or name), else NULL.
 
@@ -78,7 +75,7 @@ def level_bit_sql(expr: str) -> str:
     v = f"TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT)"
     by_bit = " ".join(f"WHEN ({v} & {bit}) <> 0 THEN {bit}"
                       for bit in sorted(schema.BROWSING_LEVELS, reverse=True))
-    by_name = " ".join(f"WHEN {_lit(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
+    by_name = " ".join(f"WHEN {sql_literal(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]+(\\.0+)?') THEN "
             f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END) "
@@ -87,14 +84,14 @@ def level_bit_sql(expr: str) -> str:
 
 def level_name_sql(bit_expr: str) -> str:
     """SQL giving the level name (PG … Blocked) of a level bit."""
-    cases = " ".join(f"WHEN {bit} THEN {_lit(name)}" for bit, name in schema.BROWSING_LEVELS.items())
+    cases = " ".join(f"WHEN {bit} THEN {sql_literal(name)}" for bit, name in schema.BROWSING_LEVELS.items())
     return f"(CASE {bit_expr} {cases} END)"
 
 
 def flag_sql(expr: str) -> str:
     """SQL giving TRUE/FALSE for a raw boolean spelling, NULL for anything else."""
-    trues = ", ".join(_lit(t) for t in schema.TRUE_SPELLINGS)
-    falses = ", ".join(_lit(f) for f in schema.FALSE_SPELLINGS)
+    trues = ", ".join(sql_literal(t) for t in schema.TRUE_SPELLINGS)
+    falses = ", ".join(sql_literal(f) for f in schema.FALSE_SPELLINGS)
     return (f"(CASE WHEN lower(trim({expr})) IN ({trues}) THEN TRUE "
             f"WHEN lower(trim({expr})) IN ({falses}) THEN FALSE END)")
 
@@ -138,14 +135,14 @@ def nonempty_sql(expr: str) -> str:
 def _window_reason_sql(ts: str, raw: str, window: Window) -> str:
     return (f"CASE WHEN {raw} IS NULL OR trim({raw}) = '' THEN 'missing_created_at' "
             f"WHEN {ts} IS NULL THEN 'unparseable_created_at' "
-            f"WHEN {ts} < TIMESTAMPTZ {_lit(window.start + ' 00:00:00+00')} THEN 'created_at_before_window' "
-            f"WHEN {ts} >= TIMESTAMPTZ {_lit(window.end + ' 00:00:00+00')} + INTERVAL 1 DAY "
+            f"WHEN {ts} < TIMESTAMPTZ {sql_literal(window.start + ' 00:00:00+00')} THEN 'created_at_before_window' "
+            f"WHEN {ts} >= TIMESTAMPTZ {sql_literal(window.end + ' 00:00:00+00')} + INTERVAL 1 DAY "
             f"THEN 'created_at_after_window' END")
 
 
 def raw_rows_sql(raw: Path) -> str:
     """The raw table with each row's position in the file as ``_row`` (its stable identity)."""
-    return f"(SELECT *, file_row_number AS _row FROM read_parquet({_lit(raw.as_posix())}, file_row_number=true))"
+    return f"(SELECT *, file_row_number AS _row FROM {read_parquet_sql(raw, file_row_number=True)})"
 
 
 def duplicate_reasons_sql(keys: str, raw_rows: str, content_sql: str,
@@ -217,11 +214,20 @@ def images_parse_sql(raw: Path, window: Window) -> str:
     SELECT * FROM reasons"""
 
 
+def content_hash_sql(columns: Iterable[str]) -> str:
+    """SQL hash of a raw row's content: tells an exact duplicate from a conflicting one.
+
+    The columns are serialised as one JSON object, so a NULL stays distinct from an empty or
+    shifted value (``concat_ws`` skips NULLs: two rows whose values moved between nullable
+    columns would hash alike) and a separator inside a value cannot fake a column boundary.
+    """
+    fields = ", ".join(f"{sql_identifier(c)} := {sql_identifier(c)}" for c in columns)
+    return f"md5(CAST(to_json(struct_pack({fields})) AS VARCHAR))"
+
+
 def images_content_sql() -> str:
-    """SQL hash of a raw image row's content: tells an exact duplicate from a conflicting one."""
-    return (f"md5(concat_ws('|', image_id, created_at, browsing_level, nsfw_level, nsfw, prompt, "
-            f"negative_prompt, {', '.join(IMAGE_COUNTS)}, user_hash, base_model, model_id, "
-            f"CAST(resources AS VARCHAR), url))")
+    """Content hash of a raw image row (every canonical column)."""
+    return content_hash_sql(c.name for c in schema.IMAGES)
 
 
 def images_clean_select() -> str:
@@ -296,10 +302,8 @@ def models_parse_sql(raw: Path, window: Window) -> str:
 
 
 def models_content_sql() -> str:
-    """SQL hash of a raw model row's content: tells an exact duplicate from a conflicting one."""
-    return (f"md5(concat_ws('|', model_id, name, type, nsfw, nsfw_level, poi, CAST(tags AS VARCHAR), "
-            f"description, CAST(trigger_words AS VARCHAR), creator_hash, created_at, base_model, "
-            f"{', '.join(MODEL_COUNTS)}, rating, n_versions))")
+    """Content hash of a raw model row (every canonical column)."""
+    return content_hash_sql(c.name for c in schema.MODELS)
 
 
 def models_clean_select() -> str:
@@ -353,9 +357,6 @@ def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
                         null_handling="special")
 
 
-#: Look for duplicates among out-of-order ids and keep file order when the file is sorted by id
-#: (False forces the full GROUP BY and the sort; tests compare both paths).
-TRUST_FILE_ORDER = True
 #: The kept rows: no problem found while parsing and not a later copy of a repeated id.
 KEPT_ROWS = "pre_reason IS NULL AND _row NOT IN (SELECT _row FROM duplicate_rows)"
 
@@ -421,8 +422,12 @@ CONTENT_SQL = {"images": images_content_sql, "models": models_content_sql}
 
 
 def clean_table(table: str, paths: RunPaths, window: Window = Window(),
-                memory_limit: str = "3GB") -> dict[str, Any]:
+                memory_limit: str = "3GB", trust_file_order: bool = True) -> dict[str, Any]:
     """Clean one raw table into interim + quarantine; return its report (counts by reason).
+
+    ``trust_file_order`` looks for duplicates among out-of-order ids only and keeps file order
+    when the file is sorted by id; False forces the full ``GROUP BY`` and the sort (same result,
+    more memory: for snapshots known to be unsorted).
 
     Raises :class:`CleaningError` if raw rows ≠ clean rows + quarantined rows.
     """
@@ -430,7 +435,7 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     schema.validate_file(raw, table, "raw")
     parse_sql, clean_select, repairs_sql = TABLE_SQL[table]
     repairs = repairs_sql()
-    con = duckdb_connection(paths, memory_limit=memory_limit)
+    con = db.connect(paths.tmp, memory_limit=memory_limit)
     register_udfs(con)
     keys_path = paths.tmp / f"{table}_keys.parquet"
     parse = f"({parse_sql(raw, window)})"
@@ -439,10 +444,10 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
         # A narrow first pass keeps every row's number, parsed id, reason (all but duplicates)
         # and repair flags; duplicates, reasons and repair counts come from it. The wide passes
         # re-parse the raw rows they need: parsing is cheap, a wide parsed copy was not.
-        flags = ", ".join(f"({cond}) AS {_q(name)}" for name, cond in repairs.items())
+        flags = ", ".join(f"({cond}) AS {sql_identifier(name)}" for name, cond in repairs.items())
         stream_query_to_parquet(con, f"SELECT _row, p_id, pre_reason, {flags} FROM {parse}", keys_path)
-        keys = f"read_parquet({_lit(keys_path.as_posix())})"
-        suspects = out_of_order_ids(con, keys) if TRUST_FILE_ORDER else None
+        keys = read_parquet_sql(keys_path)
+        suspects = out_of_order_ids(con, keys) if trust_file_order else None
         if suspects is not None:
             con.register("suspect_ids", pa.table({"p_id": suspects}))
         con.execute("CREATE TEMP TABLE duplicate_rows AS " + duplicate_reasons_sql(
@@ -459,15 +464,15 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
         reasons_sql = (f"(SELECT k._row, COALESCE(k.pre_reason, d.reason) AS reason FROM {keys} k "
                        f"LEFT JOIN duplicate_rows d ON k._row = d._row "
                        f"WHERE k.pre_reason IS NOT NULL OR d.reason IS NOT NULL)")
-        raw_cols = ", ".join(f'r."{c.name}"' for c in schema.CANONICAL[table])
+        raw_cols = ", ".join(f"r.{sql_identifier(c.name)}" for c in schema.CANONICAL[table])
         quarantined = paths.quarantined(table)
         stream_query_to_parquet(con, f"SELECT {raw_cols}, q.reason FROM {raw_rows_sql(raw)} r "
                                      f"JOIN {reasons_sql} q ON r._row = q._row ORDER BY r._row",
                                 quarantined)
         # Counted from the small file just written, not by joining every key again.
-        reasons = dict(con.execute(f"SELECT reason, count(*) FROM read_parquet({_lit(quarantined.as_posix())}) "
+        reasons = dict(con.execute(f"SELECT reason, count(*) FROM {read_parquet_sql(quarantined)} "
                                    f"GROUP BY reason ORDER BY reason").fetchall())
-        counts = ", ".join(f"count_if({_q(name)})" for name in repairs)
+        counts = ", ".join(f"count_if({sql_identifier(name)})" for name in repairs)
         values = con.execute(f"SELECT {counts} FROM {keys} WHERE {KEPT_ROWS}").fetchall()[0]
         repaired = {name: int(v or 0) for name, v in zip(repairs, values)}
     finally:
@@ -501,7 +506,8 @@ def require_clean_rows(table: str, report: dict[str, Any], window: Window, paths
         f"data; the rows and their reasons are in {paths.relative(paths.quarantined(table))}")
 
 
-def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3GB") -> dict[str, Any]:
+def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3GB",
+              trust_file_order: bool = True) -> dict[str, Any]:
     """Clean every raw table present; tables the snapshot lacks are reported as absent.
 
     Stale interim/quarantine files of an absent table are removed so later stages see the
@@ -510,7 +516,8 @@ def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3
     report: dict[str, Any] = {"window": {"start": window.start, "end": window.end}, "tables": {}}
     for table in schema.CANONICAL:
         if paths.table("raw", table).exists():
-            report["tables"][table] = clean_table(table, paths, window, memory_limit)
+            report["tables"][table] = clean_table(table, paths, window, memory_limit,
+                                                   trust_file_order)
             require_clean_rows(table, report["tables"][table], window, paths)
         else:
             for stale in (paths.table("interim", table), paths.quarantined(table)):
@@ -521,8 +528,6 @@ def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3
 
 def report_frame(report: dict[str, Any]):
     """The cleaning report as a tidy table: table, kind (quarantined/repaired), reason, rows."""
-    import pandas as pd
-
     rows = []
     for table, rep in sorted(report["tables"].items()):
         if rep is None:
@@ -536,42 +541,40 @@ def report_frame(report: dict[str, Any]):
 
 # --------------------------------------------------------------------------- first look
 def _query_df(sql: str, paths: RunPaths):
-    con = duckdb_connection(paths)
+    con = db.connect(paths.tmp)
     try:
         return con.execute(sql).df()
     finally:
         con.close()
 
 
-def rows_by_month(paths: RunPaths, table: str) -> "pd.DataFrame":
+def rows_by_month(paths: RunPaths, table: str) -> pd.DataFrame:
     """Clean rows per calendar month (UTC) of ``created_at``: month, rows."""
-    src = _lit(paths.table("interim", table).as_posix())
+    src = read_parquet_sql(paths.table("interim", table))
     df = _query_df(f"SELECT strftime(created_at, '%Y-%m') AS month, count(*) AS rows "
-                   f"FROM read_parquet({src}) GROUP BY month ORDER BY month", paths)
+                   f"FROM {src} GROUP BY month ORDER BY month", paths)
     return df
 
 
-def level_counts(paths: RunPaths) -> "pd.DataFrame":
+def level_counts(paths: RunPaths) -> pd.DataFrame:
     """Clean images per NSFW level, mildest first, with their share."""
-    src = _lit(paths.table("interim", "images").as_posix())
-    df = _query_df(f"SELECT browsing_level, nsfw_level, count(*) AS images FROM read_parquet({src}) "
+    src = read_parquet_sql(paths.table("interim", "images"))
+    df = _query_df(f"SELECT browsing_level, nsfw_level, count(*) AS images FROM {src} "
                    f"GROUP BY ALL ORDER BY browsing_level", paths)
     df["share"] = (df["images"] / df["images"].sum()).round(4)
     return df
 
 
-def models_by_type(paths: RunPaths) -> "pd.DataFrame":
+def models_by_type(paths: RunPaths) -> pd.DataFrame:
     """Clean models per type, most common first, with how many carry the platform poi flag."""
-    src = _lit(paths.table("interim", "models").as_posix())
+    src = read_parquet_sql(paths.table("interim", "models"))
     return _query_df(f"SELECT type, count(*) AS models, count(poi) AS with_poi_flag, "
-                     f"count_if(poi) AS poi_true FROM read_parquet({src}) "
+                     f"count_if(poi) AS poi_true FROM {src} "
                      f"GROUP BY type ORDER BY models DESC, type", paths)
 
 
-def row_accounting(report: dict[str, Any]) -> "pd.DataFrame":
+def row_accounting(report: dict[str, Any]) -> pd.DataFrame:
     """raw = clean + quarantined, per table, as a small table (absent tables say so)."""
-    import pandas as pd
-
     rows = []
     for table, rep in sorted(report["tables"].items()):
         if rep is None:

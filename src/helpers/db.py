@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 #: Rows per Arrow batch when a query result streams into a Parquet file.
-WRITE_BATCH_ROWS = 131_072
+WRITE_BATCH_ROWS = 100_000
 #: Suffix of every temporary file (the runner removes leftovers of an interrupted run by it).
 TEMP_SUFFIX = ".tmp"
 

@@ -114,9 +114,5 @@ def run_paths(out_dir: str | os.PathLike[str] = "") -> RunPaths:
     return RunPaths(out.resolve())
 
 
-def write_json_atomic(data: Any, dest: Path) -> None:
-    """Write JSON with sorted keys through a temporary file and a rename (never half-written)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, dest)
+# TEMPORARY until the pipeline/bench/label refactors land: remove at merge.
+from .db import write_json_atomic  # noqa: E402,F401
