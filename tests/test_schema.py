@@ -84,3 +84,52 @@ def test_data_readme_documents_every_canonical_column():
             assert f"`{col.name}`" in text, f"data/README.md does not document {table}.{col.name}"
     for bit, name in schema.BROWSING_LEVELS.items():
         assert f"{bit}" in text and name in text
+
+
+#: Every ``baseModel`` spelling seen on the platform (the 2023 API records, the synthetic sample,
+#: and the platform's later names), with the family the study reports it under.
+PLATFORM_BASE_MODELS = {
+    "SD 1.4": "SD 1.x", "SD 1.5": "SD 1.x", "SD 1.5 LCM": "SD 1.x", "SD 1.5 Hyper": "SD 1.x",
+    "SD 2.0": "SD 2.x", "SD 2.0 768": "SD 2.x", "SD 2.1": "SD 2.x", "SD 2.1 768": "SD 2.x",
+    "SD 2.1 Unclip": "SD 2.x", "SDXL 0.9": "SDXL", "SDXL 1.0": "SDXL", "SDXL 1.0 LCM": "SDXL",
+    "SDXL Turbo": "SDXL", "SDXL Lightning": "SDXL", "SDXL Hyper": "SDXL", "SDXL Distilled": "SDXL",
+    "Pony": "Pony", "Illustrious": "Illustrious/NoobAI", "NoobAI": "Illustrious/NoobAI",
+    "Flux.1 D": "Flux", "Flux.1 S": "Flux", "SD 3": "SD 3.x", "SD 3.5": "SD 3.x",
+    "SD 3.5 Large": "SD 3.x", "SD 3.5 Medium": "SD 3.x", "SD 3.5 Large Turbo": "SD 3.x",
+    "Other": "other/unknown", "Kolors": "other/unknown", "Hunyuan 1": "other/unknown",
+    "PixArt a": "other/unknown", "SVD": "other/unknown", "Stable Cascade": "other/unknown",
+    "Playground v2": "other/unknown", "AuraFlow": "other/unknown", "": "other/unknown",
+    None: "other/unknown",
+}
+
+
+def test_base_model_families_of_every_platform_spelling_in_python_and_sql():
+    import duckdb
+
+    got = {b: schema.base_model_family(b) for b in PLATFORM_BASE_MODELS}
+    assert got == PLATFORM_BASE_MODELS
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT b, {schema.base_model_family_sql('b')} FROM (SELECT unnest(?) AS b)",
+                       [list(PLATFORM_BASE_MODELS)]).fetchall()
+    assert dict(rows) == PLATFORM_BASE_MODELS
+    assert set(PLATFORM_BASE_MODELS.values()) == set(schema.BASE_MODEL_FAMILIES)
+
+
+def test_base_model_families_of_the_synthetic_sample():
+    from helpers import synth
+
+    families = {schema.base_model_family(b) for b, *_ in synth.default_params().base_models}
+    assert families <= set(schema.BASE_MODEL_FAMILIES) and "other/unknown" not in families
+
+
+@pytest.mark.realdata
+def test_every_base_model_spelling_in_the_real_records_has_its_family(real_data):
+    import gzip
+    import json
+
+    seen = set()
+    with gzip.open(real_data, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            seen |= {v.get("baseModel") for v in json.loads(line).get("modelVersions") or []}
+    unknown = sorted(str(b) for b in seen if b not in PLATFORM_BASE_MODELS)
+    assert not unknown, f"baseModel spellings without a family in the test table: {unknown}"

@@ -43,7 +43,9 @@ MODEL_COLUMNS = [
                          ("rating", pa.float64())])),
     ("modelVersions", pa.list_(pa.struct([("id", pa.int64()), ("name", pa.string()),
                                           ("createdAt", pa.string()), ("baseModel", pa.string()),
-                                          ("trainedWords", pa.list_(pa.string()))]))),
+                                          ("trainedWords", pa.list_(pa.string())),
+                                          ("files", pa.list_(pa.struct([("name", pa.string()),
+                                                                         ("type", pa.string())])))]))),
 ]
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 URL = re.compile(r"^https://image\.civitai\.invalid/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jpeg$")
@@ -237,12 +239,28 @@ def test_model_schema_and_values(snapshot: tuple[synth.SynthParams, Path], model
     assert set(models["type"]) <= {"LORA", "LoCon", "DoRA", "Checkpoint", "TextualInversion", "Hypernetwork"}
     start = f"{params.start_month}-01T00:00:00.000Z"
     end = f"{synth.month_range(params.end_month, params.end_month)[0]}-31T23:59:59.999Z"
+    stems = []
     for versions in models["modelVersions"]:
         assert len(versions) >= 1
+        files = [f["name"] for v in versions for f in v["files"]]
+        assert len(files) == len(versions) and all(f.endswith(".safetensors") for f in files)
+        stems.append(files[0].removesuffix(".safetensors"))
         dates = [v["createdAt"] for v in versions]
         assert dates == sorted(dates) and all(ISO_MS.match(d) for d in dates)
         assert start <= dates[0] and dates[-1] <= end
     assert not models.loc[models["poi"], "type"].eq("Checkpoint").any()
+    assert len(set(stems)) >= 0.99 * len(stems)  # one model per file name, bar slugs like "x_2"
+
+
+def test_planted_share_of_adapter_calls_by_a_name_no_file_has(snapshot, images, models) -> None:
+    params, _ = snapshot
+    stems = {f["name"].removesuffix(".safetensors") for versions in models["modelVersions"]
+             for v in versions for f in v["files"]}
+    calls = images["positivePrompt"].dropna().str.findall(r"<lora:([^:>]+):").explode().dropna()
+    unresolvable = 1 - calls.isin(stems).mean()
+    se = (params.unresolvable_call_share * (1 - params.unresolvable_call_share) / len(calls)) ** 0.5
+    assert len(calls) > 10_000
+    assert abs(unresolvable - synth.expected_truth(params)["adapter_call_unresolvable_share"]) < 4 * se
 
 
 def test_chunking_keeps_marginals(tmp_path: Path) -> None:

@@ -301,6 +301,12 @@ def models_parse_sql(raw: Path, window: Window) -> str:
     SELECT * FROM reasons"""
 
 
+def distinct_names_sql(column: str) -> str:
+    """A list of names trimmed, without empty entries or repeats, in first-seen order."""
+    return (f"list_distinct_ordered(list_filter(list_transform({column}, lambda t: trim(t)), "
+            f"lambda t: t IS NOT NULL AND t <> ''))")
+
+
 def models_content_sql() -> str:
     """Content hash of a raw model row (every canonical column)."""
     return content_hash_sql(c.name for c in schema.MODELS)
@@ -317,13 +323,15 @@ def models_clean_select() -> str:
         p_poi AS poi,
         list_distinct_ordered(list_filter(list_transform(tags, lambda t: lower(trim(t))), lambda t: t IS NOT NULL AND t <> '')) AS tags,
         NULLIF(strip_html(description), '') AS description,
-        list_distinct_ordered(list_filter(list_transform(trigger_words, lambda t: trim(t)), lambda t: t IS NOT NULL AND t <> '')) AS trigger_words,
+        {distinct_names_sql('trigger_words')} AS trigger_words,
         {nonempty_sql('creator_hash')} AS creator_hash,
         p_ts AS created_at,
         {nonempty_sql('base_model')} AS base_model,
         {", ".join(f"p_{c} AS {c}" for c in MODEL_COUNTS)},
         p_rating AS rating,
-        p_versions AS n_versions
+        p_versions AS n_versions,
+        {distinct_names_sql('version_names')} AS version_names,
+        {distinct_names_sql('file_names')} AS file_names
     """
 
 
@@ -367,7 +375,7 @@ def without_rows(rows: pa.Array, column: str = "_row") -> Callable[[pa.RecordBat
     Excludes the later copies of repeated ids while the kept rows stream out in file order:
     a hash lookup per row, where an SQL anti-join would not keep the order (DuckDB does not
     promise it for joins, and it did reorder rows here) and an in-line list costs its length
-    per row (16 s at 4M rows with 2,462 duplicates).
+    for every row.
     """
     def transform(batch: pa.RecordBatch) -> pa.RecordBatch:
         keep = pc.invert(pc.is_in(batch.column(column), value_set=rows))
@@ -387,7 +395,7 @@ def out_of_order_ids(con: duckdb.DuckDBPyConnection, keys: str, max_rows: int | 
 
     The later copy of a repeated id is always among them (its first copy came before it), so
     duplicates are looked for among these ids only: a ``GROUP BY`` over every id held a hash
-    table that grew with the table (RSS +140 MB at 4M rows, +384 MB at 8M). And when every such
+    table that grew with the table (see benchmarks/README.md). And when every such
     row turns out to be a later copy, the kept rows are already in increasing id order. The
     narrow columns stream past in file order with only the running maximum carried over.
     """

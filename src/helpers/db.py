@@ -150,8 +150,8 @@ def stream_query_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dest: Path
     """Write the result of ``sql`` to ``dest`` (zstd Parquet), atomically; return its rows.
 
     The result streams out of DuckDB in Arrow batches into one pyarrow writer, so memory holds
-    a few batches whatever the table's size (DuckDB's own parallel ``COPY … TO`` keeps more row
-    groups in flight as a table grows). The Arrow schema is not stored in the file, so it reads
+    a few batches whatever the table's size (DuckDB's own parallel ``COPY … TO``, not used
+    here, keeps more row groups in flight as a table grows). The Arrow schema is not stored in the file, so it reads
     back exactly as a file DuckDB wrote (``list<element>``, timestamps in UTC). ``transform``,
     if given, is applied to every batch before it is written (in order; it may drop rows or
     columns).

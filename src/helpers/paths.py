@@ -76,6 +76,11 @@ class RunPaths:
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
+    @property
+    def links(self) -> Path:
+        """The image → model link table written by :mod:`helpers.link`."""
+        return self.data / "processed" / "links.parquet"
+
     def table(self, stage: str, table: str) -> Path:
         """``data/<stage>/<table>.parquet``, e.g. ``table("raw", "images")``."""
         if stage not in STAGES:

@@ -123,6 +123,9 @@ GENDERS: tuple[str, ...] = ("female", "male", "mixed", "unknown")
 #: match the same text.
 ADAPTER_KINDS: tuple[str, ...] = ("lora", "lyco", "lycoris", "locon", "loha", "lokr", "hypernet")
 ADAPTER_CALL_PATTERN = r"(?i)<[ \t]*(?:" + "|".join(ADAPTER_KINDS) + r")[ \t]*:[^<>]*>"
+#: The same calls with the adapter's name (up to the first colon) as group 1.
+ADAPTER_CALL_NAME_PATTERN = (r"(?i)<[ \t]*(?:" + "|".join(ADAPTER_KINDS)
+                             + r")[ \t]*:[ \t]*([^:<>]*)[^<>]*>")
 
 #: Label columns added to the images table (processed stage), with their Arrow types.
 IMAGE_LABEL_FIELDS: tuple[pa.Field, ...] = (
@@ -146,6 +149,44 @@ MODEL_LABEL_FIELDS: tuple[pa.Field, ...] = (
 )
 LABEL_FIELDS: dict[str, tuple[pa.Field, ...]] = {"images": IMAGE_LABEL_FIELDS,
                                                  "models": MODEL_LABEL_FIELDS}
+
+
+# --------------------------------------------------------------------------- base-model families
+#: Base-model families in reporting order, each with the pattern that recognises the platform's
+#: ``baseModel`` strings (case-insensitive; first match wins, so Pony and Illustrious/NoobAI,
+#: which are SDXL fine-tunes the platform names on their own, come before SDXL). Anything else
+#: (``Other``, Kolors, Hunyuan, PixArt, SVD, …) or a missing value is ``other/unknown``.
+BASE_MODEL_FAMILY_RULES: tuple[tuple[str, str], ...] = (
+    ("Pony", r"(?i)\bpony\b"),
+    ("Illustrious/NoobAI", r"(?i)illustrious|noob[ _-]?ai"),
+    ("Flux", r"(?i)\bflux"),
+    ("SD 3.x", r"(?i)^[ ]*sd[ ]?3\b"),
+    ("SDXL", r"(?i)sdxl|\bxl\b"),
+    ("SD 2.x", r"(?i)^[ ]*sd[ ]?2\b"),
+    ("SD 1.x", r"(?i)^[ ]*sd[ ]?1\b"),
+)
+OTHER_FAMILY = "other/unknown"
+#: Families in reporting order (oldest lineage first), ``other/unknown`` last.
+BASE_MODEL_FAMILIES: tuple[str, ...] = ("SD 1.x", "SD 2.x", "SDXL", "Pony", "Illustrious/NoobAI",
+                                        "Flux", "SD 3.x", OTHER_FAMILY)
+_FAMILY_RES = tuple((family, re.compile(pattern)) for family, pattern in BASE_MODEL_FAMILY_RULES)
+
+
+def base_model_family(base_model: str | None) -> str:
+    """Family of a platform ``baseModel`` string, e.g. ``SDXL Lightning`` → ``SDXL``."""
+    if base_model is None:
+        return OTHER_FAMILY
+    return next((family for family, rx in _FAMILY_RES if rx.search(base_model)), OTHER_FAMILY)
+
+
+def base_model_family_sql(expr: str) -> str:
+    """DuckDB expression computing :func:`base_model_family` of the SQL expression ``expr``.
+
+    The patterns are ASCII-only, so Python ``re`` and DuckDB's RE2 agree (a test checks it).
+    """
+    cases = " ".join(f"WHEN regexp_matches({expr}, '{pattern}') THEN '{family}'"
+                     for family, pattern in BASE_MODEL_FAMILY_RULES)
+    return f"(CASE WHEN {expr} IS NULL THEN '{OTHER_FAMILY}' {cases} ELSE '{OTHER_FAMILY}' END)"
 
 
 # --------------------------------------------------------------------------- images
@@ -190,6 +231,8 @@ MODELS: tuple[Column, ...] = (
     Column("rating_count", pa.int64(), False, "ratings"),
     Column("rating", pa.float64(), False, "mean rating (0-5)"),
     Column("n_versions", pa.int32(), False, "number of model versions"),
+    Column("version_names", STR_LIST, False, "names of the model's versions, de-duplicated (e.g. v1.0, Lucy XL)"),
+    Column("file_names", STR_LIST, False, "names of the files of every version, as uploaded (e.g. lucy_v1.safetensors); prompts call adapters by them"),
 )
 
 CANONICAL: dict[str, tuple[Column, ...]] = {"images": IMAGES, "models": MODELS}

@@ -34,8 +34,8 @@ DEFAULT_REVISION = "main"
 DATA_SUFFIXES = (".parquet", ".csv", ".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz",
                  ".json.gz", ".csv.gz")
 MODEL_BATCH = 5_000
-#: Rows per Arrow batch read from an image file. Smaller batches keep fewer rows in flight
-#: (acquire's peak at 4M rows: 1.45 GB with 100k-row batches, 0.87 GB with 25k), at no cost.
+#: Rows per Arrow batch read from an image file. Smaller batches keep fewer rows in flight and
+#: so lower acquisition's peak memory, at no measurable cost in time (benchmarks/README.md).
 IMAGE_BATCH = 25_000
 
 

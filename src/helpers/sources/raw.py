@@ -274,6 +274,24 @@ def _first_version_field(versions: list[dict], key: str) -> Any:
     return None
 
 
+def version_names(versions: list, repairs: Counter) -> list[str]:
+    """Names of a model's versions (``modelVersions[].name``), first seen first."""
+    names = [_text(v.get("name")) for v in versions if isinstance(v, dict)]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def file_names(versions: list, repairs: Counter) -> list[str]:
+    """Names of the files of every version (``modelVersions[].files[].name``), first seen first."""
+    names: list[str] = []
+    for v in versions:
+        files = v.get("files") if isinstance(v, dict) else None
+        if isinstance(files, list):
+            names += [_text(f.get("name")) for f in files if isinstance(f, dict)]
+        elif files is not None:
+            repairs["model_files_not_a_list"] += 1
+    return list(dict.fromkeys(n for n in names if n))
+
+
 def flatten_model(record: dict, salt: str, repairs: Counter) -> dict[str, Any]:
     """One raw canonical models row from an API/Hub model object (nested or flat)."""
     stats = record.get("stats") if isinstance(record.get("stats"), dict) else {}
@@ -310,6 +328,8 @@ def flatten_model(record: dict, salt: str, repairs: Counter) -> dict[str, Any]:
     if not words and record.get("trainedWords") is not None:
         words = _text_list(record.get("trainedWords"), repairs, "trained_words") or []
     row["trigger_words"] = words
+    row["version_names"] = version_names(versions, repairs)
+    row["file_names"] = file_names(versions, repairs)
     row["created_at"] = _first_version_field(versions, "createdAt") or record.get("createdAt") \
         or record.get("publishedAt")
     row["base_model"] = _first_version_field(versions, "baseModel") or record.get("baseModel")

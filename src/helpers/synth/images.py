@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from .. import schema
 from .models import ModelCatalog
-from .params import STREAM_IMAGES, IMAGES_SCHEMA, IMAGE_ID_BASE, IMAGE_ID_STRIDE, NSFW_LEVELS, PROMPT_LEVELS, SFW_LEVELS, SynthParams
+from .params import STREAM_IMAGES, STREAM_LINK, IMAGES_SCHEMA, IMAGE_ID_BASE, IMAGE_ID_STRIDE, NSFW_LEVELS, PROMPT_LEVELS, SFW_LEVELS, SynthParams
 from .plan import SnapshotPlan, sample_rows, seeded_rng
 from .text import fake_image_urls, iso_utc_ms, sample_zipf
 from .vocabulary import EMPTY_NEGATIVE_SHARE, PONY_BASE, PromptPools
@@ -43,8 +43,13 @@ def _image_levels(rng: np.random.Generator, plan: SnapshotPlan, month: np.ndarra
 
 
 def _lora_calls(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
-                n_calls: np.ndarray, is_nsfw: np.ndarray) -> list[pa.Array]:
-    """Columns of ``", <lora:…>"`` call text to append (empty where the image has fewer calls)."""
+                n_calls: np.ndarray, is_nsfw: np.ndarray,
+                link_rng: np.random.Generator) -> list[pa.Array]:
+    """Columns of ``", <lora:…>"`` call text to append (empty where the image has fewer calls).
+
+    ``link_rng`` (a stream of its own, so the other draws stay as they were) picks the calls
+    that name their adapter by a file name the models table does not hold.
+    """
     sfw_pool, nsfw_pool = ctx.catalog.lora_pools
     columns = []
     for k in range(1, 1 + len(ctx.params.lora_extra_call_probs) + 1):
@@ -59,8 +64,11 @@ def _lora_calls(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
             positions[sel] = source.sample(rng, month[rows][sel])
         index = np.zeros(len(month), dtype=np.int64)
         index[rows] = positions
-        taken = ctx.catalog.lora_call_suffixes.take(pa.array(index, mask=n_calls < k))
-        columns.append(pc.fill_null(taken, ""))
+        missing = n_calls < k
+        taken = ctx.catalog.lora_call_suffixes.take(pa.array(index, mask=missing))
+        renamed = ctx.catalog.lora_alias_suffixes.take(pa.array(index, mask=missing))
+        alias = link_rng.random(len(month)) < ctx.params.unresolvable_call_share
+        columns.append(pc.fill_null(pc.if_else(pa.array(alias), renamed, taken), ""))
     return columns
 
 
@@ -107,7 +115,8 @@ def _checkpoints(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
 
 def _positive_prompts(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
                       level: np.ndarray, base_idx: np.ndarray, has_prompt: np.ndarray,
-                      has_lora: np.ndarray, is_nsfw: np.ndarray) -> pa.Array:
+                      has_lora: np.ndarray, is_nsfw: np.ndarray,
+                      link_rng: np.random.Generator) -> pa.Array:
     """Pooled prompt of the image's (level, base model) class plus its LoRA calls; null if none."""
     prompt_bits = [schema.LEVEL_BITS[x] for x in PROMPT_LEVELS]
     prompt_level = np.searchsorted(prompt_bits, np.minimum(level, prompt_bits[-1]))  # Blocked → XXX
@@ -116,7 +125,7 @@ def _positive_prompts(rng: np.random.Generator, ctx: ImageContext, month: np.nda
     base_prompt = ctx.pools.positive.take(pa.array(index, mask=~has_prompt))
     extra = rng.random(len(month))
     n_calls = has_lora * (1 + sum((extra < p).astype(np.int64) for p in ctx.params.lora_extra_call_probs))
-    calls = _lora_calls(rng, ctx, month, n_calls, is_nsfw)
+    calls = _lora_calls(rng, ctx, month, n_calls, is_nsfw, link_rng)
     # A null base prompt (no metadata) stays null: the join emits null when any input is null.
     return pc.binary_join_element_wise(base_prompt, *calls, "")
 
@@ -155,7 +164,8 @@ def image_chunk(ctx: ImageContext, chunk_index: int, first_row: int, n_rows: int
         "id": pa.array(ids, pa.int64()),
         "createdAt": iso_utc_ms(created),
         "url": fake_image_urls(rng, n_rows),
-        "positivePrompt": _positive_prompts(rng, ctx, month, level, base_idx, has_prompt, has_lora, is_nsfw),
+        "positivePrompt": _positive_prompts(rng, ctx, month, level, base_idx, has_prompt, has_lora, is_nsfw,
+                                            seeded_rng(params.seed, STREAM_LINK, chunk_index)),
         "negativePrompt": _negative_prompts(rng, ctx, base_idx, has_prompt),
         "nsfw": pa.array(is_nsfw | pg13_flag, pa.bool_()),
         "browsingLevel": pa.array(level, pa.int64()),

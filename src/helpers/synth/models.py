@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import schema
-from .params import STREAM_MODELS, ADAPTER_KINDS, GENDERS, LORA_CALLABLE_TYPES, MODELS_SCHEMA, MODEL_ID_BASE, MODEL_STATS_TYPE, MODEL_VERSION_TYPE, MS_PER_DAY, NSFW_LEVELS, PERSON_TYPES, SFW_LEVELS, SynthParams, VERSION_ID_BASE
+from .params import STREAM_MODELS, ADAPTER_KINDS, MODEL_FILE_TYPE, GENDERS, LORA_CALLABLE_TYPES, MODELS_SCHEMA, MODEL_ID_BASE, MODEL_STATS_TYPE, MODEL_VERSION_TYPE, MS_PER_DAY, NSFW_LEVELS, PERSON_TYPES, SFW_LEVELS, SynthParams, VERSION_ID_BASE
 from .plan import SnapshotPlan, WeightedPool, sample_rows, seeded_python_random, seeded_rng
 from .text import iso_utc_ms, sample_zipf, zipf_cdf
 from .vocabulary import ModelText, adapter_model_text, checkpoint_text, person_model_text, slugify
@@ -22,6 +22,7 @@ class ModelCatalog:
     checkpoint_pools: tuple[WeightedPool, ...]   # one per base model
     lora_pools: tuple[WeightedPool, WeightedPool]  # (sfw models, nsfw models)
     lora_call_suffixes: pa.StringArray           # ", <lora:…>" per model (null if not callable)
+    lora_alias_suffixes: pa.StringArray          # the same call under a name no file has
     ids: np.ndarray
 
 
@@ -142,36 +143,60 @@ def model_text(rnd: random.Random, draws: ModelDraws, i: int, type_name: str, ba
     return adapter_model_text(rnd, str(draws.kind[i]), bool(draws.nsfw[i]), base)
 
 
-def lora_call_suffix(rnd: random.Random, text: ModelText) -> str:
-    """``", <lora:slug:w>"`` (sometimes followed by a trained word), appended to prompts as is."""
-    call = f"<lora:{slugify(text.name)}:{rnd.choice(('0.6', '0.7', '0.8', '0.9', '1'))}>"
+def file_stem(name: str, seen: dict[str, int]) -> str:
+    """The stem of a model's file names: its name's slug, made unique with ``_2``, ``_3`` … as an
+    upload would be (``seen`` counts the slugs so far), so a call by file name names one model."""
+    slug = slugify(name)
+    key = slug.replace("_", "")  # names are matched with separators ignored
+    seen[key] = seen.get(key, 0) + 1
+    return slug if seen[key] == 1 else f"{slug}_x{seen[key]}"
+
+
+def lora_call_suffix(rnd: random.Random, text: ModelText, stem: str) -> str:
+    """``", <lora:stem:w>"`` (sometimes followed by a trained word), appended to prompts as is."""
+    call = f"<lora:{stem}:{rnd.choice(('0.6', '0.7', '0.8', '0.9', '1'))}>"
     if text.trained_words and rnd.random() < 0.5:
         call += f", {text.trained_words[0]}"
     return ", " + call
 
 
+def file_name(stem: str, version_rank: int, version_id: int) -> str:
+    """File name of a version as uploaded: the stem, then the version id from the second version
+    on (so no later version's file takes another model's name)."""
+    return f"{stem}.safetensors" if version_rank == 0 else f"{stem}_{version_id}.safetensors"
+
+
+def alias_call(call: str, slug: str, model_id: int) -> str:
+    """``call`` naming the adapter by a renamed file (slug + a hex tag): resolves to no model."""
+    return call.replace(f"<lora:{slug}:", f"<lora:{slug}_{model_id:x}:", 1)
+
+
 def model_versions(draws: ModelDraws, plan: SnapshotPlan, texts: list[ModelText],
-                   rng: np.random.Generator) -> pa.ListArray:
+                   rng: np.random.Generator, stems: list[str]) -> pa.ListArray:
     """``modelVersions`` lists built from flat per-version arrays (first version = oldest)."""
     owner = np.repeat(np.arange(len(draws.ids)), draws.n_versions)
     offsets = np.concatenate([[0], np.cumsum(draws.n_versions)]).astype(np.int32)
     rank = np.arange(len(owner)) - offsets[:-1][owner]
     names = pa.array([f"v{k + 1}.0" for k in range(int(draws.n_versions.max()))], pa.string())
     trained = pa.array([t.trained_words for t in texts], pa.list_(pa.string()))
+    version_ids = VERSION_ID_BASE + np.arange(len(owner))
+    files = pa.array([[{"name": file_name(stems[m], int(r), int(v)), "type": "Model"}]
+                      for m, r, v in zip(owner, rank, version_ids)], pa.list_(MODEL_FILE_TYPE))
     flat = pa.StructArray.from_arrays([
-        pa.array(VERSION_ID_BASE + np.arange(len(owner)), pa.int64()),
+        pa.array(version_ids, pa.int64()),
         names.take(pa.array(rank)),
         iso_utc_ms(version_dates(rng, draws.created, draws.n_versions, int(plan.bounds_ms[-1]) - 1)),
         pa.array(plan.base_names, pa.string()).take(pa.array(draws.base_idx[owner])),
         trained.take(pa.array(owner)),
+        files,
     ], fields=list(MODEL_VERSION_TYPE))
     return pa.ListArray.from_arrays(pa.array(offsets), flat, type=pa.list_(MODEL_VERSION_TYPE))
 
 
 def models_table(draws: ModelDraws, plan: SnapshotPlan, texts: list[ModelText],
-                 users: pa.StringArray, rng: np.random.Generator) -> pa.Table:
+                 users: pa.StringArray, rng: np.random.Generator, stems: list[str]) -> pa.Table:
     """The models table in the nested shape of ``/api/v1/models`` (first version = oldest)."""
-    versions = model_versions(draws, plan, texts, rng)
+    versions = model_versions(draws, plan, texts, rng, stems)
     return pa.table({
         "id": pa.array(draws.ids, pa.int64()),
         "name": pa.array([t.name for t in texts], pa.string()),
@@ -197,11 +222,15 @@ def build_models(params: SynthParams, plan: SnapshotPlan, users: pa.StringArray)
     draws = draw_models(params, plan, rng, len(users))
     texts: list[ModelText] = []
     calls: list[str | None] = []
+    stems: list[str] = []
+    seen: dict[str, int] = {}
     for i in range(len(draws.ids)):  # one loop per model (thousands), never per image
         type_name, base = plan.type_names[draws.type_idx[i]], plan.base_names[draws.base_idx[i]]
         texts.append(model_text(rnd, draws, i, type_name, base))
-        calls.append(lora_call_suffix(rnd, texts[-1]) if type_name in LORA_CALLABLE_TYPES else None)
-    table = models_table(draws, plan, texts, users, rng)
+        stems.append(file_stem(texts[-1].name, seen))
+        calls.append(lora_call_suffix(rnd, texts[-1], stems[-1]) if type_name in LORA_CALLABLE_TYPES
+                     else None)
+    table = models_table(draws, plan, texts, users, rng, stems)
 
     popularity = draws.downloads + 1.0
     is_checkpoint = np.array([plan.type_names[t] == "Checkpoint" for t in draws.type_idx])
@@ -211,6 +240,9 @@ def build_models(params: SynthParams, plan: SnapshotPlan, users: pa.StringArray)
         for b in range(len(plan.base_names)))
     lora_pools = (WeightedPool.of(np.flatnonzero(callable_ & ~draws.nsfw), draws.month, popularity),
                   WeightedPool.of(np.flatnonzero(callable_ & draws.nsfw), draws.month, popularity))
-    return ModelCatalog(table, checkpoint_pools, lora_pools, pa.array(calls, pa.string()), draws.ids)
+    aliases = [None if c is None else alias_call(c, stem, int(i))
+               for c, stem, i in zip(calls, stems, draws.ids)]
+    return ModelCatalog(table, checkpoint_pools, lora_pools, pa.array(calls, pa.string()),
+                        pa.array(aliases, pa.string()), draws.ids)
 
 

@@ -40,7 +40,7 @@ ADAPTER_KINDS: tuple[tuple[str, float], ...] = (
 GENDERS: tuple[str, ...] = ("female", "male", "mixed")
 
 # Stream ids of the seed sequence: each consumer of randomness has its own stream.
-STREAM_MODELS, STREAM_POOLS, STREAM_USERS, STREAM_IMAGES, STREAM_MESSY = 0, 1, 2, 3, 4
+STREAM_MODELS, STREAM_POOLS, STREAM_USERS, STREAM_IMAGES, STREAM_MESSY, STREAM_LINK = 0, 1, 2, 3, 4, 5
 
 #: ``messy_rows`` / ``messy_model_rows`` value meaning "derive from the table size".
 AUTO_MESSY = -1
@@ -74,9 +74,11 @@ MODEL_STATS_TYPE = pa.struct([
     pa.field("commentCount", pa.int64()), pa.field("ratingCount", pa.int64()),
     pa.field("rating", pa.float64()),
 ])
+MODEL_FILE_TYPE = pa.struct([pa.field("name", pa.string()), pa.field("type", pa.string())])
 MODEL_VERSION_TYPE = pa.struct([
     pa.field("id", pa.int64()), pa.field("name", pa.string()), pa.field("createdAt", pa.string()),
     pa.field("baseModel", pa.string()), pa.field("trainedWords", pa.list_(pa.string())),
+    pa.field("files", pa.list_(MODEL_FILE_TYPE)),
 ])
 MODELS_SCHEMA = pa.schema([
     pa.field("id", pa.int64()),
@@ -189,6 +191,9 @@ class SynthParams:
     lora_extra_call_probs: tuple[float, float] = (0.35, 0.12)
     # Probability that a call names a model of the image's own NSFW class (nsfw/sfw model).
     lora_class_match: float = 0.75
+    # Probability that a call names the adapter by a name the models table does not hold (a
+    # renamed or re-uploaded file), so the link cannot resolve it.
+    unresolvable_call_share: float = 0.3
     # Distinct prompts per (level, base model) class: at most this many, and about one per 50
     # images, so the small sample stays quick to build (see ``prompt_pool_per_class``).
     prompt_pool_size: int = 2000
@@ -278,7 +283,7 @@ def validate_params(params: SynthParams) -> list[str]:
             problems.append(f"{name} needs {size} non-negative weights")
     for name in ("pg13_flagged_share", "missing_prompt_share", "real_person_share",
                  "real_person_female_share", "real_person_mixed_share", "lora_class_match",
-                 "model_nsfw_share_start", "model_nsfw_share_end"):
+                 "unresolvable_call_share", "model_nsfw_share_start", "model_nsfw_share_end"):
         if not 0.0 <= getattr(params, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1]")
     if params.real_person_female_share + params.real_person_mixed_share > 1.0:

@@ -139,6 +139,7 @@ def expected_truth(params: SynthParams) -> dict[str, Any]:
         "missing_prompt_share": params.missing_prompt_share,
         "lora_share_by_month": _by_month(months, plan.lora_share),
         "lora_nsfw_odds_ratio": params.lora_nsfw_odds_ratio,
+        "adapter_call_unresolvable_share": params.unresolvable_call_share,
         "nsfw_share_by_month_lora": _by_month(months, plan.nsfw_share_lora),
         "nsfw_share_by_month_no_lora": _by_month(months, plan.nsfw_share_no_lora),
         "mean_lora_calls_given_lora": 1.0 + float(sum(params.lora_extra_call_probs)),

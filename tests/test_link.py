@@ -1,0 +1,153 @@
+"""Images linked to the models they use: names, matching, planted truth and real records."""
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import clean, link, schema, sources, synth
+from helpers.paths import RunPaths
+
+
+@pytest.mark.parametrize("name,key", [
+    ("Lucy-From_CP v1.safetensors", "lucyfromcpv1"),
+    ("lucyFromCP_v1", "lucyfromcpv1"),
+    ("  LUCY from cp V1.ckpt ", "lucyfromcpv1"),
+    ("style.pt.bak", "styleptbak"),       # only a final known extension is a file extension
+    ("小红_v2", "小红v2"),                  # letters of every script are kept
+    ("___", None), ("", None), (None, None),
+])
+def test_name_key(name, key):
+    assert link.name_key(name) == key
+
+
+def _models(rows):
+    return pd.DataFrame(rows, columns=["model_id", "name", "type", "file_names", "version_names"])
+
+
+def test_resolution_prefers_file_names_and_never_guesses_between_models():
+    models = _models([
+        (1, "Lucy", "LORA", ["lucy_v1.safetensors"], ["v1.0"]),
+        (2, "Lucy XL", "LORA", ["lucy_xl.safetensors"], ["v1.0"]),
+        (3, "Dream Shaper", "Checkpoint", ["dreamshaper_8.safetensors"], ["8"]),
+        (4, "Lucy V1", "LORA", [], []),          # its name also normalises to lucyv1
+    ])
+    got = link.resolve_names(pd.Series(["lucy_v1", "Lucy-XL", "v1.0", "DreamShaper", "nobody",
+                                        "lucy_v1"]), link.name_index(models)).set_index("name")
+    assert got.loc["lucy_v1", ["status", "model_id", "how"]].tolist() == ["resolved", 1, "file_name"]
+    assert got.loc["Lucy-XL", ["status", "model_id", "how"]].tolist() == ["resolved", 2, "file_name"]
+    assert got.loc["v1.0", "status"] == "ambiguous" and pd.isna(got.loc["v1.0", "model_id"])
+    assert got.loc["DreamShaper", ["status", "model_id", "how"]].tolist() == ["resolved", 3, "model_name"]
+    assert got.loc["nobody", "status"] == "unresolved"
+    assert len(got) == 5  # each distinct name once
+
+
+@pytest.fixture(scope="module")
+def linked_sample(tmp_path_factory):
+    """A small synthetic sample acquired, cleaned and linked."""
+    paths = RunPaths(tmp_path_factory.mktemp("link")).ensure()
+    params = synth.default_params(n_images=12_000, n_models=600, seed=7)
+    sources.acquire("sample", paths, sample_images=params.n_images, sample_models=params.n_models,
+                    seed=params.seed)
+    clean.clean_all(paths)
+    return paths, params, link.link_images(paths)
+
+
+def test_the_link_recovers_the_planted_share_of_resolvable_calls(linked_sample):
+    paths, params, report = linked_sample
+    calls = report["calls"]
+    resolved_share = calls["resolved"] / calls["found"]
+    planted = 1 - synth.expected_truth(params)["adapter_call_unresolvable_share"]
+    assert calls["found"] > 2_000
+    assert abs(resolved_share - planted) < 0.02, (resolved_share, planted)
+    assert calls["ambiguous"] / calls["found"] < 0.01
+
+
+def test_the_link_table_agrees_with_an_independent_count(linked_sample):
+    paths, _, report = linked_sample
+    images = pq.read_table(paths.table("interim", "images")).to_pandas()
+    models = pq.read_table(paths.table("interim", "models")).to_pandas()
+    links = pq.read_table(paths.links).to_pandas()
+    assert pq.read_schema(paths.links) == link.LINK_SCHEMA
+    # Checkpoints: every image whose model_id is a model of the table, and no other.
+    checkpoints = links[links["kind"] == "checkpoint"]
+    expected = images[images["model_id"].isin(models["model_id"])]
+    assert sorted(checkpoints["image_id"]) == sorted(expected["image_id"])
+    assert report["checkpoints"]["resolved"] == len(expected)
+    # Adapters: a call by a file stem that exactly one model has, written out by hand.
+    stem_owner = {}
+    for model_id, files in zip(models["model_id"], models["file_names"]):
+        for f in files:
+            stem_owner.setdefault(f.removesuffix(".safetensors"), set()).add(model_id)
+    pairs = set()
+    for image_id, prompt in zip(images["image_id"], images["prompt"]):
+        for name in re.findall(r"<lora:([^:>]+):", prompt or ""):
+            owners = stem_owner.get(name, set())
+            if len(owners) == 1:
+                pairs.add((image_id, next(iter(owners))))
+    adapters = links[links["kind"] == "adapter"]
+    assert set(zip(adapters["image_id"], adapters["model_id"])) == pairs
+    by_month = link.linkage_by_month(report)
+    assert by_month["found"].sum() == report["calls"]["found"]
+    assert by_month[["resolved", "ambiguous", "unresolved"]].sum(axis=1).eq(by_month["found"]).all()
+
+
+def test_without_a_models_table_every_call_is_unresolved(tmp_path):
+    paths = RunPaths(tmp_path / "run").ensure()
+    pq.write_table(pq.read_table(_one_image_table()), paths.table("interim", "images"))
+    report = link.link_images(paths)
+    assert report["calls"] == {"found": 2, "resolved": 0, "ambiguous": 0, "unresolved": 2}
+    assert pq.read_table(paths.links).num_rows == 0
+
+
+def _one_image_table():
+    import io
+
+    import pyarrow as pa
+
+    row = {c.name: None for c in schema.IMAGES}
+    row.update(image_id=1, created_at=pd.Timestamp("2023-05-01", tz="UTC"), browsing_level=1,
+               nsfw_level="PG", prompt="a cat, <lora:cat_v1:0.7> <lyco:fur:1>", model_id=5)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([row], schema=schema.arrow_schema("images", "interim")), buf)
+    buf.seek(0)
+    return buf
+
+
+# --------------------------------------------------------------------------- real records
+@pytest.mark.realdata
+def test_real_records_linkage_matches_a_straightforward_count(real_data, tmp_path):
+    """The 2023 API dump: its showcase images' LoRA calls resolved to models of the same dump."""
+    paths = RunPaths(tmp_path / "api").ensure()
+    sources.acquire("api", paths, path=str(real_data), salt="test-salt")
+    clean.clean_all(paths)
+    report = link.link_images(paths)
+    # Independent count, straight from the JSON: calls by a file stem (case, extension and
+    # separators ignored) that exactly one model of the dump has.
+    def key(text):
+        return re.sub(r"[\W_]+", "", re.sub(r"\.(safetensors|ckpt|pt|pth|bin)$", "", text.strip(),
+                                            flags=re.I).casefold())
+    owners, prompts = {}, {}
+    with gzip.open(real_data, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            model = json.loads(line)
+            for version in model.get("modelVersions") or []:
+                for f in version.get("files") or []:
+                    if f.get("name"):
+                        owners.setdefault(key(f["name"]), set()).add(model["id"])
+                for image in version.get("images") or []:
+                    meta = image.get("meta") or {}
+                    if isinstance(meta, dict) and isinstance(meta.get("prompt"), str):
+                        prompts[image["id"]] = meta["prompt"]
+    calls = [name for p in prompts.values()
+             for name in re.findall(r"(?i)<\s*(?:lora|lyco|lycoris|locon|loha|lokr|hypernet)\s*:\s*([^:<>]*)", p)]
+    by_file = sum(1 for n in calls if key(n) and len(owners.get(key(n), ())) == 1)
+    assert report["calls"]["found"] == pytest.approx(len(calls), rel=0.02)
+    share = report["calls"]["resolved"] / report["calls"]["found"]
+    # At least what file names alone resolve (the link also tries version and model names).
+    assert share >= by_file / len(calls) - 0.01
+    assert 0.55 < by_file / len(calls) < 0.8  # "about two thirds" by file name alone
