@@ -73,10 +73,12 @@ def test_the_link_table_agrees_with_an_independent_count(linked_sample):
     models = pq.read_table(paths.table("interim", "models")).to_pandas()
     links = pq.read_table(paths.links).to_pandas()
     assert pq.read_schema(paths.links) == link.LINK_SCHEMA
-    # Checkpoints: every image whose model_id is a model of the table, and no other.
-    checkpoints = links[links["kind"] == "checkpoint"]
+    # The recorded model: every image whose model_id is a model of the table, and no other;
+    # in the sample that is always the checkpoint.
+    by_id = links[links["how"] == "model_id"]
     expected = images[images["model_id"].isin(models["model_id"])]
-    assert sorted(checkpoints["image_id"]) == sorted(expected["image_id"])
+    assert sorted(by_id["image_id"]) == sorted(expected["image_id"])
+    assert set(by_id["kind"]) == {"checkpoint"}
     assert report["checkpoints"]["resolved"] == len(expected)
     # Adapters: a call by a file stem that exactly one model has, written out by hand.
     stem_owner = {}
@@ -89,7 +91,7 @@ def test_the_link_table_agrees_with_an_independent_count(linked_sample):
             owners = stem_owner.get(name, set())
             if len(owners) == 1:
                 pairs.add((image_id, next(iter(owners))))
-    adapters = links[links["kind"] == "adapter"]
+    adapters = links[(links["kind"] == "adapter") & (links["how"] != "model_id")]
     assert set(zip(adapters["image_id"], adapters["model_id"])) == pairs
     by_month = link.linkage_by_month(report)
     assert by_month["found"].sum() == report["calls"]["found"]

@@ -5,7 +5,8 @@ which real-person adapters), and which base-model family carries which content.
 
 Three ways an image names a model, each resolved against the models table of the same snapshot:
 
-``model_id``       the checkpoint the platform recorded for the image (kind ``checkpoint``);
+``model_id``       the model the platform recorded for the image: the checkpoint, or for a
+                   model's showcase image the model itself (kind by the model's type);
 ``resources``      resource names the source lists for the image (Civiverse ``Resource1..3``);
 ``<lora:NAME:w>``  adapter calls in the prompt (kind ``adapter``; every kind of
                    :data:`helpers.schema.ADAPTER_KINDS`).
@@ -40,8 +41,8 @@ STATUSES: tuple[str, ...] = ("resolved", "ambiguous", "unresolved")
 LINK_SCHEMA = pa.schema([
     pa.field("image_id", pa.int64()),
     pa.field("model_id", pa.int64()),
-    pa.field("kind", pa.string()),   # checkpoint | adapter
-    pa.field("how", pa.string()),    # model_id | file_name | version_name | model_name
+    pa.field("kind", pa.string()),   # checkpoint | adapter (by the linked model's type)
+    pa.field("how", pa.string()),    # model_id | resources | file_name | version_name | model_name
 ])
 
 _EXTENSION_RE = re.compile("(?:" + "|".join(re.escape(e) for e in MODEL_FILE_EXTENSIONS) + r")$",
@@ -166,7 +167,9 @@ def link_images(paths: RunPaths, memory_limit: str = "3GB") -> dict[str, Any]:
                                       .isin(["checkpoint"]).tolist(), pa.bool_())}))
         link_sql = f"""
             SELECT DISTINCT * FROM (
-                SELECT i.image_id, i.model_id, 'checkpoint' AS kind, 'model_id' AS how
+                SELECT i.image_id, i.model_id,
+                       CASE WHEN k.is_checkpoint THEN 'checkpoint' ELSE 'adapter' END AS kind,
+                       'model_id' AS how
                 FROM {images} i JOIN known_models k ON i.model_id = k.model_id
                 UNION ALL
                 SELECT c.image_id, m.model_id, 'adapter' AS kind, m.how
