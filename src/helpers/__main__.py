@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--real", required=True, metavar="PATH",
                           help="raw CivitAI API models file (e.g. ../shared/data/civitai-api-"
                                "models-2023/models.jsonl.gz); never copied into the repository")
-    validate.add_argument("--out", default="", help="report folder (default: docs/validation)")
+    validate.add_argument("--out", default="", help="report folder (default: docs/validation; a "
+                          "relative folder is under the repository, as for `run --out`)")
     validate.add_argument("--seed", type=int, default=pipeline.PARAMETERS["seed"].default)
     return parser
 
