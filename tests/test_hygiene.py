@@ -75,6 +75,6 @@ def test_notebook_is_committed_executed_without_run_metadata(path):
 
 def test_no_helper_module_prints_timestamps_or_absolute_paths():
     # Cheap guard for determinism: helpers never format "now" into outputs.
-    for py in (repo_root() / "src" / "helpers").glob("*.py"):
+    for py in (repo_root() / "src" / "helpers").rglob("*.py"):
         text = py.read_text(encoding="utf-8")
         assert "datetime.now(" not in text and "date.today(" not in text, py.name

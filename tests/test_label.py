@@ -29,14 +29,14 @@ def markers(text: str | None) -> set[str]:
 # --------------------------------------------------------------------------- lexicon
 def test_lexicon_file_is_versioned_and_complete():
     assert LEX.version == label.LEXICON_VERSION == 1
-    assert tuple(LEX.categories) == label.MARKER_CATEGORIES
+    assert tuple(LEX.categories) == schema.MARKER_CATEGORIES
     for cat, terms in LEX.categories.items():
         assert terms, cat
         assert len(set(terms)) == len(terms), f"duplicate terms in {cat}"
         assert all(t == t.lower() for t in terms), f"{cat}: write terms in lower case"
 
 
-@pytest.mark.parametrize("category", label.MARKER_CATEGORIES)
+@pytest.mark.parametrize("category", schema.MARKER_CATEGORIES)
 def test_every_lexicon_term_matches_itself_in_prompt_spellings(category):
     for term in LEX.categories[category]:
         for spelling in (term, term.upper(), term.replace(" ", "_"), f"({term}:1.2)", f"[{term}]",
@@ -118,7 +118,7 @@ def test_sql_and_python_normalise_and_match_identically(text):
     con = duckdb.connect()
     sql_norm = con.execute(f"SELECT {label.normalised_text_sql('?')}", [text]).fetchone()[0]
     assert sql_norm == label.normalise_text(text)
-    for cat in label.MARKER_CATEGORIES:
+    for cat in schema.MARKER_CATEGORIES:
         pattern = label.category_regex(LEX.categories[cat])
         sql_hit = con.execute("SELECT regexp_matches(?, ?)", [sql_norm, pattern]).fetchone()[0]
         assert sql_hit == label.match_markers(text, LEX)[cat], (cat, text)
@@ -161,7 +161,7 @@ def test_label_images_sql_path_equals_pandas_path(tmp_path):
     counts = label.label_images(paths)
     out = pq.read_table(paths.table("processed", "images"))
     schema.validate_schema(out.schema, "images", "processed")
-    for f in label.IMAGE_LABEL_FIELDS:
+    for f in schema.IMAGE_LABEL_FIELDS:
         assert out.schema.field(f.name).type == f.type, f.name
     sql = out.to_pandas()
     expected = label.label_image_frame(table.to_pandas())
@@ -333,8 +333,8 @@ def test_classifier_scores_are_out_of_fold():
     assert accuracy < 0.65, "out-of-fold scores look like they saw their own labels"
     # sanity: the same text *is* learnable in-sample, so the check above has power
     docs = label.real_person_documents(frame)
-    fitted = label._fit_classifier(docs, features, poi)
-    assert np.mean((label._predict_classifier(fitted, docs, features) >= 0.5) == poi) > 0.95
+    fitted = label.models._fit_classifier(docs, features, poi)
+    assert np.mean((label.models._predict_classifier(fitted, docs, features) >= 0.5) == poi) > 0.95
 
 
 def test_classifier_is_deterministic_for_a_seed():
@@ -477,7 +477,7 @@ def test_gold_set_file_is_ids_and_labels_only():
     assert list(gold.columns) == ["model_id", "label"]
     assert len(gold) >= 300 and gold["model_id"].is_unique
     assert gold["model_id"].is_monotonic_increasing
-    assert set(gold["label"]) <= set(label.GENDERS)
+    assert set(gold["label"]) <= set(schema.GENDERS)
 
 
 def test_evaluate_gender_gold_counts():
@@ -555,10 +555,10 @@ def test_label_all_on_the_embedded_sample(tmp_path):
     schema.validate_file(paths.table("processed", "images"), "images", "processed")
     schema.validate_file(paths.table("processed", "models"), "models", "processed")
     assert report["rows"] == {"images": images.num_rows, "models": models.num_rows}
-    for f in label.MODEL_LABEL_FIELDS:
+    for f in schema.MODEL_LABEL_FIELDS:
         assert models.schema.field(f.name).type == f.type, f.name
     m = models.to_pandas()
-    assert set(m["depicted_gender"]) <= set(label.GENDERS)
+    assert set(m["depicted_gender"]) <= set(schema.GENDERS)
     assert (m.loc[~m["is_real_person"].astype(bool), "depicted_gender"] == "unknown").all()
     assert m["real_person_score"].between(0, 1).all()
     assert (m["real_person_source"] == np.where(m["poi"].notna(), "platform", "predicted")).all()
@@ -576,3 +576,84 @@ def test_label_all_on_the_embedded_sample(tmp_path):
     assert dist["models"].sum() == report["models"]["is_real_person"]
     frames = label.evaluation_frames(report)
     assert set(frames["metrics"]["method"]) == {"rules", "rules+classifier"}
+
+
+# --------------------------------------------------------------------------- real-data report
+def _planted_report_input() -> pd.DataFrame:
+    """Planted models with a platform flag that misses every fifth person (platform misses)."""
+    frame, is_person, _ = _planted_models(300, seed=11)
+    flag = [p and i % 5 != 0 for i, p in enumerate(is_person)]
+    return frame.assign(poi=pd.array(flag, dtype="boolean"))
+
+
+def test_real_records_report_is_deterministic_and_aggregate(tmp_path):
+    models = _planted_report_input()
+    report = label.real_records_report(models, seed=3, n_boot=50, source={"file": "x/models.jsonl.gz"})
+    again = label.real_records_report(models, seed=3, n_boot=50, source={"file": "x/models.jsonl.gz"})
+    assert report == again
+    assert list(report["tables"]) == list(label.REPORT_TABLES)
+    assert report["records"] == {"models": 300, "with_poi": 300, "poi_true": int(models["poi"].sum())}
+    for name, table in report["tables"].items():
+        assert not {"model_id", "name", "cues"} & set(table["columns"]), name
+    # "score" appears only as the name of a score in the platform-miss estimate, never a value.
+    miss = report["tables"]["platform_miss"]
+    assert {row[miss["columns"].index("score")] for row in miss["rows"]} == {"rule_score", "real_person_score"}
+    composition = label.real_records_frames(report)["platform_miss_sample"].set_index(["dimension", "category"])
+    sampled = composition.loc[("sampled", "models"), "n"]
+    assert sampled > 0  # the planted misses score high
+    assert composition.xs("type", level="dimension")["n"].sum() == sampled
+    first = label.write_real_records_report(report, tmp_path / "a")
+    second = label.write_real_records_report(again, tmp_path / "b")
+    for f, g in zip(first, second):
+        assert f.read_bytes() == g.read_bytes()
+        assert str(tmp_path) not in f.read_text(encoding="utf-8")
+    assert label.load_real_records_report(first[0]) == json.loads(json.dumps(report))
+
+
+def test_real_records_frames_keep_the_evaluation_columns():
+    models = _planted_report_input()
+    report = label.real_records_report(models, seed=3, n_boot=20)
+    frames = label.real_records_frames(json.loads(json.dumps(report, sort_keys=True)))
+    direct = label.real_data_evaluation(models, seed=3, n_boot=20)
+    for name in set(label.REPORT_TABLES) - {"platform_miss_sample"}:
+        assert list(frames[name].columns) == list(direct[name].columns), name
+        assert len(frames[name]) == len(direct[name]), name
+    metrics = frames["metrics"].set_index(["method", "metric"])["estimate"]
+    want = direct["metrics"].set_index(["method", "metric"])["estimate"]
+    assert np.allclose(metrics.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)
+
+
+def test_sample_composition_counts_types_and_cues_only():
+    sample = pd.DataFrame({"model_id": [5, 9, 12], "type": ["LORA", "LORA", None], "score": [0.9, 0.95, 0.81],
+                           "cues": ["photo_tag, tag_real_person_cue", "tag_real_person_cue", ""]})
+    got = label.sample_composition(sample)
+    assert got.to_dict("records") == [
+        {"dimension": "sampled", "category": "models", "n": 3},
+        {"dimension": "type", "category": "LORA", "n": 2},
+        {"dimension": "type", "category": "unknown", "n": 1},
+        {"dimension": "cue", "category": "tag_real_person_cue", "n": 2},
+        {"dimension": "cue", "category": "photo_tag", "n": 1}]
+
+
+def test_committed_real_data_report_is_consistent_and_aggregate():
+    """The committed report (shown by notebook 02 on every machine): its Markdown is generated
+    from its JSON, it carries no per-model column and no absolute path."""
+    json_path, md_path = label.report_paths()
+    report = label.load_real_records_report()
+    assert report is not None, f"{json_path.name} is missing from docs/validation"
+    assert md_path.read_text(encoding="utf-8") == label.report_markdown(report)
+    assert json_path.read_text(encoding="utf-8") == json.dumps(report, indent=2, sort_keys=True) + "\n"
+    assert list(report["tables"]) == sorted(label.REPORT_TABLES)
+    for name, table in report["tables"].items():
+        assert not {"model_id", "name", "cues"} & set(table["columns"]), name
+    text = json_path.read_text(encoding="utf-8") + md_path.read_text(encoding="utf-8")
+    assert "/work/" not in text and "/home/" not in text and "shared/data" not in text
+    assert report["source"]["file"] == "civitai-api-models-2023/models.jsonl.gz"
+
+
+def test_validate_command_refuses_a_missing_file(tmp_path, capsys):
+    from helpers.__main__ import main
+
+    assert main(["validate", "--real", str(tmp_path / "absent.jsonl.gz"), "--out", str(tmp_path)]) == 2
+    assert "is not a file" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,9 +1,11 @@
 """Labelling validated on real CivitAI records (../shared/data; skipped with a reason when absent).
 
-Targets (issue #3): real-person F1 against the platform's ``poi`` flag, out-of-fold, >= 0.85 for
+Targets: real-person F1 against the platform's ``poi`` flag, out-of-fold, >= 0.85 for
 the rules alone and >= 0.88 with the classifier; depicted-gender accuracy >= 0.95 on the
 hand-annotated gold set where the labeller does not say ``unknown``. No output may name a
-real person depicted by a model.
+real person depicted by a model. The committed real-data report
+(``docs/validation/real_records.json``, which notebook 02 shows) is recomputed here and must
+equal the committed copy.
 """
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import label
-from helpers.paths import repo_root
 
 pytestmark = pytest.mark.realdata
 
@@ -27,15 +28,6 @@ SEED = 20250507  # the study's default seed (pipeline parameter `seed`)
 F1_RULES_TARGET = 0.85
 F1_CLASSIFIER_TARGET = 0.88
 GENDER_ACCURACY_TARGET = 0.95
-API_MODELS = repo_root().parent / "shared" / "data" / "civitai-api-models-2023" / "models.jsonl.gz"
-
-
-def require_real_data() -> Path:
-    """Path of the real CivitAI API records, or skip with the reason (same rule as conftest)."""
-    if not API_MODELS.exists():
-        pytest.skip(f"real CivitAI records not found at ../shared/data/{API_MODELS.parent.name}/"
-                    f"{API_MODELS.name} (not part of the repository; see data/README.md)")
-    return API_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +41,10 @@ def evaluation(real_models) -> dict[str, pd.DataFrame]:
     return label.real_data_evaluation(real_models, seed=SEED, n_boot=500)
 
 
-def poi_names(min_length: int = 6) -> list[str]:
+def poi_names(api_file: Path, min_length: int = 6) -> list[str]:
     """Names of the real-person (poi) models in the raw records, long enough to be specific."""
     names = set()
-    with gzip.open(require_real_data(), "rt", encoding="utf-8") as fh:
+    with gzip.open(api_file, "rt", encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
             name = str(rec.get("name") or "").strip()
@@ -134,9 +126,9 @@ def test_platform_miss_estimate_reports_the_lower_bound(evaluation):
     assert est.loc["real_person or plausible", "confirmed"] >= strict["confirmed"]
 
 
-def test_evaluation_outputs_name_no_real_person(evaluation):
+def test_evaluation_outputs_name_no_real_person(real_data, evaluation):
     text = "\n".join(frame.to_csv() for frame in evaluation.values())
-    leaked = [n for n in poi_names() if n in text]
+    leaked = [n for n in poi_names(real_data) if n in text]
     assert not leaked, f"{len(leaked)} real-person model names appear in evaluation outputs"
 
 
@@ -155,7 +147,7 @@ def test_sql_labels_equal_pandas_labels_on_real_prompts(api_run):
     assert counts["with_lora"] > 0 and counts["mk_sexual"] > 0
 
 
-def test_label_all_report_on_real_data_names_no_one(api_run):
+def test_label_all_report_on_real_data_names_no_one(real_data, api_run):
     report = label.label_all(api_run, seed=SEED, n_boot=200)
     text = json.dumps(report)
     assert report["rows"]["models"] == pq.ParquetFile(api_run.table("processed", "models")).metadata.num_rows
@@ -163,8 +155,36 @@ def test_label_all_report_on_real_data_names_no_one(api_run):
     gender = report["models"]["depicted_gender"]
     assert sum(gender.values()) == report["models"]["is_real_person"]
     assert gender["female"] > gender["male"]  # the study's headline, on real 2023 records
-    leaked = [n for n in poi_names() if n in text]
+    leaked = [n for n in poi_names(real_data) if n in text]
     assert not leaked, f"{len(leaked)} real-person model names appear in the label report"
+
+
+# --------------------------------------------------------------------------- the committed report
+def test_committed_report_equals_the_recomputed_one(real_data, tmp_path):
+    """``docs/validation/real_records.{json,md}`` are what ``validate --real`` writes today:
+    regenerate them (``python -m helpers validate --real PATH``) when the labelling changes."""
+    committed_json, committed_md = label.report_paths()
+    assert committed_json.exists(), "docs/validation/real_records.json is missing"
+    cmd = [sys.executable, "-m", "helpers", "validate", "--real", str(real_data), "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fresh_json, fresh_md = label.report_paths(tmp_path)
+    assert json.loads(fresh_json.read_text()) == json.loads(committed_json.read_text()), \
+        "the committed real-data report is stale: run `python -m helpers validate --real PATH`"
+    assert fresh_json.read_bytes() == committed_json.read_bytes()
+    assert fresh_md.read_bytes() == committed_md.read_bytes()
+
+
+def test_committed_report_names_no_real_person_and_shows_no_model_id(real_data):
+    text = "\n".join(p.read_text(encoding="utf-8") for p in label.report_paths())
+    leaked = [n for n in poi_names(real_data) if n in text]
+    assert not leaked, f"{len(leaked)} real-person model names appear in the committed report"
+    with gzip.open(real_data, "rt", encoding="utf-8") as fh:
+        ids = {str(json.loads(line)["id"]) for line in fh}
+    report = label.load_real_records_report()
+    cells = {str(v) for t in report["tables"].values() for row in t["rows"] for v in row}
+    # Counts may coincide with small ids; a cell that is an id of 5+ digits would be one.
+    assert not {c for c in cells & ids if len(c) >= 5}, "a real model id appears in the report"
 
 
 def _published_files(out: Path) -> list[Path]:
@@ -174,9 +194,9 @@ def _published_files(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_pipeline_on_real_data_publishes_no_real_person_name(tmp_path):
+def test_pipeline_on_real_data_publishes_no_real_person_name(real_data, tmp_path):
     """The whole pipeline on the real records: no poi model's name in anything it publishes."""
-    path = require_real_data()
+    path = real_data
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "helpers", "run", "--quiet", "--source", "api", "--path", str(path),
            "--out", str(out)]
@@ -184,7 +204,7 @@ def test_pipeline_on_real_data_publishes_no_real_person_name(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     files = _published_files(out)
     assert any(f.suffix == ".ipynb" for f in files)
-    names = [n.encode("utf-8") for n in poi_names()]
+    names = [n.encode("utf-8") for n in poi_names(real_data)]
     leaks = {}
     for f in files:
         blob = f.read_bytes()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers {run,synth,bench,params}``.
+"""Command line: ``python -m helpers {run,synth,bench,params,validate}``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m helpers run --source api --path models.jsonl.gz -p window_end 2023-07-31
     python -m helpers synth --rows 4000000 --out benchmarks/data/4M
     python -m helpers params                                # list every run parameter
+    python -m helpers validate --real ../shared/data/civitai-api-models-2023/models.jsonl.gz
 """
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="benchmarks/results", help="results folder")
 
     sub.add_parser("params", help="list every run parameter with its default")
+
+    validate = sub.add_parser("validate", help="validate the labels on real records and write "
+                                               "docs/validation/real_records.{json,md}")
+    validate.add_argument("--real", required=True, metavar="PATH",
+                          help="raw CivitAI API models file (e.g. ../shared/data/civitai-api-"
+                               "models-2023/models.jsonl.gz); never copied into the repository")
+    validate.add_argument("--out", default="", help="report folder (default: docs/validation; a "
+                          "relative folder is under the repository, as for `run --out`)")
+    validate.add_argument("--seed", type=int, default=pipeline.PARAMETERS["seed"].default)
     return parser
 
 
@@ -112,12 +122,29 @@ def cmd_params(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import label
+    from .paths import repo_root, run_paths
+
+    api_file = Path(args.real).expanduser()
+    if not api_file.is_file():
+        print(f"error: {args.real} is not a file", file=sys.stderr)
+        return 2
+    report = label.compute_real_records_report(api_file, seed=args.seed)
+    written = label.write_real_records_report(report, run_paths(args.out).root if args.out else None)
+    root = repo_root().resolve()
+    for path in (p.resolve() for p in written):
+        print(f"wrote {path.relative_to(root).as_posix() if path.is_relative_to(root) else path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .clean import CleaningError
     from .sources import SourceError
 
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "synth": cmd_synth, "bench": cmd_bench, "params": cmd_params}
+    handlers = {"run": cmd_run, "synth": cmd_synth, "bench": cmd_bench, "params": cmd_params,
+                "validate": cmd_validate}
     try:
         return handlers[args.command](args)
     except pipeline.ParameterError as exc:
