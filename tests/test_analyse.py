@@ -71,6 +71,7 @@ def make_models(records: list[dict]) -> pd.DataFrame:
             "base_model": "SD 1.5", "download_count": 10, "favorite_count": 1, "comment_count": 0,
             "rating_count": 0, "is_nsfw_platform": False, "is_nsfw_r": False, "is_nsfw_x": False,
             "is_adapter": True, "is_real_person": False, "depicted_gender": "unknown",
+            "real_person_source": "predicted",
         }
         row.update(rec)
         if "month" in row:

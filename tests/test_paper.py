@@ -2,6 +2,8 @@
 every figure, table and macro main.tex uses is one the pipeline produces."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -15,7 +17,6 @@ from helpers import analyse, paper, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
-from test_plots import figure_inputs
 
 MAIN_TEX = paper.MAIN_TEX
 
@@ -23,7 +24,7 @@ MAIN_TEX = paper.MAIN_TEX
 # --------------------------------------------------------------------------- a small study
 def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str, dict]]:
     """Run every analysis on a small random processed snapshot and write what the notebooks
-    write: numbers parts, merged numbers, paper tables and figures. Returns the merged numbers."""
+    write: results, figures, paper tables and numbers. Returns the numbers."""
     rng = np.random.default_rng(5)
     months = [f"2023-{m:02d}" for m in range(1, 13)]
     recs = []
@@ -47,42 +48,21 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
             "is_adapter": i % 4 != 0, "is_nsfw_r": i % 5 == 0, "download_count": i,
             "month": months[i % 12]} for i in range(240)])
 
+    # What notebooks 03, 04 and 05 do, through the same functions.
     con = analyse.connect(paths)
-    overview = analyse.image_overview(images, con)
-    monthly = analyse.nsfw_share_by_month(images, con)
-    trend = analyse.nsfw_share_trend(monthly)
-    lora = analyse.lora_use_by_month(images, con)
-    lora_trend = analyse.share_trend(lora)
-    adapter = analyse.nsfw_share_by_adapter_use(images, "r", con)
-    engagement = analyse.engagement_nsfw_vs_sfw(images, con=con)
-    markers = analyse.markers_by_month(images, con)
-    concentration, _ = analyse.creator_concentration(images, con=con)
-    paper.save_numbers(paths, "images", paper.image_numbers(
-        overview, monthly, trend, lora, lora_trend, adapter, engagement, markers, concentration))
-    paper.write_paper_table(paths, "image_trends", paper.image_trend_table(trend, lora_trend))
-    paper.write_paper_table(paths, "adapter_nsfw", paper.adapter_table(adapter))
-    paper.write_paper_table(paths, "engagement_images", engagement)
-
-    rp_month = analyse.real_person_share_by_month(models)
-    gender = analyse.depicted_gender_split(models)
-    model_engagement = analyse.engagement_real_person_vs_other(models)
-    paper.save_numbers(paths, "models", paper.model_numbers(
-        analyse.model_overview(models), analyse.share_trend(rp_month), gender,
-        analyse.nsfw_share_by_real_person(models), analyse.nsfw_share_by_depicted_gender(models),
-        model_engagement, analyse.real_person_downloads(models), rp_month,
-        analyse.adapter_share_by_month(models)))
-    paper.save_numbers(paths, "meta", {**paper.method_numbers(),
-                                       **paper.source_numbers("sample", synthetic)})
-    paper.write_paper_table(paths, "engagement_models", model_engagement)
-    paper.write_paper_table(paths, "real_person_by_type", analyse.real_person_share_by_type(models))
-    paper.write_paper_table(paths, "depicted_gender", gender)
-
-    numbers = paper.collect_numbers(paths)
+    image_results = analyse.image_results(images, models, con=con)
+    model_results = analyse.model_results(models)
+    con.close()
+    for results in (image_results, model_results):
+        results.save_to_run(paths)
+        plots.save_figures(results, paths, synthetic=synthetic)
+    paper.write_paper_tables(paths, {**paper.image_tables(image_results),
+                                      **paper.model_tables(model_results)})
+    numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
+                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic)
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
     paper.write_paper_table(paths, "comparison",
                             paper.comparison_table(numbers, paper.read_reference(), synthetic))
-    for name, args in figure_inputs().items():  # figure contents are tested in test_plots
-        plots.savefig(plots.FIGURES[name](*args, synthetic=synthetic), paths, name)
     return paths, numbers
 
 
@@ -113,9 +93,8 @@ def test_format_value_kinds():
 
 def test_numbers_roundtrip_and_tex(tmp_path: Path):
     paths = RunPaths(tmp_path)
-    paper.save_numbers(paths, "images", {"nsfw_share_r": paper.entry(0.5, "percent")})
-    paper.save_numbers(paths, "models", {"n_models": paper.entry(1234, "count")})
-    numbers = paper.collect_numbers(paths)
+    numbers = paper.merge_numbers({"images": {"nsfw_share_r": paper.entry(0.5, "percent")},
+                                   "models": {"n_models": paper.entry(1234, "count")}})
     written = paper.write_numbers(paths, numbers, synthetic=True, source="sample")
     payload = paper.read_numbers(paths)
     assert payload["synthetic"] is True and payload["source"] == "sample"
@@ -125,9 +104,29 @@ def test_numbers_roundtrip_and_tex(tmp_path: Path):
     assert "\\newcommand{\\NModels}{1{,}234}" in tex and "\\newcommand{\\NsfwShareR}{50.0\\%}" in tex
     assert not list(paths.paper.glob(".*tmp")) and not list(paths.reports.glob(".*tmp"))
     # A key defined differently by two parts is an error, not a silent overwrite.
-    paper.save_numbers(paths, "other", {"n_models": paper.entry(1, "count")})
     with pytest.raises(ValueError, match="defined differently"):
-        paper.collect_numbers(paths)
+        paper.merge_numbers({**{"first": numbers}, "other": {"n_models": paper.entry(1, "count")}})
+    with pytest.raises(FileNotFoundError, match="notebooks 03"):
+        paper.study_numbers(None, None, "sample", True)
+
+
+def test_study_numbers_are_the_same_from_saved_results(study):
+    # Notebook 05 computes the numbers from the results 03 and 04 saved: the round trip through
+    # Parquet and JSON must not change one of them.
+    paths, numbers = study
+    image_results = analyse.ImageResults.load_from_run(paths)
+    model_results = analyse.ModelResults.load_from_run(paths)
+    assert {p.suffix for p in analyse.ImageResults.folder(paths).iterdir()} == {".json", ".parquet"}
+    for results in (image_results, model_results):
+        back = type(results).load(results.save(paths.tmp / results.part))
+        for f in dataclasses.fields(results):
+            value, again = getattr(results, f.name), getattr(back, f.name)
+            if isinstance(value, pd.DataFrame):
+                pd.testing.assert_frame_equal(again, value)
+            else:
+                assert json.dumps(again, sort_keys=True) == json.dumps(value, sort_keys=True)
+    assert paper.study_numbers(image_results, model_results, "sample", True) == numbers
+    assert paper.image_numbers(image_results)["n_images"]["value"] == 2400
 
 
 def test_macro_collisions_are_refused():
