@@ -294,3 +294,58 @@ def test_manuscript_builds_with_latexmk(study, tmp_path: Path):
     assert result.returncode == 0, log[-3000:]
     assert (build / "main.pdf").stat().st_size > 10_000
     assert "Undefined control sequence" not in log and "undefined references" not in log
+
+
+# --------------------------------------------------------------------------- published numbers
+def test_committed_numbers_recover_the_planted_truth():
+    """The published numbers are a test: ``paper/numbers.json``, committed from the sample run,
+    must recover what the synthetic generator planted (each planted value inside the published
+    95% interval, counts exact)."""
+    from helpers import synth
+    from helpers.pipeline import PARAMETERS
+    from helpers.stats import wilson_bounds
+
+    payload = json.loads((repo_root() / "paper" / paper.NUMBERS_JSON).read_text(encoding="utf-8"))
+    assert payload["synthetic"] is True and payload["source"] == "sample"
+    got = {k: v["value"] for k, v in payload["numbers"].items()}
+    truth = synth.expected_truth(synth.default_params(
+        n_images=PARAMETERS["sample_images"].default, n_models=PARAMETERS["sample_models"].default,
+        seed=PARAMETERS["seed"].default))
+
+    def inside(key: str, planted: float) -> None:
+        assert got[f"{key}_ci_low"] <= planted <= got[f"{key}_ci_high"], \
+            f"{key}: planted {planted:.4f} outside [{got[key + '_ci_low']:.4f}, {got[key + '_ci_high']:.4f}]"
+
+    assert got["n_images"] == truth["clean_image_rows"] and got["n_models"] == truth["clean_model_rows"]
+    months = truth["months"]
+    assert (got["image_first_month"], got["image_last_month"]) == (months[0], months[-1])
+    counts = np.array([truth["clean_images_per_month"][m] for m in months], dtype=float)
+    weights = counts / counts.sum()
+    for definition, key in (("r", "nsfw_share_by_month"), ("x", "x_share_by_month"),
+                            ("platform", "platform_flag_share_by_month")):
+        monthly = np.array([truth[key][m] for m in months])
+        inside(f"nsfw_share_{definition}", float(weights @ monthly))
+        inside(f"nsfw_share_{definition}_first_month", truth[key][months[0]])
+        inside(f"nsfw_share_{definition}_last_month", truth[key][months[-1]])
+    for month, planted in truth["civiverse_nsfw_share"].items():
+        n = truth["clean_images_per_month"][month]
+        low, high = wilson_bounds(round(got[f"nsfw_share_r_{paper.month_key(month)}"] * n), n)
+        assert low <= planted <= high, month
+    # Adapters: the planted within-month effect, pooled over months as the published shares are.
+    lora = np.array([truth["lora_share_by_month"][m] for m in months])
+    with_lora = np.array([truth["nsfw_share_by_month_lora"][m] for m in months])
+    without = np.array([truth["nsfw_share_by_month_no_lora"][m] for m in months])
+    p1 = (counts * lora * with_lora).sum() / (counts * lora).sum()
+    p0 = (counts * (1 - lora) * without).sum() / (counts * (1 - lora)).sum()
+    inside("lora_share", float((counts * lora).sum() / counts.sum()))
+    inside("lora_share_first_month", truth["lora_share_by_month"][months[0]])
+    inside("lora_share_last_month", truth["lora_share_by_month"][months[-1]])
+    inside("nsfw_share_with_lora", p1)
+    inside("nsfw_share_without_lora", p0)
+    assert got["lora_nsfw_or_ci_low"] <= p1 / (1 - p1) / (p0 / (1 - p0)) <= got["lora_nsfw_or_ci_high"]
+    # Models: real-person share, whom they depict, and their NSFW odds ratio.
+    inside("real_person_share", truth["real_person_share"])
+    inside("real_person_female_share", truth["real_person_female_share"])
+    inside("real_person_male_share", truth["real_person_male_share"])
+    assert got["real_person_nsfw_or_ci_low"] <= truth["real_person_nsfw_odds_ratio"] \
+        <= got["real_person_nsfw_or_ci_high"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -90,3 +91,9 @@ class Results:
         """The run's saved results, or None when the notebook did not produce any."""
         folder = cls.folder(paths)
         return cls.load(folder) if (folder / SUMMARY_FILE).exists() else None
+
+    @classmethod
+    def discard(cls, paths: RunPaths) -> None:
+        """Remove the run's saved results (a run whose snapshot lacks the table has none, and
+        must not leave an earlier run's behind for notebook 05)."""
+        shutil.rmtree(cls.folder(paths), ignore_errors=True)
