@@ -22,7 +22,6 @@ MODEL_ENGAGEMENT: tuple[str, ...] = ("download_count", "favorite_count", "commen
 MIN_USERS = 10
 
 
-
 # --------------------------------------------------------------------------- plumbing
 def connect(paths: RunPaths | None = None, memory_limit: str = "3GB",
             threads: int = 2) -> duckdb.DuckDBPyConnection:

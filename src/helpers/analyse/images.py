@@ -32,7 +32,6 @@ their them they this to was were with without very into over under up down out o
 """.split())
 
 
-
 # --------------------------------------------------------------------------- images: overview
 def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, float | str]:
     """Headline counts of the images table: rows, users, months covered, NSFW and LoRA shares."""

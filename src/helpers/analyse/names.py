@@ -38,8 +38,6 @@ onlyfans pornstar porn nsfw sfw nude naked sex sexual hentai explicit
 """.split())
 
 
-
-
 def _lexicon_terms() -> frozenset[str]:
     """Every word of the marker lexicon (these are vocabulary, never personal names)."""
     words: set[str] = set()
