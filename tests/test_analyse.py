@@ -71,6 +71,7 @@ def make_models(records: list[dict]) -> pd.DataFrame:
             "base_model": "SD 1.5", "download_count": 10, "favorite_count": 1, "comment_count": 0,
             "rating_count": 0, "is_nsfw_platform": False, "is_nsfw_r": False, "is_nsfw_x": False,
             "is_adapter": True, "is_real_person": False, "depicted_gender": "unknown",
+            "real_person_source": "predicted",
         }
         row.update(rec)
         if "month" in row:
@@ -526,7 +527,7 @@ def test_planted_real_person_share_and_gender(planted_run):
     tags = analyse.top_tags(models, "real_person", top_n=30)
     name_filter = analyse.personal_name_filter(models)
     assert not any(name_filter(t) for t in tags["tag"])
-    real_names = {" ".join(analyse._word_tokens(n)) for n in models.loc[models["poi"], "name"]}
+    real_names = {" ".join(analyse.word_tokens(n)) for n in models.loc[models["poi"], "name"]}
     assert not set(tags["tag"]) & real_names
 
 
@@ -540,12 +541,12 @@ def test_top_tags_on_real_models_keep_vocabulary_and_drop_names(api_run):
     models["is_real_person"] = models["poi"].fillna(False).astype(bool)
     name_filter = analyse.personal_name_filter(models)
     flagged = models[models["is_real_person"]]
-    names = [" ".join(analyse._word_tokens(n)) for n in flagged["name"]]
+    names = [" ".join(analyse.word_tokens(n)) for n in flagged["name"]]
     for subset in ("real_person", "all"):
         tags = analyse.top_tags(models, subset, top_n=40, name_filter=name_filter)
         assert len(tags) == 40 and tags["n_name_tags_removed"].iloc[0] > 0
         for tag in tags["tag"]:
-            words = " ".join(analyse._word_tokens(tag))
+            words = " ".join(analyse.word_tokens(tag))
             # A multi-word tag inside a flagged model's name is a name unless all its words are
             # common vocabulary (e.g. "textual inversion").
             generic = set(words.split()) <= name_filter.common_words

@@ -6,11 +6,15 @@ No timing is asserted here: timings belong to the benchmark's own report
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
+import pandas as pd
 import pytest
 
 from helpers import bench, label
+from helpers.analyse import Results
 
 ROWS = 3_000
 
@@ -111,14 +115,25 @@ def test_readme_scale_figures_are_the_committed_benchmark_results():
         assert text in readme, text
 
 
-def test_frames_pass_between_stages_as_parquet_and_json(tmp_path):
-    import numpy as np
-    import pandas as pd
+@dataclass(frozen=True)
+class Demo(Results):
+    part: ClassVar[str] = "demo"
+    definition: str
+    monthly: pd.DataFrame
+    concentration: dict
 
-    frames = {"monthly": pd.DataFrame({"month": ["2023-01", "2023-02"], "share": [0.25, 0.5]}),
-              "concentration": {"gini": np.float64(0.82), "n_users": np.int64(12), "label": "x"}}
-    bench.save_frames(frames, tmp_path / "f")
-    back = bench.load_frames(tmp_path / "f")
+
+def test_results_pass_between_stages_as_parquet_and_json(tmp_path):
+    # The analysis stages hand their results objects to the figures stage through files.
+    import numpy as np
+
+    demo = Demo("r", pd.DataFrame({"month": ["2023-01", "2023-02"], "share": [0.25, 0.5]}),
+                {"gini": np.float64(0.82), "n_users": np.int64(12), "label": "x",
+                 "top1_share": float("nan")})
+    demo.save(tmp_path / "f")
+    back = Demo.load(tmp_path / "f")
     assert sorted(p.suffix for p in (tmp_path / "f").iterdir()) == [".json", ".parquet"]
-    pd.testing.assert_frame_equal(back["monthly"], frames["monthly"])
-    assert back["concentration"] == {"gini": 0.82, "n_users": 12, "label": "x"}
+    pd.testing.assert_frame_equal(back.monthly, demo.monthly)
+    assert back.definition == "r"
+    nan = back.concentration.pop("top1_share")
+    assert np.isnan(nan) and back.concentration == {"gini": 0.82, "n_users": 12, "label": "x"}

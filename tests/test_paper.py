@@ -2,6 +2,8 @@
 every figure, table and macro main.tex uses is one the pipeline produces."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -15,7 +17,6 @@ from helpers import analyse, paper, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
-from test_plots import figure_inputs
 
 MAIN_TEX = paper.MAIN_TEX
 
@@ -23,7 +24,7 @@ MAIN_TEX = paper.MAIN_TEX
 # --------------------------------------------------------------------------- a small study
 def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str, dict]]:
     """Run every analysis on a small random processed snapshot and write what the notebooks
-    write: numbers parts, merged numbers, paper tables and figures. Returns the merged numbers."""
+    write: results, figures, paper tables and numbers. Returns the numbers."""
     rng = np.random.default_rng(5)
     months = [f"2023-{m:02d}" for m in range(1, 13)]
     recs = []
@@ -47,42 +48,21 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
             "is_adapter": i % 4 != 0, "is_nsfw_r": i % 5 == 0, "download_count": i,
             "month": months[i % 12]} for i in range(240)])
 
+    # What notebooks 03, 04 and 05 do, through the same functions.
     con = analyse.connect(paths)
-    overview = analyse.image_overview(images, con)
-    monthly = analyse.nsfw_share_by_month(images, con)
-    trend = analyse.nsfw_share_trend(monthly)
-    lora = analyse.lora_use_by_month(images, con)
-    lora_trend = analyse.share_trend(lora)
-    adapter = analyse.nsfw_share_by_adapter_use(images, "r", con)
-    engagement = analyse.engagement_nsfw_vs_sfw(images, con=con)
-    markers = analyse.markers_by_month(images, con)
-    concentration, _ = analyse.creator_concentration(images, con=con)
-    paper.save_numbers(paths, "images", paper.image_numbers(
-        overview, monthly, trend, lora, lora_trend, adapter, engagement, markers, concentration))
-    paper.write_paper_table(paths, "image_trends", paper.image_trend_table(trend, lora_trend))
-    paper.write_paper_table(paths, "adapter_nsfw", paper.adapter_table(adapter))
-    paper.write_paper_table(paths, "engagement_images", engagement)
-
-    rp_month = analyse.real_person_share_by_month(models)
-    gender = analyse.depicted_gender_split(models)
-    model_engagement = analyse.engagement_real_person_vs_other(models)
-    paper.save_numbers(paths, "models", paper.model_numbers(
-        analyse.model_overview(models), analyse.share_trend(rp_month), gender,
-        analyse.nsfw_share_by_real_person(models), analyse.nsfw_share_by_depicted_gender(models),
-        model_engagement, analyse.real_person_downloads(models), rp_month,
-        analyse.adapter_share_by_month(models)))
-    paper.save_numbers(paths, "meta", {**paper.method_numbers(),
-                                       **paper.source_numbers("sample", synthetic)})
-    paper.write_paper_table(paths, "engagement_models", model_engagement)
-    paper.write_paper_table(paths, "real_person_by_type", analyse.real_person_share_by_type(models))
-    paper.write_paper_table(paths, "depicted_gender", gender)
-
-    numbers = paper.collect_numbers(paths)
+    image_results = analyse.image_results(images, models, con=con)
+    model_results = analyse.model_results(models)
+    con.close()
+    for results in (image_results, model_results):
+        results.save_to_run(paths)
+        plots.save_figures(results, paths, synthetic=synthetic)
+    paper.write_paper_tables(paths, {**paper.image_tables(image_results),
+                                      **paper.model_tables(model_results)})
+    numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
+                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic)
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
     paper.write_paper_table(paths, "comparison",
                             paper.comparison_table(numbers, paper.read_reference(), synthetic))
-    for name, args in figure_inputs().items():  # figure contents are tested in test_plots
-        plots.savefig(plots.FIGURES[name](*args, synthetic=synthetic), paths, name)
     return paths, numbers
 
 
@@ -113,9 +93,8 @@ def test_format_value_kinds():
 
 def test_numbers_roundtrip_and_tex(tmp_path: Path):
     paths = RunPaths(tmp_path)
-    paper.save_numbers(paths, "images", {"nsfw_share_r": paper.entry(0.5, "percent")})
-    paper.save_numbers(paths, "models", {"n_models": paper.entry(1234, "count")})
-    numbers = paper.collect_numbers(paths)
+    numbers = paper.merge_numbers({"images": {"nsfw_share_r": paper.entry(0.5, "percent")},
+                                   "models": {"n_models": paper.entry(1234, "count")}})
     written = paper.write_numbers(paths, numbers, synthetic=True, source="sample")
     payload = paper.read_numbers(paths)
     assert payload["synthetic"] is True and payload["source"] == "sample"
@@ -125,9 +104,29 @@ def test_numbers_roundtrip_and_tex(tmp_path: Path):
     assert "\\newcommand{\\NModels}{1{,}234}" in tex and "\\newcommand{\\NsfwShareR}{50.0\\%}" in tex
     assert not list(paths.paper.glob(".*tmp")) and not list(paths.reports.glob(".*tmp"))
     # A key defined differently by two parts is an error, not a silent overwrite.
-    paper.save_numbers(paths, "other", {"n_models": paper.entry(1, "count")})
     with pytest.raises(ValueError, match="defined differently"):
-        paper.collect_numbers(paths)
+        paper.merge_numbers({**{"first": numbers}, "other": {"n_models": paper.entry(1, "count")}})
+    with pytest.raises(FileNotFoundError, match="notebooks 03"):
+        paper.study_numbers(None, None, "sample", True)
+
+
+def test_study_numbers_are_the_same_from_saved_results(study):
+    # Notebook 05 computes the numbers from the results 03 and 04 saved: the round trip through
+    # Parquet and JSON must not change one of them.
+    paths, numbers = study
+    image_results = analyse.ImageResults.load_from_run(paths)
+    model_results = analyse.ModelResults.load_from_run(paths)
+    assert {p.suffix for p in analyse.ImageResults.folder(paths).iterdir()} == {".json", ".parquet"}
+    for results in (image_results, model_results):
+        back = type(results).load(results.save(paths.tmp / results.part))
+        for f in dataclasses.fields(results):
+            value, again = getattr(results, f.name), getattr(back, f.name)
+            if isinstance(value, pd.DataFrame):
+                pd.testing.assert_frame_equal(again, value)
+            else:
+                assert json.dumps(again, sort_keys=True) == json.dumps(value, sort_keys=True)
+    assert paper.study_numbers(image_results, model_results, "sample", True) == numbers
+    assert paper.image_numbers(image_results)["n_images"]["value"] == 2400
 
 
 def test_macro_collisions_are_refused():
@@ -295,3 +294,58 @@ def test_manuscript_builds_with_latexmk(study, tmp_path: Path):
     assert result.returncode == 0, log[-3000:]
     assert (build / "main.pdf").stat().st_size > 10_000
     assert "Undefined control sequence" not in log and "undefined references" not in log
+
+
+# --------------------------------------------------------------------------- published numbers
+def test_committed_numbers_recover_the_planted_truth():
+    """The published numbers are a test: ``paper/numbers.json``, committed from the sample run,
+    must recover what the synthetic generator planted (each planted value inside the published
+    95% interval, counts exact)."""
+    from helpers import synth
+    from helpers.pipeline import PARAMETERS
+    from helpers.stats import wilson_bounds
+
+    payload = json.loads((repo_root() / "paper" / paper.NUMBERS_JSON).read_text(encoding="utf-8"))
+    assert payload["synthetic"] is True and payload["source"] == "sample"
+    got = {k: v["value"] for k, v in payload["numbers"].items()}
+    truth = synth.expected_truth(synth.default_params(
+        n_images=PARAMETERS["sample_images"].default, n_models=PARAMETERS["sample_models"].default,
+        seed=PARAMETERS["seed"].default))
+
+    def inside(key: str, planted: float) -> None:
+        assert got[f"{key}_ci_low"] <= planted <= got[f"{key}_ci_high"], \
+            f"{key}: planted {planted:.4f} outside [{got[key + '_ci_low']:.4f}, {got[key + '_ci_high']:.4f}]"
+
+    assert got["n_images"] == truth["clean_image_rows"] and got["n_models"] == truth["clean_model_rows"]
+    months = truth["months"]
+    assert (got["image_first_month"], got["image_last_month"]) == (months[0], months[-1])
+    counts = np.array([truth["clean_images_per_month"][m] for m in months], dtype=float)
+    weights = counts / counts.sum()
+    for definition, key in (("r", "nsfw_share_by_month"), ("x", "x_share_by_month"),
+                            ("platform", "platform_flag_share_by_month")):
+        monthly = np.array([truth[key][m] for m in months])
+        inside(f"nsfw_share_{definition}", float(weights @ monthly))
+        inside(f"nsfw_share_{definition}_first_month", truth[key][months[0]])
+        inside(f"nsfw_share_{definition}_last_month", truth[key][months[-1]])
+    for month, planted in truth["civiverse_nsfw_share"].items():
+        n = truth["clean_images_per_month"][month]
+        low, high = wilson_bounds(round(got[f"nsfw_share_r_{paper.month_key(month)}"] * n), n)
+        assert low <= planted <= high, month
+    # Adapters: the planted within-month effect, pooled over months as the published shares are.
+    lora = np.array([truth["lora_share_by_month"][m] for m in months])
+    with_lora = np.array([truth["nsfw_share_by_month_lora"][m] for m in months])
+    without = np.array([truth["nsfw_share_by_month_no_lora"][m] for m in months])
+    p1 = (counts * lora * with_lora).sum() / (counts * lora).sum()
+    p0 = (counts * (1 - lora) * without).sum() / (counts * (1 - lora)).sum()
+    inside("lora_share", float((counts * lora).sum() / counts.sum()))
+    inside("lora_share_first_month", truth["lora_share_by_month"][months[0]])
+    inside("lora_share_last_month", truth["lora_share_by_month"][months[-1]])
+    inside("nsfw_share_with_lora", p1)
+    inside("nsfw_share_without_lora", p0)
+    assert got["lora_nsfw_or_ci_low"] <= p1 / (1 - p1) / (p0 / (1 - p0)) <= got["lora_nsfw_or_ci_high"]
+    # Models: real-person share, whom they depict, and their NSFW odds ratio.
+    inside("real_person_share", truth["real_person_share"])
+    inside("real_person_female_share", truth["real_person_female_share"])
+    inside("real_person_male_share", truth["real_person_male_share"])
+    assert got["real_person_nsfw_or_ci_low"] <= truth["real_person_nsfw_odds_ratio"] \
+        <= got["real_person_nsfw_or_ci_high"]

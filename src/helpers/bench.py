@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .paths import RunPaths, repo_root, write_json_atomic
+from .db import read_parquet_sql, sql_identifier, write_json_atomic, write_text_atomic
+from .paths import RunPaths, repo_root
 
 #: Pipeline stages in run order (each one a fresh child process).
 STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
@@ -48,7 +49,7 @@ NAIVE = "naive_baseline"
 SEED = 20250507
 #: Interval of the psutil memory poll, seconds.
 POLL_SECONDS = 0.05
-#: Targets of issue #5 (checked in the report, never asserted in tests).
+#: Targets of the scale benchmark (checked in the report, never asserted in tests).
 TARGET_PIPELINE_OVER_SCAN = 4.0
 TARGET_NAIVE_OVER_PIPELINE = 5.0
 TARGET_PEAK_SHARE_OF_NAIVE = 1 / 3
@@ -150,138 +151,68 @@ def _model_rows(paths: RunPaths) -> int:
     return pq.ParquetFile(paths.table("processed", "models")).metadata.num_rows
 
 
-def _frames_folder(paths: RunPaths, name: str) -> Path:
-    return paths.tmp / f"bench_{name}"
+def _results_folder(paths: RunPaths, part: str) -> Path:
+    return paths.tmp / f"bench_{part}"
 
 
-def save_frames(frames: dict[str, Any], folder: Path) -> None:
-    """Hand an analysis stage's results to the figures stage: frames as Parquet, summaries
-    (flat dicts of numbers) as JSON. Plain data formats: nothing read back can run code."""
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, value in frames.items():
-        if isinstance(value, dict):
-            write_json_atomic({k: v.item() if isinstance(v, np.generic) else v for k, v in value.items()},
-                              folder / f"{key}.json")
-        else:
-            value.to_parquet(folder / f"{key}.parquet")
-
-
-def load_frames(folder: Path) -> dict[str, Any]:
-    """The results :func:`save_frames` wrote, by key."""
-    import pandas as pd
-
-    frames: dict[str, Any] = {p.stem: pd.read_parquet(p) for p in folder.glob("*.parquet")}
-    frames.update({p.stem: json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")})
-    return frames
-
-
-def full_profile_term_sample_percent() -> float | None:
-    """``term_sample_percent`` of ``params/full.yaml``: the benchmark tokenises prompts as the
-    full run does (None when the profile tokenises every prompt)."""
+def study_parameters() -> dict[str, Any]:
+    """The analysis parameters of ``params/full.yaml`` (checked and typed as the runner does):
+    the benchmark analyses the snapshot as the full run does (e.g. its prompt-term sample)."""
     import yaml
 
     from .pipeline import parse_parameters
 
     profile = yaml.safe_load((repo_root() / "params" / "full.yaml").read_text(encoding="utf-8")) or {}
-    return parse_parameters(profile)["term_sample_percent"]  # checked and typed as the runner does
+    return parse_parameters(profile)
+
+
+def full_profile_term_sample_percent() -> float | None:
+    """``term_sample_percent`` of ``params/full.yaml`` (None when it tokenises every prompt)."""
+    return study_parameters()["term_sample_percent"]
 
 
 def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
-    """Every image-level analysis of notebook 03 (DuckDB aggregates over processed images)."""
+    """Notebook 03's analyses: :func:`helpers.analyse.image_results`, saved for the figures."""
     import pandas as pd
 
     from . import analyse
 
-    images = paths.table("processed", "images")
-    con = analyse.connect(paths)
+    params = study_parameters()
+    con = analyse.connect(paths, memory_limit=params["memory_limit"])
     try:
-        monthly = analyse.nsfw_share_by_month(images, con)
-        adapter = analyse.nsfw_share_by_adapter_use(images, "r", con)
-        markers = analyse.markers_by_month(images, con)
-        concentration, lorenz = analyse.creator_concentration(images, con=con)
-        models = pd.read_parquet(paths.table("processed", "models"))
-        frames = {
-            "overview": analyse.image_overview(images, con),
-            "monthly": monthly,
-            "trend": analyse.nsfw_share_trend(monthly),
-            "levels": analyse.level_composition_by_month(images, con),
-            "lora_monthly": analyse.lora_use_by_month(images, con),
-            "adapter": adapter,
-            "adapter_monthly": analyse.nsfw_share_by_adapter_use_by_month(images, "r", con),
-            "engagement": analyse.engagement_nsfw_vs_sfw(images, definition="r", con=con),
-            "counts": analyse.engagement_counts(images, "reaction_count", "r", con),
-            "terms": analyse.distinctive_terms(images, definition="r", top_n=20,
-                                               exclude=analyse.personal_name_filter(models),
-                                               sample_percent=full_profile_term_sample_percent(),
-                                               con=con),
-            "markers": markers,
-            "markers_nsfw": analyse.nsfw_share_by_marker(images, "r", con),
-            "concentration": concentration,
-            "lorenz": lorenz,
-        }
+        results = analyse.image_results(
+            paths.table("processed", "images"), pd.read_parquet(paths.table("processed", "models")),
+            definition=params["definition"], top_terms=params["top_terms"],
+            term_sample_percent=params["term_sample_percent"], con=con)
     finally:
         con.close()
-    save_frames(frames, _frames_folder(paths, "images"))
+    results.save(_results_folder(paths, "images"))
     return _image_rows(paths, "processed")
 
 
 def stage_analyse_models(paths: RunPaths, snapshot: Path) -> int:
-    """Every model-level analysis of notebook 04 (pandas over the processed models)."""
+    """Notebook 04's analyses: :func:`helpers.analyse.model_results`, saved for the figures."""
     import pandas as pd
 
     from . import analyse
 
+    params = study_parameters()
     models = pd.read_parquet(paths.table("processed", "models"))
-    definition = analyse.model_nsfw_definition(models, "r")
-    name_filter = analyse.personal_name_filter(models)
-    frames = {
-        "overview": analyse.model_overview(models),
-        "types": analyse.model_types_by_month(models, top_k=6),
-        "bases": analyse.base_models_by_month(models, top_k=6),
-        "adapter_monthly": analyse.adapter_share_by_month(models),
-        "real_person_monthly": analyse.real_person_share_by_month(models),
-        "by_type": analyse.real_person_share_by_type(models),
-        "gender": analyse.depicted_gender_split(models),
-        "nsfw_by_real_person": analyse.nsfw_share_by_real_person(models, definition),
-        "nsfw_by_gender": analyse.nsfw_share_by_depicted_gender(models, definition),
-        "engagement": analyse.engagement_real_person_vs_other(models),
-        "engagement_nsfw": analyse.engagement_nsfw_vs_sfw_models(models, definition=definition),
-        "downloads": analyse.real_person_downloads(models),
-        "tags_real": analyse.top_tags(models, "real_person", top_n=15, name_filter=name_filter),
-        "tags_all": analyse.top_tags(models, "all", top_n=15, name_filter=name_filter),
-    }
-    save_frames(frames, _frames_folder(paths, "models"))
+    results = analyse.model_results(models, definition=params["definition"],
+                                    top_types=params["top_types"], top_tags=params["top_tags"])
+    results.save(_results_folder(paths, "models"))
     return len(models)
 
 
 def stage_figures(paths: RunPaths, snapshot: Path) -> int:
-    """The ten figures from the analyses' frames, saved as PDF and PNG."""
-    from . import plots
+    """The ten figures, drawn from the saved results as notebooks 03 and 04 draw them."""
+    from . import analyse, plots
 
-    im = load_frames(_frames_folder(paths, "images"))
-    mo = load_frames(_frames_folder(paths, "models"))
-    figures = {
-        "fig01_volume_nsfw": lambda: plots.fig01_volume_nsfw(im["monthly"], synthetic=True),
-        "fig02_level_composition": lambda: plots.fig02_level_composition(im["levels"], synthetic=True),
-        "fig03_adapter_use": lambda: plots.fig03_adapter_use(im["lora_monthly"], im["adapter_monthly"],
-                                                             im["adapter"], synthetic=True),
-        "fig04_engagement": lambda: plots.fig04_engagement(im["counts"], synthetic=True),
-        "fig05_distinctive_terms": lambda: plots.fig05_distinctive_terms(im["terms"], top_n=20,
-                                                                         synthetic=True),
-        "fig06_markers": lambda: plots.fig06_markers(im["markers"], synthetic=True),
-        "fig07_creator_lorenz": lambda: plots.fig07_creator_lorenz(im["lorenz"], im["concentration"],
-                                                                   synthetic=True),
-        "fig08_model_types": lambda: plots.fig08_model_types(mo["types"], mo["bases"], synthetic=True),
-        "fig09_real_person": lambda: plots.fig09_real_person(mo["real_person_monthly"], mo["gender"],
-                                                             mo["nsfw_by_gender"], synthetic=True),
-        "fig10_top_tags": lambda: plots.fig10_top_tags(mo["tags_real"], mo["tags_all"], top_n=15,
-                                                       synthetic=True),
-    }
-    for name, draw in figures.items():
-        plots.savefig(draw(), paths, name)
-    return len(figures)
+    names = [*plots.save_figures(analyse.ImageResults.load(_results_folder(paths, "images")),
+                                 paths, synthetic=True),
+             *plots.save_figures(analyse.ModelResults.load(_results_folder(paths, "models")),
+                                 paths, synthetic=True)]
+    return len(names)
 
 
 def image_files(snapshot: Path) -> list[Path]:
@@ -297,28 +228,25 @@ SCAN_COLUMNS: tuple[str, ...] = ("id", "createdAt", "url", "positivePrompt", "ne
 
 def scan_floor_sql(files: Iterable[Path], columns: Iterable[str]) -> str:
     """One plain scan: every needed column decoded once, reduced to a trivial aggregate."""
-    listing = ", ".join("'" + f.as_posix().replace("'", "''") + "'" for f in files)
-    parts = []
-    for c in columns:
-        parts.append(f'max(length(CAST("{c}" AS VARCHAR)))')
-    return f"SELECT count(*), {', '.join(parts)} FROM read_parquet([{listing}])"
+    parts = [f"max(length(CAST({sql_identifier(c)} AS VARCHAR)))" for c in columns]
+    return f"SELECT count(*), {', '.join(parts)} FROM {read_parquet_sql(list(files))}"
 
 
 def stage_scan_floor(paths: RunPaths, snapshot: Path) -> int:
     """The scan floor: DuckDB decoding every column the pipeline needs, nothing else."""
-    from .sources import duckdb_connection
-
     import pyarrow.parquet as pq
+
+    from .db import connect
 
     files = image_files(snapshot)
     present = set(pq.ParquetFile(files[0]).schema_arrow.names)
-    con = duckdb_connection(paths)
+    con = connect(paths.tmp)
     try:
         row = con.execute(scan_floor_sql(files, [c for c in SCAN_COLUMNS if c in present])).fetchone()
         models = sorted((snapshot / "models").glob("*.parquet"))
         if models:
-            con.execute("SELECT count(*), max(length(CAST(COLUMNS(*) AS VARCHAR))) FROM read_parquet(["
-                        + ", ".join("'" + m.as_posix() + "'" for m in models) + "])").fetchall()
+            con.execute("SELECT count(*), max(length(CAST(COLUMNS(*) AS VARCHAR))) "
+                        f"FROM {read_parquet_sql(models)}").fetchall()
     finally:
         con.close()
     return int(row[0])
@@ -327,19 +255,19 @@ def stage_scan_floor(paths: RunPaths, snapshot: Path) -> int:
 def label_floor_sql(interim: Path) -> str:
     """The image labels of every cleaned row computed and counted, nothing written: the same
     ``SELECT`` that ``label.label_images`` streams into the processed table."""
-    from . import label
+    from . import label, schema
 
     select = label.image_labels_of_file_sql(interim, label.load_lexicon())
     columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora",
-               *(label.marker_column(c) for c in label.MARKER_CATEGORIES)]
+               *schema.MARKERS.values()]
     return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"
 
 
 def stage_label_floor(paths: RunPaths, snapshot: Path) -> int:
     """The labelling floor: the regexes over every cleaned prompt, counted, no table written."""
-    from .sources import duckdb_connection
+    from .db import connect
 
-    con = duckdb_connection(paths)
+    con = connect(paths.tmp)
     try:
         return int(con.execute(label_floor_sql(paths.table("interim", "images"))).fetchall()[0][0])
     finally:
@@ -350,7 +278,7 @@ def stage_naive_baseline(paths: RunPaths, snapshot: Path) -> int:
     """What a researcher writes first: one pandas frame, row-wise Python labels, monthly groupby."""
     import pandas as pd
 
-    from . import label
+    from . import label, schema
 
     lexicon = label.load_lexicon()
     df = pd.read_parquet(snapshot / "images")
@@ -372,7 +300,7 @@ def stage_naive_baseline(paths: RunPaths, snapshot: Path) -> int:
         n_images=("id", "size"), nsfw_r=("is_nsfw_r", "mean"), nsfw_x=("is_nsfw_x", "mean"),
         nsfw_platform=("is_nsfw_platform", "mean"), lora=("n_lora", lambda s: (s > 0).mean()),
         likes=("likeCount", "mean"),
-        **{f"mk_{c}": (f"mk_{c}", "mean") for c in label.MARKER_CATEGORIES})
+        **{f"mk_{c}": (f"mk_{c}", "mean") for c in schema.MARKER_CATEGORIES})
     monthly.to_csv(paths.tmp / "naive_monthly.csv")
     return len(df)
 
@@ -626,7 +554,7 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(result, out / f"{rows}.json")
     table = markdown_table(result)
-    (out / f"{rows}.md").write_text(table, encoding="utf-8")
+    write_text_atomic(table, out / f"{rows}.md")
     print(table)
     if not keep_run:
         import shutil

@@ -1,26 +1,26 @@
 """Numbers, tables and text for the paper and the README, all generated, none typed by hand.
 
-* **Numbers.** Each analysis notebook turns its results into named numbers
-  (:func:`image_numbers`, :func:`model_numbers`) and saves them as a part
-  (:func:`save_numbers` → ``data/reports/numbers_<part>.json``). The figures notebook merges
-  the parts (:func:`collect_numbers`) and writes ``paper/numbers.json`` and ``paper/numbers.tex``
+* **Numbers.** The figures notebook reads the results objects that notebooks 03 and 04
+  saved (:class:`~helpers.analyse.ImageResults`, :class:`~helpers.analyse.ModelResults`),
+  turns them into named numbers (:func:`image_numbers`, :func:`model_numbers`, merged by
+  :func:`study_numbers`) and writes ``paper/numbers.json`` and ``paper/numbers.tex``
   (:func:`write_numbers`), where each number is a LaTeX macro such as
   ``\\newcommand{\\NsfwShareR}{35.2\\%}``; macro names are letters only.
 * **Tables.** :func:`write_table` writes a frame as CSV (raw values) and as a booktabs
-  ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``.
+  ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``;
+  :func:`image_tables` and :func:`model_tables` say which results become which table.
 * **Comparison.** :func:`comparison_table` sets our numbers beside the published ones in
   ``paper/reference.csv``.
 * **README.** :func:`readme_findings` writes the findings paragraph from ``numbers.json`` and
   says so when the numbers come from the synthetic sample; :func:`update_readme` puts it
   between the markers of the README.
 
-Every file is written to a temporary name and moved into place with ``os.replace``.
+Every file is written atomically (:func:`helpers.db.write_text_atomic`).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,11 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .analyse import CONFIDENCE, MIN_USERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from .analyse import MIN_USERS, ImageResults, ModelResults
+from .db import write_text_atomic
 from .paths import RunPaths, repo_root
+from .schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from .stats import CONFIDENCE
 
 #: Published figures compared with ours (committed with the repository, not a run output).
 REFERENCE_CSV = repo_root() / "paper" / "reference.csv"
@@ -54,21 +57,6 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
                   "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "–": "--"}
-
-
-# --------------------------------------------------------------------------- files
-def write_text_atomic(dest: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``dest`` through a temp file and ``os.replace``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return dest
 
 
 # --------------------------------------------------------------------------- formatting
@@ -162,17 +150,11 @@ def month_key(month: str) -> str:
     return month.replace("-", "_")
 
 
-def image_numbers(overview: Mapping[str, Any], monthly: pd.DataFrame, trend: pd.DataFrame,
-                  lora_monthly: pd.DataFrame, lora_trend: Mapping[str, float],
-                  adapter: pd.DataFrame, engagement: pd.DataFrame, markers: pd.DataFrame,
-                  concentration: Mapping[str, float]) -> dict[str, dict]:
-    """The image-level numbers the paper and README quote, from the image analyses' results.
-
-    Arguments are the outputs of :mod:`helpers.analyse`: ``image_overview``,
-    ``nsfw_share_by_month``, ``nsfw_share_trend``, ``lora_use_by_month``, ``share_trend`` of
-    the LoRA series, ``nsfw_share_by_adapter_use``, ``engagement_nsfw_vs_sfw``,
-    ``markers_by_month`` and the summary of ``creator_concentration``.
-    """
+def image_numbers(results: ImageResults) -> dict[str, dict]:
+    """The image-level numbers the paper and README quote, from notebook 03's results."""
+    overview, monthly, trend = results.overview, results.monthly, results.trend
+    lora_monthly, lora_trend, adapter = results.lora_monthly, results.lora_trend, results.adapter
+    engagement, markers, concentration = results.engagement, results.markers, results.concentration
     out: dict[str, dict] = {
         "n_images": entry(overview["n_images"], "count"),
         "n_image_users": entry(overview["n_users"], "count"),
@@ -221,21 +203,17 @@ def image_numbers(overview: Mapping[str, Any], monthly: pd.DataFrame, trend: pd.
     return out
 
 
-def model_numbers(overview: Mapping[str, Any], real_person_trend: Mapping[str, float],
-                  gender: pd.DataFrame, nsfw_by_real_person: pd.DataFrame,
-                  nsfw_by_gender: pd.DataFrame, engagement: pd.DataFrame,
-                  downloads: Mapping[str, float], real_person_monthly: pd.DataFrame,
-                  adapter_monthly: pd.DataFrame, definition: str = "r") -> dict[str, dict]:
-    """The model-level numbers the paper and README quote, from the model analyses' results.
+def model_numbers(results: ModelResults) -> dict[str, dict]:
+    """The model-level numbers the paper and README quote, from notebook 04's results.
 
-    Arguments are the outputs of :mod:`helpers.analyse`: ``model_overview``, ``share_trend``
-    of ``real_person_share_by_month``, ``depicted_gender_split``,
-    ``nsfw_share_by_real_person``, ``nsfw_share_by_depicted_gender``,
-    ``engagement_real_person_vs_other``, ``real_person_downloads``,
-    ``real_person_share_by_month`` and ``adapter_share_by_month``; ``definition`` is the NSFW
-    definition the model comparisons used (``analyse.model_nsfw_definition``), whose overall
-    share is also given as ``nsfw_share_models``.
+    ``nsfw_share_models`` is the overall NSFW share under the definition the model comparisons
+    used (``results.definition``).
     """
+    overview, definition, gender = results.overview, results.definition, results.gender
+    real_person_trend, real_person_monthly = results.real_person_trend, results.real_person_monthly
+    nsfw_by_real_person, nsfw_by_gender = results.nsfw_by_real_person, results.nsfw_by_gender
+    engagement, downloads = results.engagement, results.downloads
+    adapter_monthly = results.adapter_monthly
     out: dict[str, dict] = {
         "n_models": entry(overview["n_models"], "count"),
         "n_adapters": entry(overview["n_adapters"], "count"),
@@ -301,26 +279,28 @@ def method_numbers() -> dict[str, dict]:
             "min_users": entry(MIN_USERS, "count")}
 
 
-def save_numbers(paths: RunPaths, part: str, numbers: Mapping[str, dict]) -> Path:
-    """Store one notebook's numbers as ``data/reports/numbers_<part>.json`` (sorted keys)."""
-    if not re.fullmatch(r"[a-z]+", part):
-        raise ValueError(f"part name {part!r} must be lower-case letters")
-    text = json.dumps(dict(sorted(numbers.items())), indent=1, sort_keys=True, ensure_ascii=False)
-    return write_text_atomic(paths.report(f"numbers_{part}"), text + "\n")
-
-
-def collect_numbers(paths: RunPaths) -> dict[str, dict]:
-    """Merge every ``numbers_<part>.json`` of the run; a key defined twice is an error."""
+def merge_numbers(parts: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
+    """Merge named sets of numbers (sorted keys); a key defined differently twice is an error."""
     merged: dict[str, dict] = {}
-    files = sorted(paths.reports.glob("numbers_*.json"))
-    if not files:
-        raise FileNotFoundError("no numbers_*.json in data/reports: run notebooks 03 and 04 first")
-    for path in files:
-        for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+    for part, numbers in parts.items():
+        for key, value in numbers.items():
             if key in merged and merged[key] != value:
-                raise ValueError(f"number {key!r} is defined differently in two parts ({path.name})")
+                raise ValueError(f"number {key!r} is defined differently in two parts ({part})")
             merged[key] = value
     return dict(sorted(merged.items()))
+
+
+def study_numbers(images: ImageResults | None, models: ModelResults | None, source: str,
+                  synthetic: bool) -> dict[str, dict]:
+    """Every number of the paper: from the image and model results (either may be missing when
+    the snapshot lacks that table), the methods' constants and the data source."""
+    if images is None and models is None:
+        raise FileNotFoundError("no image or model results in data/reports: run notebooks 03 "
+                                "and 04 first")
+    parts = {"images": image_numbers(images) if images is not None else {},
+             "models": model_numbers(models) if models is not None else {},
+             "methods": method_numbers(), "source": source_numbers(source, synthetic)}
+    return merge_numbers(parts)
 
 
 def numbers_tex(numbers: Mapping[str, dict]) -> str:
@@ -345,9 +325,9 @@ def write_numbers(paths: RunPaths, numbers: Mapping[str, dict], synthetic: bool,
     """
     payload = {"synthetic": bool(synthetic), "source": str(source),
                "numbers": {k: {**v, "macro": macro_name(k)} for k, v in sorted(numbers.items())}}
-    json_path = write_text_atomic(paths.paper / NUMBERS_JSON,
-                                  json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    tex_path = write_text_atomic(paths.paper / NUMBERS_TEX, numbers_tex(numbers))
+    json_path = write_text_atomic(json.dumps(payload, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                                  paths.paper / NUMBERS_JSON)
+    tex_path = write_text_atomic(numbers_tex(numbers), paths.paper / NUMBERS_TEX)
     return {"json": json_path, "tex": tex_path}
 
 
@@ -408,9 +388,9 @@ def write_table(frame: pd.DataFrame, paths: RunPaths, name: str,
     raw = frame.rename(columns=dict(headers or {}))
     shown = format_frame(frame, kinds or {}).rename(columns=dict(headers or {}))
     csv = raw.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    csv_path = write_text_atomic(paths.tables / f"{name}.csv", csv)
-    tex_path = write_text_atomic(paths.tables / f"{name}.tex",
-                                 latex_tabular(shown, align or column_alignment(frame)))
+    csv_path = write_text_atomic(csv, paths.tables / f"{name}.csv")
+    tex_path = write_text_atomic(latex_tabular(shown, align or column_alignment(frame)),
+                                 paths.tables / f"{name}.tex")
     return {"csv": csv_path, "tex": tex_path}
 
 
@@ -482,11 +462,29 @@ def write_paper_table(paths: RunPaths, name: str, frame: pd.DataFrame) -> dict[s
     if missing:
         raise ValueError(f"table {name!r} needs columns {missing}")
     shown = format_frame(frame[list(spec.columns)], spec.kinds).rename(columns=spec.headers)
-    csv_path = write_text_atomic(paths.tables / f"{name}.csv",
-                                 frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    tex_path = write_text_atomic(paths.tables / f"{name}.tex",
-                                 latex_tabular(shown, spec.align or column_alignment(frame[list(spec.columns)])))
+    csv_path = write_text_atomic(frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+                                 paths.tables / f"{name}.csv")
+    tex_path = write_text_atomic(latex_tabular(shown, spec.align or column_alignment(frame[list(spec.columns)])),
+                                 paths.tables / f"{name}.tex")
     return {"csv": csv_path, "tex": tex_path}
+
+
+def image_tables(results: ImageResults) -> dict[str, pd.DataFrame]:
+    """The paper tables of notebook 03, by :data:`PAPER_TABLES` name."""
+    return {"image_trends": image_trend_table(results.trend, results.lora_trend),
+            "adapter_nsfw": adapter_table(results.adapter),
+            "engagement_images": results.engagement}
+
+
+def model_tables(results: ModelResults) -> dict[str, pd.DataFrame]:
+    """The paper tables of notebook 04, by :data:`PAPER_TABLES` name."""
+    return {"real_person_by_type": results.by_type, "depicted_gender": results.gender,
+            "engagement_models": results.engagement}
+
+
+def write_paper_tables(paths: RunPaths, tables: Mapping[str, pd.DataFrame]) -> list[Path]:
+    """Write several :data:`PAPER_TABLES` (:func:`write_paper_table`); return every file written."""
+    return [p for name, frame in tables.items() for p in write_paper_table(paths, name, frame).values()]
 
 
 def image_trend_table(nsfw_trend: pd.DataFrame, lora_trend: Mapping[str, float]) -> pd.DataFrame:
@@ -620,7 +618,7 @@ def update_readme(readme_path: Path, text: str) -> None:
     head, rest = current.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     body = text if text.endswith("\n") else text + "\n"
-    write_text_atomic(readme, f"{head}{README_START}\n{body}{README_END}{tail}")
+    write_text_atomic(f"{head}{README_START}\n{body}{README_END}{tail}", readme)
 
 
 def figure_files(paths: RunPaths, names: Iterable[str]) -> pd.DataFrame:

@@ -2,32 +2,41 @@
 
 Every ``figNN_slug`` function takes the small frames that :mod:`helpers.analyse` returns and
 gives back a :class:`matplotlib.figure.Figure` sized for one column of a two-column paper.
-Figures are built without ``pyplot`` on an explicit Agg canvas (no global state, no display
-backend needed, a notebook's own backend untouched) and saved by :func:`savefig` as PDF (for
-the paper) and PNG (for reading) with all time-stamped metadata removed, so the same input
-gives byte-identical files.
+:data:`IMAGE_FIGURES` and :data:`MODEL_FIGURES` say which fields of a notebook's results
+object each figure draws (:func:`draw`, :func:`save_figures`).
+
+Figures are built without ``pyplot`` on an explicit Agg canvas (no display backend needed, a
+notebook's own backend untouched). The style is applied only while a figure is built and
+saved (:func:`style`, an ``rc_context``): matplotlib's global settings are left as they were.
+:func:`savefig` writes PDF (for the paper) and PNG (for reading) with all time-stamped
+metadata removed, so the same input gives byte-identical files.
 
 ``synthetic=True`` stamps "synthetic sample" across the figure: a figure drawn from the
 embedded synthetic snapshot must never be mistaken for a finding about CivitAI.
 """
 from __future__ import annotations
 
-import os
+import functools
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+import matplotlib as mpl
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from . import schema
-from .analyse import NSFW_DEFINITION_LABELS
+from .analyse import ImageResults, ModelResults
+from .db import atomic_path
 from .paths import RunPaths
+from .schema import MARKER_LABELS, NSFW_DEFINITION_LABELS
 
 #: Width of one column of a two-column paper, in inches.
 COLUMN_WIDTH = 3.4
@@ -45,34 +54,57 @@ LEVEL_COLOURS: dict[str, str] = {"PG": "#d9e6f2", "PG13": "#9ecae1", "R": "#fcae
                                  "X": "#fb6a4a", "XXX": "#a50f15", "Blocked": "#636363"}
 MARKER_COLOURS: dict[str, str] = {"booru": "#4c72b0", "pony": "#dd8452", "sexual": "#c44e52",
                                   "minor": "#000000", "real_person": "#55a868"}
-MARKER_LABELS: dict[str, str] = {"booru": "booru tags", "pony": "Pony tokens",
-                                 "sexual": "sexual terms", "minor": "minor-coded terms",
-                                 "real_person": "real-person cues"}
 GENDER_COLOURS: dict[str, str] = {"female": "#c44e52", "male": "#4c72b0", "mixed": "#8172b3",
                                   "unknown": "#999999"}
 GROUP_COLOURS: tuple[str, str] = ("#c44e52", "#4c72b0")  # (the group of interest, the rest)
+#: Colour of error bars: the "k" of seaborn's deep palette, which its theme made the default.
+ERROR_COLOUR: tuple[float, float, float] = (0.1, 0.1, 0.1)
+#: How error bars are drawn.
+ERROR_KW: dict[str, Any] = {"elinewidth": 0.7, "capsize": 1.5, "ecolor": ERROR_COLOUR}
 
 #: Every figure function, in paper order (name → function), filled below.
 FIGURES: dict[str, object] = {}
 
 
 # --------------------------------------------------------------------------- style & files
-def apply_style() -> None:
-    """The repository's plot style: seaborn whitegrid, small readable fonts, embeddable PDF fonts."""
-    sns.set_theme(context="paper", style="whitegrid", font="DejaVu Sans", rc={
+@functools.lru_cache(maxsize=1)
+def style_rc() -> dict[str, Any]:
+    """The repository's plot style as rc settings: what ``seaborn.set_theme(context="paper",
+    style="whitegrid", font="DejaVu Sans")`` sets (without remapping matplotlib's one-letter
+    colour codes), small readable fonts, embeddable PDF fonts."""
+    return {
+        **sns.plotting_context("paper"),
+        **sns.axes_style("whitegrid", rc={"font.family": "DejaVu Sans"}),
+        "axes.prop_cycle": cycler("color", sns.color_palette("deep")),
         "font.size": 7.5, "axes.titlesize": 8, "axes.labelsize": 7.5, "xtick.labelsize": 6.5,
         "ytick.labelsize": 6.5, "legend.fontsize": 6.5, "legend.title_fontsize": 7,
         "axes.titleweight": "bold", "axes.linewidth": 0.6, "grid.linewidth": 0.4,
         "lines.linewidth": 1.2, "legend.frameon": False, "figure.dpi": 100,
         "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "civitai-gendered-harm",
         "savefig.bbox": "standard", "path.simplify": False,
-    })
+    }
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Apply the plot style (:func:`style_rc`) inside the block; restore matplotlib's after."""
+    with mpl.rc_context(style_rc()):
+        yield
+
+
+def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """A figure function that builds its figure inside :func:`style` (ticks drawn at save time
+    get the style from :func:`savefig`)."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with style():
+            return draw(*args, **kwargs)
+    return wrapper
 
 
 def new_figure(height: float, ncols: int = 1, nrows: int = 1, width: float = COLUMN_WIDTH,
                **subplot_kw) -> tuple[Figure, np.ndarray]:
     """A figure of ``width`` × ``height`` inches with an Agg canvas and its axes (always an array)."""
-    apply_style()
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
@@ -100,17 +132,11 @@ def savefig(fig: Figure, paths: RunPaths, name: str) -> dict[str, Path]:
     No creation date, producer or software version is embedded, so the bytes depend only on
     the figure.
     """
-    paths.figures.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     for ext, meta, extra in (("pdf", PDF_METADATA, {}), ("png", PNG_METADATA, {"dpi": PNG_DPI})):
         dest = paths.figures / f"{name}.{ext}"
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        try:
+        with style(), atomic_path(dest) as tmp:
             fig.savefig(tmp, format=ext, metadata=meta, **extra)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         out[ext] = dest
     return out
 
@@ -183,6 +209,7 @@ def _ranked_bars(ax: Axes, labels: pd.Series, values: pd.Series, colour: str, ti
 
 
 # --------------------------------------------------------------------------- figures
+@styled
 def fig01_volume_nsfw(monthly: pd.DataFrame, synthetic: bool = False) -> Figure:
     """Monthly image volume (top) and NSFW share under the three definitions (bottom).
 
@@ -207,6 +234,7 @@ def fig01_volume_nsfw(monthly: pd.DataFrame, synthetic: bool = False) -> Figure:
     return _finish(fig, synthetic)
 
 
+@styled
 def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Figure:
     """Share of each browsing level per month (:func:`helpers.analyse.level_composition_by_month`)."""
     fig, (ax,) = new_figure(2.5)
@@ -221,6 +249,7 @@ def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Fi
     return _finish(fig, synthetic)
 
 
+@styled
 def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame,
                       adapter_overall: pd.DataFrame, synthetic: bool = False) -> Figure:
     """Adapter use over time (a) and NSFW share with vs without adapter calls (b).
@@ -252,6 +281,7 @@ def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame
     return _finish(fig, synthetic)
 
 
+@styled
 def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
                      synthetic: bool = False) -> Figure:
     """Survival curves of image engagement, NSFW vs SFW (share of images with ≥ x reactions).
@@ -280,6 +310,7 @@ def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
     return _finish(fig, synthetic)
 
 
+@styled
 def fig05_distinctive_terms(terms: pd.DataFrame, top_n: int = 15, synthetic: bool = False) -> Figure:
     """Prompt terms most typical of NSFW (left) and SFW (right) images, by log-odds z-score.
 
@@ -294,6 +325,7 @@ def fig05_distinctive_terms(terms: pd.DataFrame, top_n: int = 15, synthetic: boo
     return _finish(fig, synthetic)
 
 
+@styled
 def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
     """Share of prompts with each marker category per month (:func:`helpers.analyse.markers_by_month`)."""
     fig, (ax,) = new_figure(2.6)
@@ -309,6 +341,7 @@ def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
     return _finish(fig, synthetic)
 
 
+@styled
 def fig07_creator_lorenz(lorenz: pd.DataFrame, summary: dict[str, float],
                          synthetic: bool = False) -> Figure:
     """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share."""
@@ -333,6 +366,7 @@ def fig07_creator_lorenz(lorenz: pd.DataFrame, summary: dict[str, float],
     return _finish(fig, synthetic)
 
 
+@styled
 def fig08_model_types(types: pd.DataFrame, bases: pd.DataFrame, synthetic: bool = False) -> Figure:
     """New models per month by type (a) and by base model family (b), as within-month shares.
 
@@ -352,6 +386,7 @@ def fig08_model_types(types: pd.DataFrame, bases: pd.DataFrame, synthetic: bool 
     return _finish(fig, synthetic)
 
 
+@styled
 def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gender: pd.DataFrame,
                       synthetic: bool = False) -> Figure:
     """Real-person models: share of new models per month (a), depicted gender (b), NSFW share (c).
@@ -361,7 +396,6 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     :func:`~helpers.analyse.nsfw_share_by_depicted_gender`.
     """
     fig = Figure(figsize=(COLUMN_WIDTH, 4.2), layout="constrained")
-    apply_style()
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1])
     ax_m = fig.add_subplot(grid[0, :])
@@ -379,7 +413,7 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     x = np.arange(len(g))
     err = np.vstack([(g["share"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["share"]).fillna(0)])
     ax_g.bar(x, g["share"].fillna(0), yerr=err, color=[GENDER_COLOURS[k] for k in g.index],
-             error_kw={"elinewidth": 0.7, "capsize": 1.5})
+             error_kw=dict(ERROR_KW))
     ax_g.set_xticks(x, g.index.tolist(), rotation=45, ha="right", rotation_mode="anchor")
     ax_g.set_ylim(0, 1)
     _percent_axis(ax_g)
@@ -393,7 +427,7 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     xs = np.arange(len(groups))
     err = np.vstack([groups["share"] - groups["ci_low"], groups["ci_high"] - groups["share"]])
     colours = [GENDER_COLOURS.get(lbl, "#bbbbbb") for lbl in labels]
-    ax_n.bar(xs, groups["share"], yerr=err, color=colours, error_kw={"elinewidth": 0.7, "capsize": 1.5})
+    ax_n.bar(xs, groups["share"], yerr=err, color=colours, error_kw=dict(ERROR_KW))
     ax_n.set_xticks(xs, labels, rotation=45, ha="right", rotation_mode="anchor")
     ax_n.set_ylim(0, 1)
     _percent_axis(ax_n)
@@ -403,6 +437,7 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     return _finish(fig, synthetic)
 
 
+@styled
 def fig10_top_tags(tags_real: pd.DataFrame, tags_all: pd.DataFrame, top_n: int = 15,
                    synthetic: bool = False) -> Figure:
     """Most frequent tags of real-person models (a) and of all models (b), names excluded.
@@ -423,3 +458,55 @@ FIGURES.update({f.__name__: f for f in (
     fig01_volume_nsfw, fig02_level_composition, fig03_adapter_use, fig04_engagement,
     fig05_distinctive_terms, fig06_markers, fig07_creator_lorenz, fig08_model_types,
     fig09_real_person, fig10_top_tags)})
+
+
+# --------------------------------------------------------------------------- figures of results
+#: The figures of notebook 03, each drawn from the notebook's results object.
+IMAGE_FIGURES: dict[str, Callable[[ImageResults, bool], Figure]] = {
+    "fig01_volume_nsfw": lambda r, s: fig01_volume_nsfw(r.monthly, synthetic=s),
+    "fig02_level_composition": lambda r, s: fig02_level_composition(r.levels, synthetic=s),
+    "fig03_adapter_use": lambda r, s: fig03_adapter_use(r.lora_monthly, r.adapter_monthly,
+                                                        r.adapter, synthetic=s),
+    "fig04_engagement": lambda r, s: fig04_engagement(r.reaction_counts, synthetic=s),
+    "fig05_distinctive_terms": lambda r, s: fig05_distinctive_terms(r.terms, top_n=r.top_terms,
+                                                                    synthetic=s),
+    "fig06_markers": lambda r, s: fig06_markers(r.markers, synthetic=s),
+    "fig07_creator_lorenz": lambda r, s: fig07_creator_lorenz(r.lorenz, r.concentration,
+                                                              synthetic=s),
+}
+#: The figures of notebook 04, each drawn from the notebook's results object.
+MODEL_FIGURES: dict[str, Callable[[ModelResults, bool], Figure]] = {
+    "fig08_model_types": lambda r, s: fig08_model_types(r.types, r.bases, synthetic=s),
+    "fig09_real_person": lambda r, s: fig09_real_person(r.real_person_monthly, r.gender,
+                                                        r.nsfw_by_gender, synthetic=s),
+    "fig10_top_tags": lambda r, s: fig10_top_tags(r.tags_real, r.tags_all, top_n=r.top_tags,
+                                                  synthetic=s),
+}
+
+
+def figures_of(results: ImageResults | ModelResults) -> Mapping[str, Callable[[Any, bool], Figure]]:
+    """The figures a results object feeds (:data:`IMAGE_FIGURES` or :data:`MODEL_FIGURES`)."""
+    return IMAGE_FIGURES if isinstance(results, ImageResults) else MODEL_FIGURES
+
+
+def draw(name: str, results: ImageResults | ModelResults, synthetic: bool = False) -> Figure:
+    """Figure ``name`` drawn from a notebook's results object."""
+    figures = figures_of(results)
+    if name not in figures:
+        raise ValueError(f"{type(results).__name__} draws no figure {name!r}; "
+                         f"valid: {', '.join(figures)}")
+    return figures[name](results, synthetic)
+
+
+def show(name: str, results: ImageResults | ModelResults, paths: RunPaths,
+         synthetic: bool = False):
+    """Draw figure ``name`` from the results, save it and return the PNG for a notebook."""
+    return save_and_show(draw(name, results, synthetic), paths, name)
+
+
+def save_figures(results: ImageResults | ModelResults, paths: RunPaths,
+                 synthetic: bool = False) -> list[str]:
+    """Draw and save every figure of a results object; return their names."""
+    for name in figures_of(results):
+        savefig(draw(name, results, synthetic), paths, name)
+    return list(figures_of(results))

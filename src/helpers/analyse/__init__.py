@@ -1,0 +1,45 @@
+"""The study's analyses: one function per question, each returning a small tidy frame or dict,
+and one results object per analysis notebook.
+
+* :mod:`.images` (notebook 03): image-level analyses, aggregated in DuckDB over the processed
+  images table, never loaded into pandas; :func:`image_results` → :class:`ImageResults`.
+* :mod:`.models` (notebook 04): model-level analyses on the processed models frame;
+  :func:`model_results` → :class:`ModelResults`.
+* :mod:`.names`: the personal-name filter that keeps names out of every published list.
+* :mod:`.results`: how a results object is saved to a run folder and read back.
+* The statistics (Wilson intervals, trend tests, rank tests, concentration, log-odds) live in
+  :mod:`helpers.stats`; they are re-exported here for convenience.
+
+Uncertainty: shares carry Wilson 95% intervals; trends are tested with a quasi-binomial
+logistic regression of monthly counts on time (odds ratio per year) and a Mann-Kendall test;
+distributions are compared with a Mann-Whitney U test and its rank-biserial effect size; prompt
+vocabularies with weighted log-odds under an informative Dirichlet prior (Monroe et al. 2008).
+
+Ethics: lists of tags or prompt terms pass through :class:`PersonalNameFilter`, so no published
+list names a real person; per-user statistics are only reported over at least
+:data:`MIN_USERS` users.
+"""
+from __future__ import annotations
+
+from ..schema import (GENDERS, MARKERS, NSFW_DEFINITION_LABELS,  # noqa: F401  (vocabulary)
+                      NSFW_DEFINITIONS)
+from ..stats import (CONFIDENCE, gini, logistic_trend, lorenz_curve, mann_kendall,  # noqa: F401
+                     mann_whitney_from_counts, odds_ratio, quantile_from_counts, share_trend,
+                     top_share, weighted_log_odds, wilson_interval, with_share)
+from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F401
+                     compare_groups, connect)
+from .images import (STOPWORDS, ImageResults, creator_concentration,  # noqa: F401
+                     distinctive_terms, engagement_counts, engagement_nsfw_vs_sfw, image_overview,
+                     image_results, images_per_user_distribution, level_composition_by_month,
+                     lora_use_by_month, markers_by_month, names_in_prompts, nsfw_share_by_adapter_use,
+                     nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker, nsfw_share_by_month,
+                     nsfw_share_trend, prompt_term_counts)
+from .models import (ModelResults, adapter_share_by_month, base_models_by_month,  # noqa: F401
+                     depicted_gender_split, engagement_nsfw_vs_sfw_models,
+                     engagement_real_person_vs_other, model_nsfw_definition, model_overview,
+                     model_results, model_types_by_month, nsfw_share_by_depicted_gender,
+                     nsfw_share_by_real_person, real_person_downloads, real_person_share_by_month,
+                     real_person_share_by_type, real_person_sources, top_tags)
+from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F401
+                    personal_name_filter, word_tokens)
+from .results import Results  # noqa: F401

@@ -1,0 +1,72 @@
+"""What every analysis shares: the DuckDB connection, the NSFW definition's column, months,
+the privacy floor, and the comparison of one metric between two groups."""
+from __future__ import annotations
+
+import math
+
+import duckdb
+import pandas as pd
+
+from .. import db
+from ..paths import RunPaths
+from ..schema import NSFW_DEFINITIONS
+from ..stats import mann_whitney_from_counts, quantile_from_counts
+
+# --------------------------------------------------------------------------- constants
+#: Engagement columns of the images table compared between groups.
+IMAGE_ENGAGEMENT: tuple[str, ...] = ("reaction_count", "like_count", "heart_count", "comment_count")
+#: Engagement columns of the models table compared between groups.
+MODEL_ENGAGEMENT: tuple[str, ...] = ("download_count", "favorite_count", "comment_count",
+                                     "rating_count")
+#: Smallest number of users a per-user statistic may aggregate over (privacy floor).
+MIN_USERS = 10
+
+
+# --------------------------------------------------------------------------- plumbing
+def connect(paths: RunPaths | None = None, memory_limit: str = "3GB",
+            threads: int = 2) -> duckdb.DuckDBPyConnection:
+    """A bounded DuckDB connection for the analyses (UTC, spill space under the run)."""
+    return db.connect(paths.tmp if paths is not None else None, memory_limit=memory_limit,
+                      threads=threads)
+
+
+def flag_column(definition: str) -> str:
+    """Label column of an NSFW definition; refuses unknown definitions with the valid ones."""
+    try:
+        return NSFW_DEFINITIONS[definition]
+    except KeyError:
+        raise ValueError(f"unknown NSFW definition {definition!r}; valid: "
+                         f"{', '.join(NSFW_DEFINITIONS)}") from None
+
+
+#: SQL for the UTC calendar month ``YYYY-MM`` of a timestamp with time zone.
+def month_sql(column: str = "created_at") -> str:
+    return f"strftime(timezone('UTC', {column}), '%Y-%m')"
+
+
+def months_of(series: pd.Series) -> pd.Series:
+    """UTC calendar month ``YYYY-MM`` of a pandas timestamp column."""
+    ts = pd.to_datetime(series, utc=True)
+    return ts.dt.strftime("%Y-%m")
+
+
+def as_bool(series: pd.Series) -> pd.Series:
+    """A nullable boolean column as plain bool (null → False) for counting."""
+    return series.fillna(False).astype(bool)
+
+
+def compare_groups(counts: pd.DataFrame, metric: str, a: object, b: object,
+                    a_name: str, b_name: str) -> dict[str, float | str]:
+    """Medians, means and the Mann-Whitney test of one metric between two groups."""
+    test = mann_whitney_from_counts(counts, value="value", group="group", n="n", a=a, b=b)
+    row: dict[str, float | str] = {"metric": metric}
+    for label, g in ((a_name, a), (b_name, b)):
+        part = counts[counts["group"] == g]
+        total = part["n"].sum()
+        row[f"n_{label}"] = float(total)
+        row[f"median_{label}"] = quantile_from_counts(part["value"], part["n"], 0.5)
+        row[f"mean_{label}"] = float((part["value"] * part["n"]).sum() / total) if total else math.nan
+    row.update({"u": test["u"], "z": test["z"], "p_value": test["p_value"],
+                "rank_biserial": test["rank_biserial"],
+                "prob_superiority": test["prob_superiority"]})
+    return row

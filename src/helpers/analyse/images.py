@@ -1,0 +1,493 @@
+"""Image-level analyses (notebook 03): every function aggregates the processed images table
+in DuckDB and returns only the aggregate (one row per month, level, term, ...), so tens of
+millions of rows never reach pandas; statistics are then computed on those aggregates exactly.
+
+:func:`image_results` runs them all, in the notebook's order, into one :class:`ImageResults`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from .. import db, schema
+from ..db import sql_literal
+from ..schema import ADAPTER_CALL_PATTERN, MARKERS, NSFW_DEFINITIONS
+from ..stats import (gini, lorenz_curve, odds_ratio, quantile_from_counts, share_trend, top_share,
+                     weighted_log_odds, wilson_interval, with_share)
+from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, flag_column, month_sql)
+from .names import personal_name_filter
+from .results import Results
+
+#: Frequent English function words, excluded from prompt vocabularies because they carry no
+#: content and would otherwise fill the top of both lists.
+STOPWORDS: frozenset[str] = frozenset("""
+a an and are as at be but by for from has have he her his in is it its of on or she that the
+their them they this to was were with without very into over under up down out off you your
+""".split())
+
+
+# --------------------------------------------------------------------------- images: overview
+def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, float | str]:
+    """Headline counts of the images table: rows, users, months covered, NSFW and LoRA shares."""
+    con = db.connection_or_default(con)
+    flags = ", ".join(f"count({c}) AS n_{d}, sum(CAST({c} AS INTEGER)) AS k_{d}"
+                      for d, c in NSFW_DEFINITIONS.items())
+    row = con.execute(f"""
+        SELECT count(*) AS n_images, count(DISTINCT user_hash) AS n_users,
+               min({month_sql()}) AS first_month, max({month_sql()}) AS last_month,
+               count(DISTINCT {month_sql()}) AS n_months,
+               sum(CAST(n_lora > 0 AS INTEGER)) AS k_lora, count(n_lora) AS n_lora, {flags}
+        FROM {db.read_parquet_sql(images)}""").df().iloc[0]
+    out: dict[str, float | str] = {
+        "n_images": int(row["n_images"]), "n_users": int(row["n_users"]),
+        "first_month": row["first_month"], "last_month": row["last_month"],
+        "n_months": int(row["n_months"]),
+    }
+    for d in [*NSFW_DEFINITIONS, "lora"]:
+        k, n = float(row[f"k_{d}"] or 0), float(row[f"n_{d}"] or 0)
+        low, high = wilson_interval([k], [n])
+        key = "lora_share" if d == "lora" else f"nsfw_share_{d}"
+        out[key] = k / n if n else math.nan
+        out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(low[0]), float(high[0])
+    return out
+
+
+def nsfw_share_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Monthly image volume and NSFW share under each definition, with Wilson 95% intervals.
+
+    Long format: one row per (month, definition) with ``n_images`` (all images of the month),
+    ``n`` (images where the definition is known), ``k`` (NSFW), ``share``, ``ci_low``,
+    ``ci_high``. The platform flag is unknown (null) for sources without it.
+    """
+    con = db.connection_or_default(con)
+    parts = ", ".join(f"count({c}) AS n_{d}, sum(CAST({c} AS INTEGER)) AS k_{d}"
+                      for d, c in NSFW_DEFINITIONS.items())
+    wide = con.execute(f"""
+        SELECT {month_sql()} AS month, count(*) AS n_images, {parts}
+        FROM {db.read_parquet_sql(images)} GROUP BY 1 ORDER BY 1""").df()
+    rows = []
+    for d in NSFW_DEFINITIONS:
+        part = wide[["month", "n_images", f"n_{d}", f"k_{d}"]].rename(
+            columns={f"n_{d}": "n", f"k_{d}": "k"})
+        part.insert(1, "definition", d)
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    out[["n_images", "n", "k"]] = out[["n_images", "n", "k"]].fillna(0).astype("int64")
+    out = with_share(out)
+    return out.sort_values(["definition", "month"], ignore_index=True)
+
+
+def nsfw_share_trend(monthly: pd.DataFrame) -> pd.DataFrame:
+    """Trend test of the monthly NSFW share, one row per definition (from :func:`nsfw_share_by_month`)."""
+    rows = []
+    for d, part in monthly.groupby("definition", sort=True):
+        if part["n"].sum() == 0:
+            continue
+        rows.append({"definition": d, **share_trend(part)})
+    return pd.DataFrame(rows)
+
+
+def level_composition_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Share of each browsing level (PG … Blocked) among the images of each month.
+
+    One row per (month, level) for every level in :data:`schema.LEVEL_NAMES`, zero-filled, with
+    ``n``, ``n_month`` and ``share``; levels in schema order (mildest first).
+    """
+    con = db.connection_or_default(con)
+    counts = con.execute(f"""
+        SELECT {month_sql()} AS month, nsfw_level AS level, count(*) AS n
+        FROM {db.read_parquet_sql(images)} GROUP BY 1, 2""").df()
+    months = sorted(counts["month"].unique())
+    grid = pd.MultiIndex.from_product([months, list(schema.LEVEL_NAMES)], names=["month", "level"])
+    out = counts.set_index(["month", "level"])["n"].reindex(grid, fill_value=0).reset_index()
+    out["n"] = out["n"].astype("int64")
+    out["n_month"] = out.groupby("month")["n"].transform("sum")
+    out["share"] = out["n"] / out["n_month"].where(out["n_month"] > 0)
+    out["level"] = pd.Categorical(out["level"], categories=list(schema.LEVEL_NAMES), ordered=True)
+    return out.sort_values(["month", "level"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- images: adapters
+def lora_use_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Share of images whose prompt calls at least one LoRA/LyCORIS (``n_lora > 0``), by month."""
+    con = db.connection_or_default(con)
+    out = con.execute(f"""
+        SELECT {month_sql()} AS month, count(n_lora) AS n,
+               sum(CAST(n_lora > 0 AS INTEGER)) AS k, avg(n_lora) AS mean_lora_calls
+        FROM {db.read_parquet_sql(images)} GROUP BY 1 ORDER BY 1""").df()
+    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    return with_share(out)
+
+
+def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
+                              con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """NSFW share of images with and without adapter calls, with Wilson intervals.
+
+    Two rows (``uses_adapter`` False, True); the odds ratio (with vs without) and its Woolf
+    95% interval are repeated on both rows so the frame is self-contained.
+    """
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    out = con.execute(f"""
+        SELECT n_lora > 0 AS uses_adapter, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
+        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1 ORDER BY 1""").df()
+    out = (out.set_index("uses_adapter").reindex([False, True], fill_value=0)
+           .rename_axis("uses_adapter").reset_index())
+    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    out.insert(0, "definition", definition)
+    out = with_share(out)
+    with_, without = out.iloc[1], out.iloc[0]
+    ratio = odds_ratio(int(with_.k), int(with_.n), int(without.k), int(without.n))
+    out["odds_ratio"] = ratio["odds_ratio"]
+    out["or_ci_low"] = ratio["ci_low"]
+    out["or_ci_high"] = ratio["ci_high"]
+    return out
+
+
+def nsfw_share_by_adapter_use_by_month(images: Path, definition: str = "r",
+                                       con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Monthly NSFW share of images with and without adapter calls (Wilson intervals)."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    out = con.execute(f"""
+        SELECT {month_sql()} AS month, n_lora > 0 AS uses_adapter,
+               count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
+        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
+    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    out.insert(1, "definition", definition)
+    return with_share(out)
+
+
+# --------------------------------------------------------------------------- images: engagement
+def engagement_counts(images: Path, metric: str = "reaction_count", definition: str = "r",
+                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Frequency table of an engagement metric for NSFW and SFW images: (value, nsfw, n)."""
+    if metric not in {c.name for c in schema.IMAGES} or not metric.endswith("_count"):
+        raise ValueError(f"unknown engagement metric {metric!r}; valid: {', '.join(IMAGE_ENGAGEMENT)}")
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    return con.execute(f"""
+        SELECT {metric} AS value, {flag} AS nsfw, count(*) AS n
+        FROM {db.read_parquet_sql(images)} WHERE {flag} IS NOT NULL AND {metric} IS NOT NULL
+        GROUP BY 1, 2 ORDER BY 1, 2""").df()
+
+
+def engagement_nsfw_vs_sfw(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEMENT,
+                           definition: str = "r",
+                           con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Engagement of NSFW vs SFW images: medians, means, Mann-Whitney U, rank-biserial r.
+
+    A rank test because engagement is heavy-tailed (a few images collect most reactions), so
+    means would be driven by outliers; the rank-biserial correlation says how much more likely
+    an NSFW image is to out-score an SFW one (positive = NSFW higher).
+    """
+    con = db.connection_or_default(con)
+    rows = []
+    for metric in metrics:
+        counts = engagement_counts(images, metric, definition, con).rename(columns={"nsfw": "group"})
+        rows.append(compare_groups(counts, metric, True, False, "nsfw", "sfw"))
+    out = pd.DataFrame(rows)
+    out.insert(1, "definition", definition)
+    return out
+
+
+# --------------------------------------------------------------------------- images: vocabulary
+def _sample_sql(sample_percent: float | None) -> str:
+    """``AND`` clause of a deterministic hash sample of images (empty for all images)."""
+    if sample_percent is None:
+        return ""
+    if not 0 < sample_percent <= 100:
+        raise ValueError(f"sample_percent must be in (0, 100], got {sample_percent}")
+    return f"AND hash(image_id) % 10000 < {int(round(sample_percent * 100))}"
+
+
+#: SQL regular expressions of prompt tokenising (letters, digits and underscores make a token),
+#: of a capitalised word (a capital then a lower-case letter: "Name", not "HDR"), and of a
+#: credit ("by …", "artist: …", "style of …" up to the end of the phrase).
+_TOKEN_SPLIT_SQL = r"[^\pL\pN_]+"
+_TITLECASE_SQL = r"^\p{Lu}\p{Ll}"
+_CREDIT_SQL = r"(?:\bby|\bartist:|\bstyle of)\s*([^,.;:()\[\]]+)"
+
+
+def prompt_term_counts(images: Path, definition: str = "r", sample_percent: float | None = None,
+                       min_count: int = 5, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Number of NSFW and SFW prompts that contain each term, counted in one DuckDB pass.
+
+    Tokenising: adapter calls removed (their names are model slugs), split on anything that is
+    not a letter, digit or underscore (so ``score_9`` and ``1girl`` stay whole), lower-cased;
+    tokens of one character, pure numbers and :data:`STOPWORDS` are dropped. Each term counts
+    once per prompt (weights such as ``(nude:1.3)`` and repetition do not inflate it).
+
+    The same pass records how prompts write each term, the evidence :func:`names_in_prompts`
+    uses to keep personal names out of published lists: ``n_titlecase`` (prompts writing it
+    capitalised, e.g. "Name"; acronyms such as "HDR" do not count) and ``n_attributed``
+    (prompts crediting it after "by", "artist:" or "style of").
+    ``sample_percent`` takes a deterministic hash sample of images for very large tables.
+    Returns ``term``, ``n_nsfw``, ``n_sfw``, ``n_titlecase``, ``n_attributed`` for terms in at
+    least ``min_count`` prompts.
+    """
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    stop = ", ".join(sql_literal(w) for w in sorted(STOPWORDS))
+    split, title, credit = (_TOKEN_SPLIT_SQL, _TITLECASE_SQL, _CREDIT_SQL)
+    counts = con.execute(f"""
+        WITH prompts AS (
+            SELECT {flag} AS nsfw, regexp_replace(prompt, {sql_literal(ADAPTER_CALL_PATTERN)}, ' ', 'g') AS text
+            FROM {db.read_parquet_sql(images)}
+            WHERE prompt IS NOT NULL AND {flag} IS NOT NULL {_sample_sql(sample_percent)}
+        ), tokens AS (
+            SELECT nsfw, regexp_split_to_array(text, '{split}') AS words,
+                   regexp_extract_all(lower(text), '{credit}', 1) AS credits
+            FROM prompts
+        ), marks AS (
+            -- One list per prompt of (term, kind): kind 0 = the term occurs, 1 = it is written
+            -- capitalised, 2 = it is credited. Each list is de-duplicated, so every kind counts
+            -- once per prompt, and a single unnest keeps it to one pass.
+            SELECT nsfw, list_concat(
+                list_transform(list_distinct(list_transform(words, lambda w: lower(w))),
+                               lambda t: {{'term': t, 'kind': 0}}),
+                list_transform(list_distinct(list_transform(
+                                   list_filter(words, lambda w: regexp_matches(w, '{title}')),
+                                   lambda w: lower(w))),
+                               lambda t: {{'term': t, 'kind': 1}}),
+                list_transform(list_distinct(flatten(list_transform(
+                                   credits, lambda c: regexp_split_to_array(c, '{split}')))),
+                               lambda t: {{'term': t, 'kind': 2}})) AS marks
+            FROM tokens
+        ), flat AS (
+            SELECT nsfw, unnest(marks, recursive := true) FROM marks
+        )
+        SELECT term,
+               count(*) FILTER (WHERE kind = 0 AND nsfw) AS n_nsfw,
+               count(*) FILTER (WHERE kind = 0 AND NOT nsfw) AS n_sfw,
+               count(*) FILTER (WHERE kind = 1) AS n_titlecase,
+               count(*) FILTER (WHERE kind = 2) AS n_attributed
+        FROM flat
+        WHERE length(term) > 1 AND NOT regexp_full_match(term, '[0-9_]+') AND term NOT IN ({stop})
+        GROUP BY term HAVING count(*) FILTER (WHERE kind = 0) >= {int(min_count)}
+        ORDER BY term""").df()
+    return counts.astype({c: "int64" for c in ("n_nsfw", "n_sfw", "n_titlecase", "n_attributed")})
+
+
+def names_in_prompts(counts: pd.DataFrame, titlecase_share: float = 0.5,
+                     attributed_share: float = 0.4, min_attributed: int = 3) -> set[str]:
+    """Terms of :func:`prompt_term_counts` that prompts write like personal names.
+
+    Prompts name artists and people in two recognisable ways: as capitalised words
+    ("Firstname Lastname") in otherwise lower-case text, and after "by", "artist:" or
+    "style of". A term is a name when at least ``titlecase_share`` of the prompts using it write
+    it capitalised, or when at least ``attributed_share`` of them (and ``min_attributed``
+    prompts) credit it. Brand names (cameras, sites) are caught too; dropping them from a list
+    costs little.
+    """
+    written = (counts["n_nsfw"] + counts["n_sfw"]).clip(lower=1)
+    proper = counts["n_titlecase"] / written >= titlecase_share
+    credited = (counts["n_attributed"] / written >= attributed_share) & \
+        (counts["n_attributed"] >= min_attributed)
+    return set(counts.loc[proper | credited, "term"])
+
+
+def distinctive_terms(images: Path, definition: str = "r", top_n: int = 25,
+                      exclude: Callable[[str], bool] | None = None, prior_scale: float = 1.0,
+                      sample_percent: float | None = None, min_count: int = 5,
+                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Prompt terms that most distinguish NSFW from SFW images (weighted log-odds, z-scores).
+
+    Returns the ``top_n`` terms on each side: ``side`` 'nsfw' (z > 0) and 'sfw' (z < 0), with
+    their prompt counts, log-odds and z. Personal names never reach the list: ``exclude``
+    (normally a :class:`PersonalNameFilter`) removes names known from the models, and
+    :func:`names_in_prompts` removes terms that prompts write like names (capitalised, or
+    credited with "by"). ``n_name_terms_removed`` counts the terms dropped as names (the same
+    on every row).
+    """
+    columns = ["side", "rank", "term", "n_nsfw", "n_sfw", "log_odds", "z", "n_name_terms_removed"]
+    con = db.connection_or_default(con)
+    counts = prompt_term_counts(images, definition, sample_percent, min_count, con)
+    if counts.empty:
+        return pd.DataFrame(columns=columns)
+    scored = weighted_log_odds(counts, a="n_nsfw", b="n_sfw", prior_scale=prior_scale)
+    removed = 0
+    if exclude is not None:
+        is_name = scored["term"].map(exclude).astype(bool)
+        removed += int(is_name.sum())
+        scored = scored[~is_name]
+    written_as_names = scored["term"].isin(names_in_prompts(scored))
+    removed += int(written_as_names.sum())
+    scored = scored[~written_as_names]
+    sides = {"nsfw": scored[scored["z"] > 0].sort_values(["z", "term"], ascending=[False, True]),
+             "sfw": scored[scored["z"] < 0].sort_values(["z", "term"], ascending=[True, True])}
+    parts = []
+    for side, ranked in sides.items():
+        part = ranked.head(top_n).copy()
+        part.insert(0, "side", side)
+        part.insert(1, "rank", np.arange(1, len(part) + 1))
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out["n_name_terms_removed"] = removed
+    return out[columns]
+
+
+def markers_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Share of prompts with each marker category (booru, pony, sexual, minor, real person), by month.
+
+    Among images with a prompt; Wilson intervals. Minor-coded markers are reported as counts
+    and shares only.
+    """
+    con = db.connection_or_default(con)
+    parts = ", ".join(f"sum(CAST({c} AS INTEGER)) AS k_{m}" for m, c in MARKERS.items())
+    wide = con.execute(f"""
+        SELECT {month_sql()} AS month, count(*) AS n, {parts}
+        FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL GROUP BY 1 ORDER BY 1""").df()
+    rows = []
+    for m in MARKERS:
+        part = wide[["month", "n", f"k_{m}"]].rename(columns={f"k_{m}": "k"})
+        part.insert(1, "marker", m)
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    return with_share(out).sort_values(["marker", "month"], ignore_index=True)
+
+
+def nsfw_share_by_marker(images: Path, definition: str = "r",
+                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio)."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    rows = []
+    for m, col in MARKERS.items():
+        part = con.execute(f"""
+            SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
+            FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL AND {col} IS NOT NULL
+            GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
+        k = part["k"].fillna(0).astype(int)
+        n = part["n"].fillna(0).astype(int)
+        ratio = odds_ratio(int(k[True]), int(n[True]), int(k[False]), int(n[False]))
+        for has in (False, True):
+            rows.append({"marker": m, "has_marker": has, "n": int(n[has]), "k": int(k[has]),
+                         "odds_ratio": ratio["odds_ratio"], "or_ci_low": ratio["ci_low"],
+                         "or_ci_high": ratio["ci_high"]})
+    out = with_share(pd.DataFrame(rows))
+    out.insert(1, "definition", definition)
+    return out
+
+
+# --------------------------------------------------------------------------- images: creators
+def images_per_user_distribution(images: Path,
+                                 con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """How many users posted exactly ``images`` images: (images, users), from SQL.
+
+    A frequency table rather than one row per user, so it stays small at any scale and holds
+    no user identifiers.
+    """
+    con = db.connection_or_default(con)
+    return con.execute(f"""
+        WITH per_user AS (
+            SELECT user_hash, count(*) AS images FROM {db.read_parquet_sql(images)}
+            WHERE user_hash IS NOT NULL GROUP BY 1)
+        SELECT images, count(*) AS users FROM per_user GROUP BY 1 ORDER BY 1""").df()
+
+
+def creator_concentration(images: Path, min_users: int = MIN_USERS, lorenz_points: int = 101,
+                          con: duckdb.DuckDBPyConnection | None = None
+                          ) -> tuple[dict[str, float], pd.DataFrame]:
+    """Concentration of posting among hashed users: Gini, top-1% and top-10% shares, Lorenz curve.
+
+    Returns ``(summary, lorenz)``. ``lorenz`` is the curve sampled at ``lorenz_points``
+    population shares; points whose bottom or top group would hold fewer than ``min_users``
+    users are left out (only the trivial ends remain), and a top-share is NaN when its top
+    group is smaller than ``min_users``: no statistic describes fewer than ``min_users`` people.
+    """
+    dist = images_per_user_distribution(images, con)
+    n_users = float(dist["users"].sum())
+    n_images = float((dist["images"] * dist["users"]).sum())
+    summary: dict[str, float] = {"n_users": n_users, "n_images_with_user": n_images}
+    if n_users < min_users:
+        summary.update({"gini": math.nan, "top1_share": math.nan, "top10_share": math.nan,
+                        "median_images_per_user": math.nan})
+        return summary, pd.DataFrame({"population_share": [0.0, 1.0], "image_share": [0.0, 1.0]})
+    values, weights = dist["images"].to_numpy(float), dist["users"].to_numpy(float)
+    summary["gini"] = gini(values, weights)
+    for label, frac in (("top1_share", 0.01), ("top10_share", 0.10)):
+        summary[label] = (top_share(values, weights, frac)
+                          if math.ceil(frac * n_users) >= min_users else math.nan)
+    summary["median_images_per_user"] = quantile_from_counts(values, weights, 0.5)
+    summary["mean_images_per_user"] = n_images / n_users
+    curve = lorenz_curve(values, weights)
+    grid = np.linspace(0.0, 1.0, lorenz_points)
+    share = np.interp(grid, curve["population_share"], curve["value_share"])
+    keep = ((grid * n_users >= min_users) & ((1 - grid) * n_users >= min_users)) | \
+        (grid == 0.0) | (grid == 1.0)
+    lorenz = pd.DataFrame({"population_share": grid[keep], "image_share": share[keep]})
+    return summary, lorenz
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class ImageResults(Results):
+    """Everything notebook 03 shows, computed by :func:`image_results`.
+
+    Parameters: ``definition`` (NSFW definition of the comparisons), ``top_terms`` and
+    ``term_sample_percent``. Frames and summaries are named after the function that made them.
+    """
+
+    part: ClassVar[str] = "images"
+
+    definition: str
+    top_terms: int
+    term_sample_percent: float | None
+    overview: dict[str, Any]            # image_overview
+    monthly: pd.DataFrame               # nsfw_share_by_month
+    trend: pd.DataFrame                 # nsfw_share_trend
+    levels: pd.DataFrame                # level_composition_by_month
+    lora_monthly: pd.DataFrame          # lora_use_by_month
+    lora_trend: dict[str, float]        # share_trend of lora_monthly
+    adapter: pd.DataFrame               # nsfw_share_by_adapter_use
+    adapter_monthly: pd.DataFrame       # nsfw_share_by_adapter_use_by_month
+    engagement: pd.DataFrame            # engagement_nsfw_vs_sfw
+    reaction_counts: pd.DataFrame       # engagement_counts of reactions
+    terms: pd.DataFrame                 # distinctive_terms
+    markers: pd.DataFrame               # markers_by_month
+    markers_nsfw: pd.DataFrame          # nsfw_share_by_marker
+    concentration: dict[str, float]     # creator_concentration (summary)
+    lorenz: pd.DataFrame                # creator_concentration (curve)
+
+
+def image_results(images: Path, models: pd.DataFrame | None = None, definition: str = "r",
+                  top_terms: int = 20, term_sample_percent: float | None = None,
+                  con: duckdb.DuckDBPyConnection | None = None) -> ImageResults:
+    """Every image-level analysis of the study on the processed images table ``images``.
+
+    ``models`` (the processed models table, when there is one) feeds the personal-name filter
+    of the prompt vocabulary. The notebook, the paper's numbers, the benchmark and the tests
+    all take their image results from here, so an analysis added here reaches all of them.
+    """
+    con = db.connection_or_default(con)
+    monthly = nsfw_share_by_month(images, con)
+    lora_monthly = lora_use_by_month(images, con)
+    concentration, lorenz = creator_concentration(images, con=con)
+    name_filter = personal_name_filter(models) if models is not None else None
+    return ImageResults(
+        definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
+        overview=image_overview(images, con),
+        monthly=monthly,
+        trend=nsfw_share_trend(monthly),
+        levels=level_composition_by_month(images, con),
+        lora_monthly=lora_monthly,
+        lora_trend=share_trend(lora_monthly),
+        adapter=nsfw_share_by_adapter_use(images, definition, con),
+        adapter_monthly=nsfw_share_by_adapter_use_by_month(images, definition, con),
+        engagement=engagement_nsfw_vs_sfw(images, definition=definition, con=con),
+        reaction_counts=engagement_counts(images, "reaction_count", definition, con),
+        terms=distinctive_terms(images, definition=definition, top_n=top_terms,
+                                exclude=name_filter, sample_percent=term_sample_percent, con=con),
+        markers=markers_by_month(images, con),
+        markers_nsfw=nsfw_share_by_marker(images, definition, con),
+        concentration=concentration,
+        lorenz=lorenz,
+    )

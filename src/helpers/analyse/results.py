@@ -1,0 +1,99 @@
+"""The results object of an analysis notebook, and how it is stored in a run folder.
+
+A results object is a frozen dataclass whose fields are frames (stored as Parquet, one file
+per field), summaries (flat dicts of numbers and text) and the parameters it was computed
+with (both stored in one ``results.json``). Plain data formats only: nothing read back can run
+code. Notebook 05 and the benchmark's figure stage read a notebook's results back this way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .. import db
+from ..paths import RunPaths
+
+#: Name of the file holding a results object's summaries and parameters.
+SUMMARY_FILE = "results.json"
+
+R = TypeVar("R", bound="Results")
+
+
+def _plain(value: Any) -> Any:
+    """A summary value as plain JSON data (numpy scalars unwrapped, dicts and lists walked)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Results:
+    """Base of the results objects: save to and load from a folder, located under a run."""
+
+    #: Which notebook's results these are; names the folder under ``data/reports``.
+    part: ClassVar[str] = ""
+
+    @classmethod
+    def folder(cls, paths: RunPaths) -> Path:
+        """Where a run keeps these results: ``data/reports/results_<part>/``."""
+        return paths.reports / f"results_{cls.part}"
+
+    def save(self, folder: Path) -> Path:
+        """Write every frame as ``<field>.parquet`` and the rest into ``results.json``."""
+        folder = Path(folder)
+        summary: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, pd.DataFrame):
+                db.write_parquet_atomic(pa.Table.from_pandas(value), folder / f"{f.name}.parquet")
+            else:
+                summary[f.name] = _plain(value)
+        # allow_nan: an estimate that cannot be made is NaN, and stays NaN when read back.
+        text = json.dumps({"part": self.part, "fields": summary}, indent=1, sort_keys=True,
+                          ensure_ascii=False, allow_nan=True)
+        db.write_text_atomic(text + "\n", folder / SUMMARY_FILE)
+        return folder
+
+    @classmethod
+    def load(cls: type[R], folder: Path) -> R:
+        """The results :meth:`save` wrote into ``folder``."""
+        folder = Path(folder)
+        stored = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+        if stored.get("part") != cls.part:
+            raise ValueError(f"{folder} holds {stored.get('part')!r} results, not {cls.part!r}")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            frame = folder / f"{f.name}.parquet"
+            if frame.exists():
+                values[f.name] = pd.read_parquet(frame)
+            elif f.name in stored["fields"]:
+                values[f.name] = stored["fields"][f.name]
+            else:
+                raise FileNotFoundError(f"{folder} lacks the results field {f.name!r}")
+        return cls(**values)
+
+    def save_to_run(self, paths: RunPaths) -> Path:
+        """Save into the run's results folder (:meth:`folder`)."""
+        return self.save(self.folder(paths))
+
+    @classmethod
+    def load_from_run(cls: type[R], paths: RunPaths) -> R | None:
+        """The run's saved results, or None when the notebook did not produce any."""
+        folder = cls.folder(paths)
+        return cls.load(folder) if (folder / SUMMARY_FILE).exists() else None
+
+    @classmethod
+    def discard(cls, paths: RunPaths) -> None:
+        """Remove the run's saved results (a run whose snapshot lacks the table has none, and
+        must not leave an earlier run's behind for notebook 05)."""
+        shutil.rmtree(cls.folder(paths), ignore_errors=True)
