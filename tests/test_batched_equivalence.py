@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import analyse, clean, label, schema, sources, synth
+from helpers import analyse, clean, db, label, schema, sources, synth
 from helpers.paths import RunPaths
 
 N_IMAGES = 2_500
@@ -163,11 +163,11 @@ def test_cleaning_without_the_sort_equals_the_sorted_path(snapshot, tmp_path, mo
 
 def test_streamed_parquet_reads_back_like_a_duckdb_copy(tmp_path):
     """The streaming writer's file has the schema DuckDB's own COPY gives (list<element>, UTC)."""
-    con = sources.duckdb_connection()
+    con = db.connect()
     sql = ("SELECT range AS n, 'x' || range AS s, [CAST(range AS VARCHAR)] AS l, "
            "TIMESTAMPTZ '2023-01-01 00:00:00+00' + INTERVAL (range) SECOND AS t, "
            "CAST(range AS SMALLINT) AS small FROM range(2500)")
-    rows = sources.stream_query_to_parquet(con, sql, tmp_path / "streamed.parquet", batch_rows=1000)
+    rows = db.stream_query_to_parquet(con, sql, tmp_path / "streamed.parquet", batch_rows=1000)
     con.execute(f"COPY ({sql}) TO '{(tmp_path / 'copied.parquet').as_posix()}' (FORMAT parquet)")
     streamed, copied = pq.read_table(tmp_path / "streamed.parquet"), pq.read_table(tmp_path / "copied.parquet")
     assert rows == 2500 and streamed.column_names == copied.column_names
@@ -178,9 +178,9 @@ def test_streamed_parquet_reads_back_like_a_duckdb_copy(tmp_path):
 def test_streamed_parquet_transform_drops_rows_and_keeps_order(tmp_path):
     import pyarrow as pa
 
-    con = sources.duckdb_connection()
+    con = db.connect()
     drop = pa.array([3, 1500, 2499], type=pa.int64())
-    sources.stream_query_to_parquet(con, "SELECT range AS v, range AS _row FROM range(2500)",
+    db.stream_query_to_parquet(con, "SELECT range AS v, range AS _row FROM range(2500)",
                                     tmp_path / "kept.parquet", batch_rows=700,
                                     transform=clean.without_rows(drop))
     kept = pq.read_table(tmp_path / "kept.parquet")
@@ -191,15 +191,15 @@ def test_streamed_parquet_transform_drops_rows_and_keeps_order(tmp_path):
 def test_streamed_parquet_failure_leaves_no_file(tmp_path):
     import duckdb
 
-    con = sources.duckdb_connection()
+    con = db.connect()
     dest = tmp_path / "out.parquet"
     with pytest.raises(duckdb.Error):
-        sources.stream_query_to_parquet(con, "SELECT CAST('x' || range AS INTEGER) AS bad FROM range(10)", dest)
+        db.stream_query_to_parquet(con, "SELECT CAST('x' || range AS INTEGER) AS bad FROM range(10)", dest)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_out_of_order_ids_carry_the_running_maximum_across_batches():
-    con = sources.duckdb_connection()
+    con = db.connect()
     keys = ("(SELECT * FROM (VALUES (0, 5, NULL), (1, 7, NULL), (2, 6, NULL), (3, 9, 'invalid_id'), "
             "(4, 8, NULL), (5, 7, NULL), (6, 10, NULL), (7, 10, NULL), (8, 11, NULL)) "
             "t(_row, p_id, pre_reason))")
