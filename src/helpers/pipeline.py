@@ -315,32 +315,87 @@ def source_fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def package_versions() -> dict[str, str]:
-    """Resolved versions of the project's dependencies and the interpreter."""
-    import re
+# --------------------------------------------------------------------------- environment
+#: The committed constraints file: the resolved version of every dependency, used by installs.
+LOCK_FILE = Path("requirements") / "lock.txt"
+#: Extras whose dependencies the lock also pins.
+LOCK_EXTRAS: tuple[str, ...] = ("dev", "lab")
 
-    names = ["python"]
+
+def project_requirements(extras: tuple[str, ...] = ()) -> list[str]:
+    """The project's requirement strings with those of ``extras``, from ``pyproject.toml``
+    (from the installed metadata when the repository is not beside the package)."""
+    pyproject = repo_root() / "pyproject.toml"
+    if pyproject.exists():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        optional = project.get("optional-dependencies", {})
+        return list(project.get("dependencies", [])) + [r for e in extras for r in optional.get(e, [])]
+    from packaging.requirements import Requirement
+
     try:
         reqs = importlib.metadata.requires(PACKAGE) or []
     except importlib.metadata.PackageNotFoundError:
-        reqs = []
-    names += sorted({re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in reqs})
-    versions = {"python": platform.python_version()}
-    for name in names[1:]:
+        return []
+    chosen = []
+    for raw in reqs:
+        marker = Requirement(raw).marker
+        if marker is None or any(marker.evaluate({"extra": e}) for e in (*extras, "")):
+            chosen.append(raw)
+    return chosen
+
+
+def resolved_dependencies(extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed version of every distribution the project needs, transitively, by name.
+
+    Requirements whose markers do not apply here (another platform, an extra nobody asked
+    for) are left out; so is a requirement that is not installed.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    versions: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[Requirement, tuple[str, ...]]] = [(Requirement(r), ())
+                                                       for r in project_requirements(extras)]
+    while todo:
+        req, parent_extras = todo.pop()
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e})
+                                              for e in (*parent_extras, "")):
+            continue
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
         try:
-            versions[name] = importlib.metadata.version(name)
+            dist = importlib.metadata.distribution(req.name)
         except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+            continue
+        versions[dist.metadata["Name"]] = dist.version
+        todo += [(Requirement(r), tuple(req.extras)) for r in dist.requires or []]
+    return dict(sorted(versions.items(), key=lambda item: canonicalize_name(item[0])))
+
+
+def lock_text() -> str:
+    """The constraints file for this environment (``make lock`` writes it to ``LOCK_FILE``)."""
+    header = ["# Resolved versions of every dependency of the project, transitively, with the",
+              f"# extras {', '.join(LOCK_EXTRAS)}: pip constraints for `make install` and CI.",
+              "# Generated from the working environment by `make lock`; do not edit by hand.",
+              f"# python {platform.python_version()}"]
+    pins = [f"{name}=={version}" for name, version in resolved_dependencies(LOCK_EXTRAS).items()]
+    return "\n".join(header + pins) + "\n"
+
+
+def package_versions() -> dict[str, str]:
+    """Resolved versions of the interpreter and of every runtime dependency (transitively)."""
+    return {"python": platform.python_version(), **resolved_dependencies()}
 
 
 def environment_fingerprint() -> str:
-    """Hash of every installed distribution and its version (dependencies of dependencies too)
-    and the interpreter: an upgraded package invalidates every stage."""
-    installed = sorted({f"{d.metadata['Name']}=={d.version}".lower()
-                        for d in importlib.metadata.distributions() if d.metadata["Name"]})
-    blob = "\n".join([f"python=={platform.python_version()}", *installed])
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """Hash of :func:`package_versions`: an upgraded package, even a dependency of a
+    dependency, invalidates every stage."""
+    return hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()
 
 
 #: Folder of the committed real-data validation report that notebook 02 shows.
