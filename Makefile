@@ -68,9 +68,10 @@ test: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests
 	$(MAKE) --no-print-directory nbval
 
-# Unit tests only: no whole-pipeline runs, no large synthetic snapshots, no nbval.
+# Unit tests only (a couple of minutes): no whole-pipeline runs, no benchmark, no property-based
+# tests, no real-data tests, no nbval.
 test-fast: $(DEV_STAMP)
-	$(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest tests -m "not slow and not realdata" -p no:cacheprovider
 
 # nbval over the committed notebooks, executed in a copy of the repository (see NBVAL_REPO).
 nbval: $(DEV_STAMP)

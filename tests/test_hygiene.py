@@ -73,7 +73,7 @@ def test_make_test_leaves_the_checkout_as_it_was():
 
 
 def test_fast_tier_leaves_out_the_slow_tests():
-    assert '-m "not slow"' in _make_recipe("test-fast")
+    assert '-m "not slow and not realdata"' in _make_recipe("test-fast")
     readme = (repo_root() / "README.md").read_text(encoding="utf-8")
     assert "make test-fast" in readme
 

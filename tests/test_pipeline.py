@@ -223,15 +223,20 @@ def test_environment_fingerprint_includes_dependencies_of_dependencies(monkeypat
 
     first = pipeline.environment_fingerprint()
     assert first == pipeline.environment_fingerprint()
-    real = importlib.metadata.distributions
+    versions = pipeline.package_versions()
+    assert {"python", "pandas", "duckdb", "tzdata"} <= set(versions)  # tzdata: through pandas
+    real = importlib.metadata.distribution
 
-    def upgraded():  # a transitive dependency (not in pyproject.toml) at another version
-        for d in real():
-            if d.metadata["Name"] and d.metadata["Name"].lower() == "tzdata":
-                d = type("D", (), {"metadata": d.metadata, "version": d.version + ".post1"})()
-            yield d
+    class Upgraded:
+        def __init__(self, dist):
+            self.metadata, self.requires, self.version = dist.metadata, dist.requires, dist.version + ".post1"
 
-    monkeypatch.setattr(importlib.metadata, "distributions", upgraded)
+    def upgraded(name):  # a transitive dependency (not in pyproject.toml) at another version
+        dist = real(name)
+        return Upgraded(dist) if name.lower() == "tzdata" else dist
+
+    monkeypatch.setattr(importlib.metadata, "distribution", upgraded)
+    assert pipeline.package_versions()["tzdata"] == versions["tzdata"] + ".post1"
     assert pipeline.environment_fingerprint() != first
 
 
