@@ -90,7 +90,9 @@ def _lock() -> dict[str, str]:
 
 
 def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
 
 
 def test_every_installed_dependency_is_the_locked_version():
