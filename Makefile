@@ -53,7 +53,8 @@ install-dev: $(DEV_STAMP)
 install-lab: $(LAB_STAMP)
 
 # The resolved version of every dependency of the project and its dev and lab extras,
-# transitively, as installed in the working environment.
+# transitively, as installed in the working environment. To move to newer versions: install
+# without the constraints (`.venv/bin/pip install -U -e '.[dev,lab]'`), run `make test`, then this.
 lock: | $(BIN)/python
 	$(BIN)/python -c "from helpers import pipeline; print(pipeline.lock_text(), end='')" > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)
