@@ -1,8 +1,12 @@
-"""Shared fixtures: run folders in tmp, the real data in ../shared/data (skipped when absent)."""
+"""Shared fixtures: run folders in tmp, the synthetic sample built once per session, the real
+data in ../shared/data (skipped when absent)."""
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +50,37 @@ def api_run(tmp_path_factory: pytest.TempPathFactory) -> RunPaths:
     sources.acquire("api", paths, path=str(path), salt="test-salt")
     clean.clean_all(paths)
     return paths
+
+
+@dataclass(frozen=True)
+class SyntheticRun:
+    """The embedded synthetic sample acquired, cleaned and labelled, with its planted truth."""
+
+    params: Any  # helpers.synth.SynthParams
+    truth: dict[str, Any]
+    paths: RunPaths
+    clean_report: dict[str, Any]
+
+    def interim_copy(self, root: Path) -> RunPaths:
+        """A fresh run folder holding this run's cleaned tables, for a test that labels them
+        itself (the session's folder is shared and must not change)."""
+        paths = RunPaths(root).ensure()
+        for table in ("images", "models"):
+            shutil.copy(self.paths.table("interim", table), paths.table("interim", table))
+        return paths
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> SyntheticRun:
+    """The synthetic snapshot through the real adapter (``sample``), cleaning and labelling,
+    once per session (a few seconds). Read it; never write into it."""
+    from helpers import clean, label, sources, synth
+
+    params = synth.default_params(n_images=40_000, n_models=4_000, seed=20250507)
+    paths = RunPaths(tmp_path_factory.mktemp("synthetic_run")).ensure()
+    sources.acquire("sample", paths, sample_images=params.n_images, sample_models=params.n_models,
+                    seed=params.seed)
+    report = clean.clean_all(paths)
+    label.label_images(paths)
+    label.label_models(paths, seed=params.seed, n_boot=20)
+    return SyntheticRun(params, synth.expected_truth(params), paths, report)

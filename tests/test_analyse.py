@@ -476,19 +476,9 @@ def test_top_tags_exclude_personal_names(models: pd.DataFrame):
 
 # --------------------------------------------------------------------------- planted truth
 @pytest.fixture(scope="module")
-def planted_run(tmp_path_factory):
-    """The synthetic snapshot through the real adapter, cleaning and labelling (≈10 s)."""
-    from helpers import clean, label, sources, synth
-    from helpers.paths import RunPaths
-
-    params = synth.default_params(n_images=30_000, n_models=3_000, seed=20250507)
-    paths = RunPaths(tmp_path_factory.mktemp("planted_analyse")).ensure()
-    sources.acquire("sample", paths, sample_images=params.n_images,
-                    sample_models=params.n_models, seed=params.seed)
-    clean.clean_all(paths)
-    label.label_images(paths)
-    label.label_models(paths, seed=params.seed, n_boot=20)
-    return paths, synth.expected_truth(params)
+def planted_run(synthetic_run):
+    """The synthetic snapshot through the real adapter, cleaning and labelling (conftest)."""
+    return synthetic_run.paths, synthetic_run.truth
 
 
 @pytest.mark.parametrize("definition,truth_key", [("r", "nsfw_share_by_month"),

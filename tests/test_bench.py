@@ -27,6 +27,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     return json.loads((out / f"{ROWS}.json").read_text(encoding="utf-8")), out
 
 
+@pytest.mark.slow  # the benchmark end to end, with its baseline
 def test_every_stage_and_reference_is_measured(result):
     data, _ = result
     assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
@@ -43,6 +44,7 @@ def test_every_stage_and_reference_is_measured(result):
     assert data[bench.LABEL_FLOOR]["rows"] == rows["label_images"]  # every cleaned row labelled
 
 
+@pytest.mark.slow  # the benchmark end to end, with its baseline
 def test_ratios_machine_and_targets_are_reported(result):
     data, _ = result
     s = data["summary"]
@@ -59,6 +61,7 @@ def test_ratios_machine_and_targets_are_reported(result):
         assert data["machine"][key], key
 
 
+@pytest.mark.slow  # the benchmark end to end, with its baseline
 def test_markdown_table_lists_every_stage(result):
     data, out = result
     text = (out / f"{ROWS}.md").read_text(encoding="utf-8")

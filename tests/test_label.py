@@ -542,12 +542,8 @@ def test_planted_truth_on_a_synthetic_frame():
     assert {"female", "male", "mixed"} <= set(got)
 
 
-def test_label_all_on_the_embedded_sample(tmp_path):
-    from helpers import clean, sources
-
-    paths = RunPaths(tmp_path / "run").ensure()
-    sources.acquire("sample", paths, sample_images=3000, sample_models=400, seed=7)
-    clean.clean_all(paths)
+def test_label_all_on_the_embedded_sample(tmp_path, synthetic_run):
+    paths = synthetic_run.interim_copy(tmp_path / "run")
     report = label.label_all(paths, seed=7, n_boot=100)
     json.dumps(report)  # the report must be JSON-ready
     images = pq.read_table(paths.table("processed", "images"))

@@ -80,14 +80,19 @@ def _failing_notebook(folder: Path) -> Path:
     return path
 
 
-def test_failure_names_notebook_and_cell(tmp_path):
+def test_failure_names_notebook_and_cell(tmp_path, capfd):
     nb = _failing_notebook(tmp_path)
     with pytest.raises(pipeline.StageError) as err:
         pipeline.run(pipeline.parse_parameters({}), out=tmp_path / "out", progress=False,
                      notebooks=[nb], log=lambda m: None)
     msg = str(err.value)
     assert "00_fail_here" in msg and "cell 4 (`raise ValueError('planted')`)" in msg and "ValueError: planted" in msg
-    assert (tmp_path / "out" / "notebooks" / "00_fail_here.failed.ipynb").exists()
+    failed = tmp_path / "out" / "notebooks" / "00_fail_here.failed.ipynb"
+    assert failed.exists()
+    # outside the repository the failed notebook is named by its absolute path
+    assert f"The partly executed notebook is {failed.resolve()};" in msg
+    # the kernel's own log (a transport warning at every start) does not reach the user
+    assert "without encryption" not in capfd.readouterr().err
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["status"] == "failed at 00_fail_here"
 
@@ -134,3 +139,239 @@ def test_api_run_end_to_end_then_resume(tmp_path, real_data):
     m3 = json.loads((out / "manifest.json").read_text())
     assert m3["rows"]["models"]["clean"] < rows["clean"]
     assert m3["rows"]["models"]["raw"] == m3["rows"]["models"]["clean"] + m3["rows"]["models"]["quarantined"]
+
+
+# --------------------------------------------------------------------------- what a stage depends on
+def _trivial_notebook(path: Path, code: str = "x = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('out_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def fake_papermill(monkeypatch):
+    """papermill that copies the notebook instead of running it; records the salt it saw."""
+    import papermill
+
+    seen: list[str | None] = []
+
+    def execute(input_path, output_path, **kwargs):
+        import os
+
+        seen.append(os.environ.get("HELPERS_USERNAME_SALT"))
+        nbformat.write(nbformat.read(input_path, as_version=4), output_path)
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    return seen
+
+
+@pytest.fixture
+def outside_inputs(tmp_path, monkeypatch) -> dict[str, Path]:
+    """A repository (via HELPERS_REPO_ROOT) with a validation report, the manuscript, the
+    published figures and real records beside it in ../shared/data."""
+    repo = tmp_path / "repo"
+    files = {"validation": repo / "docs" / "validation" / "real_records.json",
+             "main_tex": repo / "paper" / "main.tex",
+             "reference": repo / "paper" / "reference.csv",
+             "real": tmp_path / "shared" / "data" / "civitai-api-models-2023" / "models.jsonl.gz"}
+    for f in files.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("version 1\n")
+    monkeypatch.setenv("HELPERS_REPO_ROOT", str(repo))
+    return files
+
+
+def test_stage_key_covers_every_input_a_stage_reads(tmp_path, monkeypatch, fake_papermill,
+                                                    outside_inputs):
+    names = ("00_acquire", "02_label", "05_figures")
+    notebooks = [_trivial_notebook(tmp_path / "nbs" / f"{n}.ipynb") for n in names]
+    params = pipeline.parse_parameters({})
+
+    def executed() -> list[str]:
+        return pipeline.run(params, out=tmp_path / "out", progress=False, notebooks=notebooks,
+                            log=lambda m: None).executed
+
+    assert executed() == list(names)
+    assert executed() == []
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert set(manifest["stages"]["02_label"]["inputs"]) == {
+        "docs/validation/real_records.json", "../shared/data/civitai-api-models-2023/models.jsonl.gz"}
+    assert set(manifest["stages"]["05_figures"]["inputs"]) == {"paper/main.tex", "paper/reference.csv"}
+    for which, first in (("main_tex", "05_figures"), ("reference", "05_figures"),
+                         ("validation", "02_label"), ("real", "02_label")):
+        outside_inputs[which].write_text(f"changed {which}\n")
+        assert executed() == list(names[names.index(first):]), which
+        assert executed() == [], which
+    # a new report file under docs/validation, and real records that disappear, count too
+    (outside_inputs["validation"].parent / "real_records.md").write_text("# report\n")
+    assert executed() == ["02_label", "05_figures"]
+    outside_inputs["real"].unlink()
+    assert executed() == ["02_label", "05_figures"]
+    # an upgraded package (any installed distribution) re-runs every stage
+    monkeypatch.setattr(pipeline, "environment_fingerprint", lambda: "another environment")
+    assert executed() == list(names)
+    assert executed() == []
+
+
+def test_environment_fingerprint_includes_dependencies_of_dependencies(monkeypatch):
+    import importlib.metadata
+
+    first = pipeline.environment_fingerprint()
+    assert first == pipeline.environment_fingerprint()
+    versions = pipeline.package_versions()
+    assert {"python", "pandas", "duckdb", "tzdata"} <= set(versions)  # tzdata: through pandas
+    real = importlib.metadata.distribution
+
+    class Upgraded:
+        def __init__(self, dist):
+            self.metadata, self.requires, self.version = dist.metadata, dist.requires, dist.version + ".post1"
+
+    def upgraded(name):  # a transitive dependency (not in pyproject.toml) at another version
+        dist = real(name)
+        return Upgraded(dist) if name.lower() == "tzdata" else dist
+
+    monkeypatch.setattr(importlib.metadata, "distribution", upgraded)
+    assert pipeline.package_versions()["tzdata"] == versions["tzdata"] + ".post1"
+    assert pipeline.environment_fingerprint() != first
+
+
+@pytest.mark.parametrize("salt_set", [True, False])
+def test_salt_env_is_recorded_in_the_manifest(tmp_path, monkeypatch, capsys, fake_papermill, salt_set):
+    from helpers.__main__ import main
+
+    monkeypatch.delenv("HELPERS_USERNAME_SALT", raising=False)
+    if salt_set:
+        monkeypatch.setenv("MY_PROJECT_SALT", "pepper-51")
+    else:
+        monkeypatch.delenv("MY_PROJECT_SALT", raising=False)
+    out = tmp_path / "out"
+    assert main(["run", "--quiet", "--out", str(out), "--salt-env", "MY_PROJECT_SALT"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["username_salt_set"] is salt_set
+    assert manifest["username_salt_env"] == "MY_PROJECT_SALT"
+    assert set(fake_papermill) == {"pepper-51" if salt_set else ""}  # what the notebooks saw
+    assert "pepper" not in (out / "manifest.json").read_text()
+    # a run outside the repository names its manifest by its absolute path
+    assert f"manifest at {(out / 'manifest.json').resolve()}" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- one run per folder
+LOCK_HOLDER = """
+import sys, time
+from helpers import pipeline
+from helpers.paths import RunPaths
+
+pipeline.acquire_run_lock(RunPaths(__import__("pathlib").Path(sys.argv[1])))
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, fake_papermill):
+    import socket
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
+        with pytest.raises(pipeline.RunFolderLocked) as err:
+            pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+                         log=lambda m: None)
+        msg = str(err.value)
+        assert f"pid {holder.pid} on host {socket.gethostname()}, started 20" in msg
+        assert str(out.resolve()) in msg and "in use by another run" in msg
+        assert fake_papermill == [] and not (out / "manifest.json").exists()
+        assert sorted(p.name for p in out.iterdir()) == [pipeline.LOCK_NAME]  # nothing touched
+        # the CLI says the same and exits 1
+        cli = subprocess.run([sys.executable, "-m", "helpers", "run", "--quiet", "--out", str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 1 and f"pid {holder.pid}" in cli.stderr
+        # killed without a chance to clean up: its lock is stale and the next run takes over
+        holder.kill()
+        holder.wait()
+        messages: list[str] = []
+        result = pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+                              log=messages.append)
+        assert result.executed == ["00_acquire"]
+        assert any(m.startswith("taking over the lock of a run that is no longer running "
+                                f"(pid {holder.pid} on host") for m in messages), messages
+        assert not (out / pipeline.LOCK_NAME).exists()  # released at the end
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fake_papermill):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / pipeline.LOCK_NAME).write_text(json.dumps(
+        {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
+    messages: list[str] = []
+    nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
+    result = pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+                          log=messages.append)
+    assert result.executed == ["00_acquire"]
+    assert f"taking over the lock of a run that is no longer running (pid {dead.pid} on host " \
+           f"{socket.gethostname()}, started 2026-01-01T00:00:00Z)" in messages
+    assert not (out / pipeline.LOCK_NAME).exists()
+
+
+def test_a_lock_whose_pid_was_reused_is_stale():
+    import os
+    import socket
+
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    assert pipeline.lock_holder_alive({**me, "process_started": pipeline._process_started(os.getpid())})
+    assert not pipeline.lock_holder_alive({**me, "process_started": 1.0})  # another process, long ago
+    assert pipeline.lock_holder_alive({**me, "host": "another-host", "pid": 999_999_999})
+
+
+# --------------------------------------------------------------------------- what the user sees
+INTERRUPTED_RUNNER = """
+import sys
+from pathlib import Path
+from helpers import pipeline
+
+try:
+    pipeline.run(pipeline.parse_parameters({}), out=Path(sys.argv[1]), progress=False,
+                 notebooks=[Path(sys.argv[2])])
+except pipeline.StageError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def test_ctrl_c_shows_the_interrupt_message_alone(tmp_path):
+    """No ipykernel transport warning, no zmq traceback from the stopped kernel."""
+    import os
+    import signal
+    import time
+
+    started = tmp_path / "cell-started"
+    nb = _trivial_notebook(tmp_path / "nbs" / "00_sleep.ipynb",
+                           f"import time\nopen({str(started)!r}, 'w').close()\ntime.sleep(120)")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_RUNNER, str(out), str(nb)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the runner's group
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: run interrupted during stage 00_sleep"), stderr

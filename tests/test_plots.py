@@ -129,6 +129,7 @@ def test_savefig_is_deterministic_and_free_of_timestamps(tmp_path: Path, name: s
     assert sorted(p.name for p in paths.figures.iterdir()) == [f"{name}.pdf", f"{name}.png"]
 
 
+@pytest.mark.slow  # a fresh interpreter draws every figure
 def test_same_bytes_in_a_fresh_process(tmp_path: Path):
     """A new interpreter (another hash seed) writes identical files (text-, line- and bar-heavy
     figures; every figure is checked within one process above, through the same savefig)."""

@@ -14,11 +14,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import clean, schema, sources
 from helpers.paths import RunPaths
+
+# Each test acquires or cleans dozens of generated snapshots: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

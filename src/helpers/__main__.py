@@ -91,10 +91,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = pipeline.parse_parameters(raw)
     salt = os.environ.get(args.salt_env, "")
     result = pipeline.run(params, out=Path(args.out) if args.out else None, force=args.force,
-                          salt=salt, progress=not args.quiet)
+                          salt=salt, progress=not args.quiet, salt_env=args.salt_env)
     rows = result.manifest.get("rows", {})
     print(f"run complete: {len(result.executed)} stage(s) executed, {len(result.skipped)} skipped; "
-          f"manifest at {result.paths.relative(result.paths.manifest)}")
+          f"manifest at {pipeline.shown_path(result.paths, result.paths.manifest)}")
     for table, counts in rows.items():
         print(f"  {table}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v is not None))
     return 0

@@ -4,7 +4,8 @@
 ``notebooks/NN_*.ipynb`` one after another (each reads only what earlier stages wrote), strips
 run metadata from the executed notebooks so they are deterministic, skips stages whose inputs
 and parameters are unchanged (``--force`` re-runs them), and records provenance, parameters,
-package versions, row counts and file hashes in ``manifest.json``.
+package versions, row counts and file hashes in ``manifest.json``. A run holds a lock on its
+folder, so a second run into the same folder refuses to start instead of mixing outputs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import sys
 import threading
 import time
@@ -23,9 +25,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import schema
+from .db import atomic_path, temp_name, write_json_atomic
 from .paths import RunPaths, repo_root, run_paths
 from .sources import SALT_ENV, SOURCES, file_format, list_data_files
-from .paths import write_json_atomic
 
 PACKAGE = "civitai-gendered-harm"
 
@@ -40,6 +42,10 @@ class StageError(RuntimeError):
 
 class RunInterrupted(StageError):
     """The run was stopped (Ctrl-C or SIGTERM) during a stage; completed stages are kept."""
+
+
+class RunFolderLocked(StageError):
+    """Another live run holds the run folder's lock; nothing was touched."""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -221,9 +227,18 @@ def strip_run_metadata(nb_path: Path) -> None:
     for cell in nb.cells:
         for key in ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled"):
             cell.metadata.pop(key, None)
-    tmp = nb_path.with_name(nb_path.name + ".tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, nb_path)
+    with atomic_path(nb_path) as tmp:
+        nbformat.write(nb, tmp)
+
+
+def shown_path(paths: RunPaths, path: Path) -> str:
+    """A path as printed to the user: relative inside the repository's own run, else absolute.
+
+    A run folder given with ``--out`` may be anywhere; a path relative to it would not say where.
+    """
+    if paths.root.resolve() == repo_root().resolve():
+        return paths.relative(path)
+    return Path(path).resolve().as_posix()
 
 
 def _failure_message(name: str, exc: Exception, output: Path, paths: RunPaths) -> str:
@@ -246,7 +261,7 @@ def _failure_message(name: str, exc: Exception, output: Path, paths: RunPaths) -
                        if added_by_runner & set(c.metadata.get("tags", [])))
         first_line = next((ln for ln in cells[index].source.splitlines() if ln.strip()), "")
         where = f"cell {index - injected + 1} (`{first_line[:80]}`)"
-    shown = paths.relative(output) if output.exists() else output.name
+    shown = shown_path(paths, output) if output.exists() else output.name
     return (f"stage {name} failed in {where}: {ename}: {evalue}\n"
             f"The partly executed notebook is {shown}; open it to see the traceback.")
 
@@ -300,23 +315,120 @@ def source_fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def package_versions() -> dict[str, str]:
-    """Resolved versions of the project's dependencies and the interpreter."""
-    import re
+# --------------------------------------------------------------------------- environment
+#: The committed constraints file: the resolved version of every dependency, used by installs.
+LOCK_FILE = Path("requirements") / "lock.txt"
+#: Extras whose dependencies the lock also pins.
+LOCK_EXTRAS: tuple[str, ...] = ("dev", "lab")
 
-    names = ["python"]
+
+def project_requirements(extras: tuple[str, ...] = ()) -> list[str]:
+    """The project's requirement strings with those of ``extras``, from ``pyproject.toml``
+    (from the installed metadata when the repository is not beside the package)."""
+    pyproject = repo_root() / "pyproject.toml"
+    if pyproject.exists():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        optional = project.get("optional-dependencies", {})
+        return list(project.get("dependencies", [])) + [r for e in extras for r in optional.get(e, [])]
+    from packaging.requirements import Requirement
+
     try:
         reqs = importlib.metadata.requires(PACKAGE) or []
     except importlib.metadata.PackageNotFoundError:
-        reqs = []
-    names += sorted({re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0] for r in reqs})
-    versions = {"python": platform.python_version()}
-    for name in names[1:]:
+        return []
+    chosen = []
+    for raw in reqs:
+        marker = Requirement(raw).marker
+        if marker is None or any(marker.evaluate({"extra": e}) for e in (*extras, "")):
+            chosen.append(raw)
+    return chosen
+
+
+def resolved_dependencies(extras: tuple[str, ...] = ()) -> dict[str, str]:
+    """Installed version of every distribution the project needs, transitively, by name.
+
+    Requirements whose markers do not apply here (another platform, an extra nobody asked
+    for) are left out; so is a requirement that is not installed.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    versions: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[Requirement, tuple[str, ...]]] = [(Requirement(r), ())
+                                                       for r in project_requirements(extras)]
+    while todo:
+        req, parent_extras = todo.pop()
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e})
+                                              for e in (*parent_extras, "")):
+            continue
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
         try:
-            versions[name] = importlib.metadata.version(name)
+            dist = importlib.metadata.distribution(req.name)
         except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+            continue
+        versions[dist.metadata["Name"]] = dist.version
+        todo += [(Requirement(r), tuple(req.extras)) for r in dist.requires or []]
+    return dict(sorted(versions.items(), key=lambda item: canonicalize_name(item[0])))
+
+
+def lock_text() -> str:
+    """The constraints file for this environment (``make lock`` writes it to ``LOCK_FILE``)."""
+    header = ["# Resolved versions of every dependency of the project, transitively, with the",
+              f"# extras {', '.join(LOCK_EXTRAS)}: pip constraints for `make install` and CI.",
+              "# Generated from the working environment by `make lock`; do not edit by hand.",
+              f"# python {platform.python_version()}"]
+    pins = [f"{name}=={version}" for name, version in resolved_dependencies(LOCK_EXTRAS).items()]
+    return "\n".join(header + pins) + "\n"
+
+
+def package_versions() -> dict[str, str]:
+    """Resolved versions of the interpreter and of every runtime dependency (transitively)."""
+    return {"python": platform.python_version(), **resolved_dependencies()}
+
+
+def environment_fingerprint() -> str:
+    """Hash of :func:`package_versions`: an upgraded package, even a dependency of a
+    dependency, invalidates every stage."""
+    return hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()
+
+
+#: Folder of the committed real-data validation report that notebook 02 shows.
+VALIDATION_DIR = Path("docs") / "validation"
+
+
+def stage_inputs(stage: str) -> list[Path]:
+    """Files outside the run folder that a stage reads (besides its notebook and the code).
+
+    02_label reads the real records in ``../shared/data`` when present and the committed
+    validation report; 05_figures checks the manuscript and compares with the published figures.
+    """
+    root = repo_root()
+    files: list[Path] = []
+    if stage == "02_label":
+        from .label import shared_real_data_file
+
+        folder = root / VALIDATION_DIR
+        if folder.exists():
+            files += sorted(p for p in folder.rglob("*") if p.is_file())
+        real = shared_real_data_file()
+        if real is not None:
+            files.append(real)
+    elif stage == "05_figures":
+        files += [root / "paper" / "main.tex", root / "paper" / "reference.csv"]
+    return files
+
+
+def input_hashes(files: list[Path]) -> dict[str, str]:
+    """SHA-256 of each input, named relative to the repository (absent files marked so)."""
+    root = repo_root()
+    return {Path(os.path.relpath(f, root)).as_posix(): sha256_file(f) if f.exists() else "absent"
+            for f in files}
 
 
 def read_reports(paths: RunPaths) -> dict[str, Any]:
@@ -363,10 +475,12 @@ def remove_partial_files(paths: RunPaths) -> list[str]:
                 if f.is_file():
                     f.unlink(missing_ok=True)
                     removed.append(paths.relative(f))
-    manifest_tmp = paths.manifest.with_name(paths.manifest.name + ".tmp")
-    if manifest_tmp.exists():
-        manifest_tmp.unlink()
-        removed.append(paths.relative(manifest_tmp))
+    manifest_tmps = [paths.manifest.with_name(paths.manifest.name + ".tmp"),
+                     *paths.root.glob(f".{paths.manifest.name}.*.tmp")]
+    for manifest_tmp in manifest_tmps:
+        if manifest_tmp.is_file():
+            manifest_tmp.unlink()
+            removed.append(paths.relative(manifest_tmp))
     return sorted(removed)
 
 
@@ -415,7 +529,110 @@ def stop_processes_started_since(before: set[int], timeout: float = 10.0) -> Non
     psutil.wait_procs(alive, timeout=timeout)
 
 
+# --------------------------------------------------------------------------- run-folder lock
+#: The lock file in a run folder while a run writes into it.
+LOCK_NAME = ".run.lock"
+
+
+def _process_started(pid: int) -> float | None:
+    """Start time of a live process (to tell it from a later one that reused the pid), or None."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return -1.0  # alive, owned by someone else
+
+
+def lock_holder_alive(holder: dict[str, Any]) -> bool:
+    """True unless the lock's process is known to be gone (same host, pid dead or reused).
+
+    A lock taken on another host (a shared file system) cannot be checked and counts as live.
+    """
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        started = _process_started(int(holder["pid"]))
+    except (KeyError, TypeError, ValueError):
+        return False  # unreadable lock: left half-written by a killed run
+    if started is None:
+        return False
+    recorded = holder.get("process_started")
+    return started < 0 or recorded is None or abs(started - float(recorded)) < 1.0
+
+
+def _read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(lock.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe_holder(holder: dict[str, Any]) -> str:
+    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, "
+            f"started {holder.get('started', '?')}")
+
+
+def acquire_run_lock(paths: RunPaths, say: Callable[[str], None] = print) -> Path:
+    """Take the run folder's lock or raise :class:`RunFolderLocked` naming the run holding it.
+
+    The lock is a file created exclusively (one process wins a race); it records pid, host and
+    start time. A lock whose process is dead (a killed run) is stale: it is taken over, saying so.
+    """
+    lock = paths.root / LOCK_NAME
+    paths.root.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+          "process_started": _process_started(os.getpid())}
+    mine = temp_name(lock)
+    mine.write_text(json.dumps(me), encoding="utf-8")
+    try:
+        for _ in range(3):
+            try:
+                # A hard link appears with its content complete, and fails if the lock exists.
+                os.link(mine, lock)
+                return lock
+            except FileExistsError:
+                pass
+            holder = _read_lock(lock)
+            if lock_holder_alive(holder):
+                raise RunFolderLocked(
+                    f"run folder {shown_path(paths, paths.root)} is in use by another run "
+                    f"({_describe_holder(holder)}); wait for it to finish or choose another "
+                    f"--out. If that run is gone, delete {shown_path(paths, lock)}.")
+            # Move the stale lock aside before deleting it, so a run that took it over a moment
+            # ago (and whose lock this would be) is never removed by mistake.
+            aside = temp_name(lock)
+            try:
+                os.replace(lock, aside)
+            except FileNotFoundError:
+                continue
+            if _read_lock(aside) != holder:
+                os.replace(aside, lock)  # a live run's fresh lock: put it back and look again
+                continue
+            aside.unlink()
+            say(f"taking over the lock of a run that is no longer running "
+                f"({_describe_holder(holder)})")
+    finally:
+        mine.unlink(missing_ok=True)
+    raise RunFolderLocked(f"could not take the lock of run folder {shown_path(paths, paths.root)}")
+
+
+def release_run_lock(lock: Path) -> None:
+    """Remove the lock if this process holds it."""
+    if _read_lock(lock).get("pid") == os.getpid():
+        lock.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- running
+#: Kernel options: ipykernel's own log (a transport warning at every start, a traceback when
+#: the runner stops it on Ctrl-C) is not for the reader; notebook errors reach the notebook.
+KERNEL_ARGUMENTS: list[str] = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 @dataclass
 class RunResult:
     paths: RunPaths
@@ -437,11 +654,13 @@ def _out_dir_param(paths: RunPaths) -> str:
 
 
 def stage_key(nb: Path, nb_params: dict[str, Any], code: str, upstream: dict[str, str],
-              source_fp: str) -> str:
-    """Identity of a stage's work: notebook, its parameters, the code, and what it reads
-    (the files the previous stages produced, by hash; for acquisition, the snapshot files)."""
+              source_fp: str, inputs: dict[str, str] | None = None, environment: str = "") -> str:
+    """Identity of a stage's work: notebook, its parameters, the code, the installed packages,
+    and what it reads (the files the previous stages produced, by hash; for acquisition, the
+    snapshot files; ``inputs``: files outside the run, see :func:`stage_inputs`)."""
     blob = json.dumps({"notebook": sha256_file(nb), "params": nb_params, "code": code,
-                       "upstream": upstream, "source": source_fp}, sort_keys=True, default=str)
+                       "upstream": upstream, "source": source_fp, "inputs": inputs or {},
+                       "environment": environment}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -462,32 +681,51 @@ def _still_there(paths: RunPaths, produced: dict[str, str]) -> bool:
 
 def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
         salt: str | None = None, progress: bool = True,
-        notebooks: list[Path] | None = None, log: Callable[[str], None] | None = None) -> RunResult:
+        notebooks: list[Path] | None = None, log: Callable[[str], None] | None = None,
+        salt_env: str = SALT_ENV) -> RunResult:
     """Execute the notebooks in order; return what ran and the manifest written.
 
-    ``params`` must come from :func:`parse_parameters`. A stage whose key (notebook,
-    parameters, code, upstream outputs) matches the previous run's and whose outputs are intact
-    is skipped unless ``force``. Raises :class:`StageError` naming the notebook and cell when a
-    notebook fails, and :class:`RunInterrupted` on Ctrl-C or SIGTERM (after stopping the
-    kernel and removing partial files). The manifest is updated after every completed stage, so
-    a killed run resumes from the first stage that had not finished.
+    ``params`` must come from :func:`parse_parameters`. ``salt`` (default: the environment
+    variable ``salt_env``) is handed to the notebooks as ``HELPERS_USERNAME_SALT``. A stage
+    whose key (notebook, parameters, code, packages, upstream outputs, outside inputs) matches
+    the previous run's and whose outputs are intact is skipped unless ``force``. Raises
+    :class:`RunFolderLocked` at once when another run writes into the same folder,
+    :class:`StageError` naming the notebook and cell when a notebook fails, and
+    :class:`RunInterrupted` on Ctrl-C or SIGTERM (after stopping the kernel and removing partial
+    files). The manifest is updated after every completed stage, so a killed run resumes from
+    the first stage that had not finished.
     """
-    import papermill
     from tqdm import tqdm
 
     paths = run_paths(out or "")
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    lock = acquire_run_lock(paths, say)
+    try:
+        return _run_locked(paths, params, force, salt, salt_env, progress, notebooks, say)
+    finally:
+        release_run_lock(lock)
+
+
+def _run_locked(paths: RunPaths, params: dict[str, Any], force: bool, salt: str | None,
+                salt_env: str, progress: bool, notebooks: list[Path] | None,
+                say: Callable[[str], None]) -> RunResult:
+    """:func:`run` once the run folder's lock is held."""
+    import papermill
+    from tqdm import tqdm
+
     paths.ensure()
     paths.notebooks.mkdir(parents=True, exist_ok=True)
     notebooks = notebooks or notebook_files()
-    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     leftovers = remove_partial_files(paths)
     if leftovers:
         say(f"removed {len(leftovers)} partial file(s) left by an interrupted run")
     previous = json.loads(paths.manifest.read_text()) if paths.manifest.exists() else {}
     prev_stages = previous.get("stages", {}) if previous.get("parameters") == params else {}
     code = code_fingerprint()
+    environment = environment_fingerprint()
     source_fp = source_fingerprint(params)
-    env_salt = salt if salt is not None else os.environ.get(SALT_ENV, "")
+    env_salt = salt if salt is not None else os.environ.get(salt_env, "")
+    salt_info = {"username_salt_set": bool(env_salt), "username_salt_env": salt_env}
     result = RunResult(paths=paths)
     stages: dict[str, Any] = {}
     out_dir = _out_dir_param(paths)
@@ -505,7 +743,9 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
             injected = {k: v for k, v in nb_params.items() if v != defaults.get(k)}
             if "out_dir" in defaults and out_dir != defaults["out_dir"]:
                 injected["out_dir"] = out_dir
-            key = stage_key(nb, nb_params, code, upstream, source_fp if name.startswith("00") else "")
+            inputs = input_hashes(stage_inputs(name))
+            key = stage_key(nb, nb_params, code, upstream, source_fp if name.startswith("00") else "",
+                            inputs, environment)
             output = paths.notebooks / nb.name
             prev = prev_stages.get(name, {})
             if not force and prev.get("key") == key and output.exists() \
@@ -524,12 +764,12 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
             try:
                 papermill.execute_notebook(str(nb), str(tmp_out), parameters=injected or None,
                                            kernel_name="python3", progress_bar=False,
-                                           cwd=str(nb.parent))
+                                           cwd=str(nb.parent), extra_arguments=KERNEL_ARGUMENTS)
             except Exception as exc:
                 failed = paths.notebooks / f"{nb.stem}.failed.ipynb"
                 if tmp_out.exists():
                     os.replace(tmp_out, failed)
-                _write_manifest(paths, params, stages, status=f"failed at {name}")
+                _write_manifest(paths, params, stages, status=f"failed at {name}", salt=salt_info)
                 raise StageError(_failure_message(name, exc, failed, paths)) from exc
             finally:
                 if env_backup is None:
@@ -545,16 +785,18 @@ def run(params: dict[str, Any], out: Path | None = None, force: bool = False,
             result.executed.append(name)
             result.seconds[name] = round(seconds, 2)
             stages[name] = {"key": key, "seconds": round(seconds, 2), "produced": produced}
+            if inputs:
+                stages[name]["inputs"] = inputs
             say(f"{name}: done in {seconds:.1f} s")
             # A checkpoint: if the run is killed later, the next one resumes after this stage.
             _write_manifest(paths, params, stages, status=f"incomplete: {name} done",
-                            files=_produced_files(stages))
-        result.manifest = _write_manifest(paths, params, stages, status="complete")
+                            files=_produced_files(stages), salt=salt_info)
+        result.manifest = _write_manifest(paths, params, stages, status="complete", salt=salt_info)
     except KeyboardInterrupt:
         stop_processes_started_since(kernels_before)
         remove_partial_files(paths)
         _write_manifest(paths, params, stages, status=f"interrupted at {name}",
-                        files=_produced_files(stages))
+                        files=_produced_files(stages), salt=salt_info)
         raise RunInterrupted(f"run interrupted during stage {name}; the stages completed before "
                              f"it are kept ({', '.join(stages) or 'none'}): run the same command "
                              f"again to resume") from None
@@ -572,8 +814,13 @@ def _produced_files(stages: dict[str, Any]) -> dict[str, str]:
 
 
 def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, Any],
-                    status: str, files: dict[str, str] | None = None) -> dict[str, Any]:
-    """Write ``manifest.json``; ``files`` defaults to hashing every output file now."""
+                    status: str, salt: dict[str, Any],
+                    files: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write ``manifest.json``; ``files`` defaults to hashing every output file now.
+
+    ``salt`` says whether the notebooks ran with a username salt and from which variable; it is
+    decided when the run starts (the variable is restored after each stage).
+    """
     reports = read_reports(paths)
     acquire = reports.get("acquire", {})
     counts = row_counts(reports)
@@ -586,7 +833,7 @@ def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, A
         "source": {"name": params["source"], "location": acquire.get("location"),
                    "revision": acquire.get("revision"), "path": params.get("path") or None},
         "parameters": params,
-        "username_salt_set": bool(os.environ.get(SALT_ENV)),
+        **salt,
         "packages": package_versions(),
         "platform": {"python": sys.version.split()[0], "system": platform.system(),
                      "machine": platform.machine()},
