@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import pipeline, sources
+from helpers import parameters, pipeline, sources
 from helpers.paths import RunPaths
 
 #: A small sample so a whole run takes about a minute.
@@ -200,7 +200,7 @@ def test_clear_usernames_and_salt_never_reach_the_outputs(tmp_path):
 
     snapshot = api_snapshot_with_clear_usernames(tmp_path / "scrape.jsonl")
     out = tmp_path / "run"
-    params = pipeline.parse_parameters({"source": "api", "path": str(snapshot)})
+    params = parameters.parse_parameters({"source": "api", "path": str(snapshot)})
     notebooks = [nb for nb in pipeline.notebook_files() if nb.name.startswith(("00_", "01_"))]
     pipeline.run(params, out=out, salt=SALT, progress=False, notebooks=notebooks, log=lambda m: None)
     paths = RunPaths(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import pipeline
+from helpers import parameters, pipeline
 from helpers.paths import RunPaths, repo_root
 
 
@@ -27,21 +27,21 @@ from helpers.paths import RunPaths, repo_root
     ({"memory_limit": "lots"}, "memory size"),
 ])
 def test_bad_parameters_are_refused(raw, match):
-    with pytest.raises(pipeline.ParameterError, match=match):
-        pipeline.parse_parameters(raw)
+    with pytest.raises(parameters.ParameterError, match=match):
+        parameters.parse_parameters(raw)
 
 
 def test_unknown_parameter_lists_the_valid_ones():
-    with pytest.raises(pipeline.ParameterError) as err:
-        pipeline.parse_parameters({"sampel_images": 10})
-    for name in pipeline.PARAMETERS:
+    with pytest.raises(parameters.ParameterError) as err:
+        parameters.parse_parameters({"sampel_images": 10})
+    for name in parameters.PARAMETERS:
         assert name in str(err.value)
 
 
 def test_source_that_does_not_match_the_files_is_refused(tmp_path):
     (tmp_path / "images.parquet").write_bytes(b"x")
-    with pytest.raises(pipeline.ParameterError, match="use --source local"):
-        pipeline.parse_parameters({"source": "api", "path": str(tmp_path)})
+    with pytest.raises(parameters.ParameterError, match="use --source local"):
+        parameters.parse_parameters({"source": "api", "path": str(tmp_path)})
 
 
 def test_cli_refuses_before_running_anything(tmp_path):
@@ -62,10 +62,10 @@ def test_parameters_match_the_notebooks():
         for name, default in params.items():
             if name == "out_dir":
                 continue
-            assert name in pipeline.PARAMETERS, f"{nb.name}: {name} is not a runner parameter"
-            assert pipeline.PARAMETERS[name].default == default, f"{nb.name}: default of {name}"
+            assert name in parameters.PARAMETERS, f"{nb.name}: {name} is not a runner parameter"
+            assert parameters.PARAMETERS[name].default == default, f"{nb.name}: default of {name}"
             seen.add(name)
-    assert seen == set(pipeline.PARAMETERS)
+    assert seen == set(parameters.PARAMETERS)
 
 
 def _failing_notebook(folder: Path) -> Path:
@@ -83,7 +83,7 @@ def _failing_notebook(folder: Path) -> Path:
 def test_failure_names_notebook_and_cell(tmp_path, capfd):
     nb = _failing_notebook(tmp_path)
     with pytest.raises(pipeline.StageError) as err:
-        pipeline.run(pipeline.parse_parameters({}), out=tmp_path / "out", progress=False,
+        pipeline.run(parameters.parse_parameters({}), out=tmp_path / "out", progress=False,
                      notebooks=[nb], log=lambda m: None)
     msg = str(err.value)
     assert "00_fail_here" in msg and "cell 4 (`raise ValueError('planted')`)" in msg and "ValueError: planted" in msg
@@ -190,7 +190,7 @@ def test_stage_key_covers_every_input_a_stage_reads(tmp_path, monkeypatch, fake_
                                                     outside_inputs):
     names = ("00_acquire", "02_label", "05_figures")
     notebooks = [_trivial_notebook(tmp_path / "nbs" / f"{n}.ipynb") for n in names]
-    params = pipeline.parse_parameters({})
+    params = parameters.parse_parameters({})
 
     def executed() -> list[str]:
         return pipeline.run(params, out=tmp_path / "out", progress=False, notebooks=notebooks,
@@ -263,7 +263,7 @@ def test_salt_env_is_recorded_in_the_manifest(tmp_path, monkeypatch, capsys, fak
 # --------------------------------------------------------------------------- one run per folder
 LOCK_HOLDER = """
 import sys, time
-from helpers import pipeline
+from helpers import parameters, pipeline
 from helpers.paths import RunPaths
 
 pipeline.acquire_run_lock(RunPaths(__import__("pathlib").Path(sys.argv[1])))
@@ -282,7 +282,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, fake
         assert holder.stdout.readline().strip() == "locked"
         nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
         with pytest.raises(pipeline.RunFolderLocked) as err:
-            pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+            pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                          log=lambda m: None)
         msg = str(err.value)
         assert f"pid {holder.pid} on host {socket.gethostname()}, started 20" in msg
@@ -297,7 +297,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, fake
         holder.kill()
         holder.wait()
         messages: list[str] = []
-        result = pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+        result = pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                               log=messages.append)
         assert result.executed == ["00_acquire"]
         assert any(m.startswith("taking over the lock of a run that is no longer running "
@@ -319,7 +319,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fake_papermill):
         {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
     messages: list[str] = []
     nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
-    result = pipeline.run(pipeline.parse_parameters({}), out=out, progress=False, notebooks=[nb],
+    result = pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                           log=messages.append)
     assert result.executed == ["00_acquire"]
     assert f"taking over the lock of a run that is no longer running (pid {dead.pid} on host " \
@@ -341,10 +341,10 @@ def test_a_lock_whose_pid_was_reused_is_stale():
 INTERRUPTED_RUNNER = """
 import sys
 from pathlib import Path
-from helpers import pipeline
+from helpers import parameters, pipeline
 
 try:
-    pipeline.run(pipeline.parse_parameters({}), out=Path(sys.argv[1]), progress=False,
+    pipeline.run(parameters.parse_parameters({}), out=Path(sys.argv[1]), progress=False,
                  notebooks=[Path(sys.argv[2])])
 except pipeline.StageError as exc:
     print(f"error: {exc}", file=sys.stderr)

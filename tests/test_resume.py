@@ -30,9 +30,9 @@ from test_determinism import (SALT, assert_all_files_readable, finish, hashes_on
 SUBSET_RUNNER = """
 import sys
 from pathlib import Path
-from helpers import pipeline
+from helpers import parameters, pipeline
 
-params = pipeline.parse_parameters({"sample_images": 2000, "sample_models": 200})
+params = parameters.parse_parameters({"sample_images": 2000, "sample_models": 200})
 notebooks = [nb for nb in pipeline.notebook_files() if nb.name.startswith(("00_", "01_"))]
 result = pipeline.run(params, out=Path(sys.argv[1]), force="--force" in sys.argv, progress=False,
                       notebooks=notebooks)

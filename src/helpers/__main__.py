@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
+from . import parameters, pipeline
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
@@ -25,10 +25,10 @@ def _load_yaml(path: str) -> dict[str, Any]:
 
     p = Path(path)
     if not p.exists():
-        raise pipeline.ParameterError(f"parameter file {path} does not exist")
+        raise parameters.ParameterError(f"parameter file {path} does not exist")
     data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
-        raise pipeline.ParameterError(f"parameter file {path} must be a mapping of name: value")
+        raise parameters.ParameterError(f"parameter file {path} must be a mapping of name: value")
     return data
 
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="write a synthetic snapshot in the Hub's raw format")
     synth.add_argument("--rows", type=int, required=True, help="image rows")
     synth.add_argument("--models", type=int, default=None, help="models (default rows/100, ≥ 200)")
-    synth.add_argument("--seed", type=int, default=20250507)
+    synth.add_argument("--seed", type=int, default=parameters.default("seed"))
     synth.add_argument("--out", required=True, help="folder to write images/ and models/ into")
 
     bench = sub.add_parser("bench", help="scale benchmark on a synthetic snapshot")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "models-2023/models.jsonl.gz); never copied into the repository")
     validate.add_argument("--out", default="", help="report folder (default: docs/validation; a "
                           "relative folder is under the repository, as for `run --out`)")
-    validate.add_argument("--seed", type=int, default=pipeline.PARAMETERS["seed"].default)
+    validate.add_argument("--seed", type=int, default=parameters.PARAMETERS["seed"].default)
     return parser
 
 
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raw[name] = value
     if raw.get("path"):
         raw["path"] = str(Path(raw["path"]).expanduser().resolve())
-    params = pipeline.parse_parameters(raw)
+    params = parameters.parse_parameters(raw)
     salt = os.environ.get(args.salt_env, "")
     result = pipeline.run(params, out=Path(args.out) if args.out else None, force=args.force,
                           salt=salt, progress=not args.quiet, salt_env=args.salt_env)
@@ -117,7 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_params(_: argparse.Namespace) -> int:
-    for p in pipeline.PARAMETERS.values():
+    for p in parameters.PARAMETERS.values():
         print(f"{p.name:15} {p.type.__name__:4} default {p.default!r:14} {p.help}")
     return 0
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 "validate": cmd_validate}
     try:
         return handlers[args.command](args)
-    except pipeline.ParameterError as exc:
+    except parameters.ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (pipeline.StageError, SourceError, CleaningError) as exc:

@@ -13,7 +13,7 @@ Parsing rules (levels, flags, counts, timestamps) are built once here from the e
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -25,13 +25,12 @@ import pyarrow.parquet as pq
 
 from . import db, schema
 from .db import read_parquet_sql, sql_identifier, sql_literal, stream_query_to_parquet
+from .parameters import default
 from .paths import RunPaths
 from .sources import strip_html
 
 #: Longest prompt kept whole; longer ones (pasted garbage, attacks) are truncated and counted.
 MAX_PROMPT_CHARS = 20_000
-DEFAULT_WINDOW_START = schema.PLATFORM_START
-DEFAULT_WINDOW_END = "2025-12-31"
 
 IMAGE_COUNTS = ("like_count", "heart_count", "laugh_count", "cry_count", "comment_count")
 MODEL_COUNTS = ("download_count", "favorite_count", "comment_count", "rating_count")
@@ -45,8 +44,8 @@ class CleaningError(RuntimeError):
 class Window:
     """The study's time window, inclusive, as ISO dates (UTC)."""
 
-    start: str = DEFAULT_WINDOW_START
-    end: str = DEFAULT_WINDOW_END
+    start: str = field(default_factory=lambda: default("window_start"))
+    end: str = field(default_factory=lambda: default("window_end"))
 
     def __post_init__(self) -> None:
         import datetime as dt

@@ -6,11 +6,9 @@ the committed notebooks and ``make reproduce``) or the ``--out`` folder of a
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 TABLES: tuple[str, ...] = ("images", "models")
 STAGES: tuple[str, ...] = ("raw", "interim", "processed")
@@ -117,7 +115,3 @@ def run_paths(out_dir: str | os.PathLike[str] = "") -> RunPaths:
     if not out.is_absolute():
         out = repo_root() / out
     return RunPaths(out.resolve())
-
-
-# TEMPORARY until the pipeline/bench/label refactors land: remove at merge.
-from .db import write_json_atomic  # noqa: E402,F401

@@ -40,10 +40,3 @@ __all__ = [
     "raw_coverage", "resolve_hub_revision", "run_adapter", "strip_html", "username_salt",
     "write_raw_images", "write_raw_models",
 ]
-
-# TEMPORARY until the label/analyse/bench refactor lands: remove at merge.
-from ..db import connect as _db_connect, stream_query_to_parquet  # noqa: E402
-
-
-def duckdb_connection(paths=None, memory_limit="3GB", threads=2):  # noqa: D103
-    return _db_connect(paths.tmp if paths is not None else None, memory_limit, threads)

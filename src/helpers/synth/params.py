@@ -7,9 +7,10 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ..parameters import default
+
 
 # --------------------------------------------------------------------------- constants
-DEFAULT_SEED = 20250507
 DEFAULT_START = "2022-11"
 DEFAULT_END = "2024-12"
 
@@ -160,9 +161,9 @@ class SynthParams:
     pairs are interpolated linearly over the window's months.
     """
 
-    seed: int = DEFAULT_SEED
-    n_images: int = 30_000
-    n_models: int = 3_000
+    seed: int = field(default_factory=lambda: default("seed"))
+    n_images: int = field(default_factory=lambda: default("sample_images"))
+    n_models: int = field(default_factory=lambda: default("sample_models"))
     chunk_rows: int = 500_000
     start_month: str = DEFAULT_START
     end_month: str = DEFAULT_END
