@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import parameters, pipeline
+from .sources import SALT_ENV, SOURCES
 
 
 def _load_yaml(path: str) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute the notebooks in order with papermill")
-    run.add_argument("--source", choices=pipeline.SOURCES, help="where the snapshot comes from")
+    run.add_argument("--source", choices=SOURCES, help="where the snapshot comes from")
     run.add_argument("--path", help="folder or file of the snapshot (local, api)")
     run.add_argument("--revision", help="Hub revision for --source hf (pin a commit sha)")
     run.add_argument("--out", default="", help="run folder (default: the repository itself)")
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"), help="set a parameter (see `params`)")
     run.add_argument("--force", action="store_true", help="re-run stages even if unchanged")
-    run.add_argument("--salt-env", default=pipeline.SALT_ENV,
+    run.add_argument("--salt-env", default=SALT_ENV,
                      help="environment variable holding the salt for hashing clear usernames")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
