@@ -375,3 +375,18 @@ def test_ctrl_c_shows_the_interrupt_message_alone(tmp_path):
     assert proc.returncode == 1
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: run interrupted during stage 00_sleep"), stderr
+
+
+@pytest.mark.slow
+def test_a_whole_sample_run_into_a_folder_whose_name_needs_quoting(tmp_path):
+    """Every path that reaches SQL is quoted: an apostrophe, a space and a non-ASCII letter in the
+    run folder's name carry through all six notebooks (DuckDB spill folder, Parquet reads, the
+    benchmark-style scans of the analyses)."""
+    out = tmp_path / "O'Brien's run ü"
+    params = parameters.parse_parameters({"sample_images": 3000, "sample_models": 300})
+    result = pipeline.run(params, out=out, progress=False, log=lambda m: None)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "complete", manifest["status"]
+    assert len(result.executed) == len(pipeline.notebook_files())
+    assert (out / "data" / "processed" / "links.parquet").exists()
+    assert (out / "paper" / "numbers.json").exists()
