@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
+from contextlib import closing
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+from .. import db
 from ..paths import RunPaths
 from .common import AcquireResult, SourceError, file_format, iter_json_records, list_data_files
 from .raw import _records_reader, flatten_api_image, model_images, write_raw_images, write_raw_models
@@ -25,7 +26,7 @@ def acquire_api(path: Path, paths: RunPaths, salt: str = "") -> AcquireResult:
 
     def model_records() -> Iterator[dict]:
         nonlocal n_models
-        with open(images_tmp.with_name(images_tmp.name + ".tmp"), "w", encoding="utf-8") as spill:
+        with db.atomic_path(images_tmp) as spill_path, open(spill_path, "w", encoding="utf-8") as spill:
             for f in files:
                 for record in iter_json_records(f, repairs):
                     if "modelVersions" in record or "poi" in record:
@@ -37,13 +38,12 @@ def acquire_api(path: Path, paths: RunPaths, salt: str = "") -> AcquireResult:
                         yield record
                     else:
                         spill.write(json.dumps(record) + "\n")
-        os.replace(images_tmp.with_name(images_tmp.name + ".tmp"), images_tmp)
 
     result = AcquireResult(source="api", location=path.name, inputs=[f.name for f in files])
-    try:
-        written = write_raw_models(model_records(), paths.table("raw", "models"), salt, repairs)
-    finally:  # a bad file stops the spill part-way: leave no temporary file behind
-        images_tmp.with_name(images_tmp.name + ".tmp").unlink(missing_ok=True)
+    # Closing the generator ends the spill: a bad file that stops it part-way leaves no
+    # temporary file behind.
+    with closing(model_records()) as records:
+        written = write_raw_models(records, paths.table("raw", "models"), salt, repairs)
     if n_models:
         result.rows["models"] = written
     else:
