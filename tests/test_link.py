@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import clean, link, schema, sources, synth
+from helpers import clean, label, link, schema, sources, synth
+from helpers.analyse import links as link_analyses
 from helpers.paths import RunPaths
 
 
@@ -54,6 +55,7 @@ def linked_sample(tmp_path_factory):
     sources.acquire("sample", paths, sample_images=params.n_images, sample_models=params.n_models,
                     seed=params.seed)
     clean.clean_all(paths)
+    label.label_all(paths, seed=params.seed, n_boot=20)
     return paths, params, link.link_images(paths)
 
 
@@ -153,3 +155,61 @@ def test_real_records_linkage_matches_a_straightforward_count(real_data, tmp_pat
     # At least what file names alone resolve (the link also tries version and model names).
     assert share >= by_file / len(calls) - 0.01
     assert 0.55 < by_file / len(calls) < 0.8  # "about two thirds" by file name alone
+
+
+# --------------------------------------------------------------------------- analyses on the link
+def _joined(paths):
+    images = pq.read_table(paths.table("processed", "images")).to_pandas()
+    models = pq.read_table(paths.table("processed", "models")).to_pandas()
+    links = pq.read_table(paths.links).to_pandas()
+    real = set(models.loc[models["is_real_person"].fillna(False).astype(bool), "model_id"])
+    rp_images = set(links.loc[(links["kind"] == "adapter") & links["model_id"].isin(real), "image_id"])
+    images["uses_rp"] = images["image_id"].isin(rp_images)
+    images["month"] = images["created_at"].dt.strftime("%Y-%m")
+    images["family"] = [schema.base_model_family(b if isinstance(b, str) else None)
+                        for b in images["base_model"]]
+    return images, models, links, real
+
+
+def test_real_person_adapter_analyses_agree_with_a_pandas_count(linked_sample):
+    paths, _, _ = linked_sample
+    images, models, links, real = _joined(paths)
+    files = (paths.table("processed", "images"), paths.links, paths.table("processed", "models"))
+    by_month = link_analyses.real_person_adapter_use_by_month(*files)
+    want = images.groupby("month")["uses_rp"].agg(["size", "sum"])
+    assert by_month["n"].tolist() == want["size"].tolist()
+    assert by_month["k"].tolist() == want["sum"].tolist()
+    assert images["uses_rp"].sum() > 50  # the sample's real-person LoRAs are called
+
+    nsfw = link_analyses.nsfw_share_by_real_person_adapter(*files, definition="r").set_index(
+        "uses_real_person_adapter")
+    for flag in (False, True):
+        part = images[images["uses_rp"] == flag]
+        assert nsfw.loc[flag, "n"] == part["is_nsfw_r"].notna().sum()
+        assert nsfw.loc[flag, "k"] == part["is_nsfw_r"].fillna(False).sum()
+    assert nsfw["ci_low"].le(nsfw["share"]).all() and nsfw["share"].le(nsfw["ci_high"]).all()
+
+    share = link_analyses.real_person_share_of_adapter_links(paths.links, paths.table("processed", "models"))
+    adapters = links[links["kind"] == "adapter"]
+    assert (share.loc[0, "n"], share.loc[0, "k"]) == (len(adapters), adapters["model_id"].isin(real).sum())
+
+
+def test_family_analyses_agree_with_a_pandas_count(linked_sample):
+    paths, _, _ = linked_sample
+    images, models, _, _ = _joined(paths)
+    files = (paths.table("processed", "images"), paths.links, paths.table("processed", "models"))
+    by_family = link_analyses.nsfw_share_by_family(*files).set_index("family")
+    want = images.groupby("family").agg(n=("is_nsfw_r", "count"), k=("is_nsfw_r", "sum"),
+                                        rp=("uses_rp", "sum"))
+    assert set(by_family.index) == set(want.index) and len(want) >= 3
+    for family, row in want.iterrows():
+        assert (by_family.loc[family, "n"], by_family.loc[family, "k"]) == (row["n"], row["k"])
+        assert by_family.loc[family, "real_person_adapter_images"] == row["rp"]
+    order = [schema.BASE_MODEL_FAMILIES.index(f) for f in by_family.index]
+    assert order == sorted(order)
+
+    monthly = link_analyses.images_by_family_by_month(paths.table("processed", "images"))
+    assert monthly.groupby("month")["k"].sum().tolist() == images.groupby("month").size().tolist()
+    new = link_analyses.new_models_by_family_by_month(models)
+    assert new["k"].sum() == len(models)
+    assert (new.groupby("month")["share"].sum() - 1).abs().max() < 1e-9

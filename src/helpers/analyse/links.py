@@ -1,0 +1,130 @@
+"""Analyses that need the image → model link: real-person adapter use, and base-model families.
+
+Every function reads the processed images table, the link table (``data/processed/links.parquet``,
+:mod:`helpers.link`) and the processed models table through DuckDB and returns a small frame of
+counts with Wilson intervals. An image *uses a real-person adapter* when one of its resolved
+adapter links points to a model labelled ``is_real_person``; images whose calls did not resolve
+count as not using one, so these shares are lower bounds (the linkage report gives the
+unresolved share).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .. import db
+from ..schema import BASE_MODEL_FAMILIES, base_model_family_sql
+from ..stats import odds_ratio, with_share
+from .common import flag_column, month_sql
+
+
+def _images_with_links_sql(images: Path, links: Path, models: Path) -> str:
+    """One row per image: month, family, NSFW flags, whether it calls an adapter (in its prompt)
+    and whether a resolved adapter link points to a real-person model."""
+    return f"""
+        SELECT i.image_id, {month_sql('i.created_at')} AS month,
+               {base_model_family_sql('i.base_model')} AS family,
+               i.is_nsfw_platform, i.is_nsfw_r, i.is_nsfw_x,
+               coalesce(i.n_lora, 0) > 0 AS calls_adapter,
+               coalesce(rp.uses_real_person_adapter, false) AS uses_real_person_adapter
+        FROM {db.read_parquet_sql(images)} i
+        LEFT JOIN (
+            SELECT l.image_id, bool_or(coalesce(m.is_real_person, false)) AS uses_real_person_adapter
+            FROM {db.read_parquet_sql(links)} l
+            JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
+            WHERE l.kind = 'adapter' GROUP BY l.image_id
+        ) rp ON rp.image_id = i.image_id"""
+
+
+def real_person_adapter_use_by_month(images: Path, links: Path, models: Path,
+                                     con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per month: images (``n``), images using at least one real-person adapter (``k``), share
+    with its Wilson interval."""
+    con = db.connection_or_default(con)
+    out = con.execute(f"""
+        SELECT month, count(*) AS n, count_if(uses_real_person_adapter) AS k
+        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY month ORDER BY month""").df()
+    return with_share(out)
+
+
+def nsfw_share_by_real_person_adapter(images: Path, links: Path, models: Path, definition: str = "r",
+                                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """NSFW share of images that use a real-person adapter vs images that do not, with Wilson
+    intervals and the odds ratio (with vs without, Woolf interval) repeated on both rows."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    out = con.execute(f"""
+        SELECT uses_real_person_adapter, count({flag}) AS n, count_if({flag}) AS k
+        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY 1""").df()
+    out = (out.set_index("uses_real_person_adapter").reindex([False, True], fill_value=0)
+           .rename_axis("uses_real_person_adapter").reset_index())
+    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    out.insert(0, "definition", definition)
+    out = with_share(out)
+    with_, without = out.iloc[1], out.iloc[0]
+    ratio = odds_ratio(int(with_.k), int(with_.n), int(without.k), int(without.n))
+    out["odds_ratio"], out["or_ci_low"], out["or_ci_high"] = (ratio["odds_ratio"], ratio["ci_low"],
+                                                             ratio["ci_high"])
+    return out
+
+
+def real_person_share_of_adapter_links(links: Path, models: Path,
+                                       con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Resolved adapter links (``n``) and those to real-person models (``k``), with the share."""
+    con = db.connection_or_default(con)
+    out = con.execute(f"""
+        SELECT count(*) AS n, count_if(coalesce(m.is_real_person, false)) AS k
+        FROM {db.read_parquet_sql(links)} l JOIN {db.read_parquet_sql(models)} m
+          ON m.model_id = l.model_id
+        WHERE l.kind = 'adapter'""").df()
+    return with_share(out)
+
+
+def _family_frame(frame: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Families in reporting order (families absent from the data left out)."""
+    order = {f: i for i, f in enumerate(BASE_MODEL_FAMILIES)}
+    return frame.sort_values(index, key=lambda s: s.map(order) if s.name == "family" else s,
+                             kind="stable").reset_index(drop=True)
+
+
+def images_by_family_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per month and base-model family: images (``k``) out of the month's images (``n``)."""
+    con = db.connection_or_default(con)
+    out = con.execute(f"""
+        WITH f AS (SELECT {month_sql()} AS month, {base_model_family_sql('base_model')} AS family
+                   FROM {db.read_parquet_sql(images)})
+        SELECT month, family, count(*) AS k, sum(count(*)) OVER (PARTITION BY month) AS n
+        FROM f GROUP BY month, family""").df()
+    out["n"] = out["n"].astype("int64")
+    return _family_frame(with_share(out), ["month", "family"])
+
+
+def nsfw_share_by_family(images: Path, links: Path, models: Path, definition: str = "r",
+                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per base-model family: images, NSFW share (Wilson interval), and the share of images that
+    use a real-person adapter."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    out = con.execute(f"""
+        SELECT family, count({flag}) AS n, count_if({flag}) AS k,
+               count(*) AS images, count_if(uses_real_person_adapter) AS real_person_adapter_images
+        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY family""").df()
+    out.insert(0, "definition", definition)
+    out = with_share(out)
+    out["real_person_adapter_share"] = (out["real_person_adapter_images"] / out["images"]).where(
+        out["images"] > 0)
+    return _family_frame(out, ["family"])
+
+
+def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
+    """Per month of creation and base-model family: new models (``k``) out of the month's (``n``)."""
+    from ..schema import base_model_family
+
+    data = pd.DataFrame({"month": pd.to_datetime(models["created_at"], utc=True).dt.strftime("%Y-%m"),
+                         "family": [base_model_family(b if isinstance(b, str) else None)
+                                    for b in models["base_model"]]})
+    out = data.groupby(["month", "family"]).size().rename("k").reset_index()
+    out["n"] = out.groupby("month")["k"].transform("sum")
+    return _family_frame(with_share(out), ["month", "family"])
