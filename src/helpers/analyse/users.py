@@ -1,0 +1,169 @@
+"""Inference that respects users: a few users post most images, so images are not independent.
+
+Intervals here resample *users* (the clusters), never image rows: each replicate gives every user
+a Poisson(1) weight (the Poisson bootstrap, which for many clusters behaves like drawing users
+with replacement) and recomputes the statistic from per-user counts. The cost is that of the
+small per-user aggregate (users × groups), whatever the number of images.
+
+The association of adapter use with NSFW is also adjusted for who posts and when: a
+Mantel–Haenszel odds ratio over user × month strata compares images of the same user in the same
+month, so neither a user's taste nor the month's trend can produce it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from statsmodels.stats.contingency_tables import StratifiedTable
+
+from .. import db
+from ..stats import CONFIDENCE, odds_ratio, wilson_interval
+from .common import flag_column, month_sql
+
+#: Bootstrap replicates of every cluster interval unless a caller says otherwise.
+N_BOOT = 1000
+#: Replicates computed at once (bounds the weight matrix to users × this many floats).
+BOOT_CHUNK = 50
+
+
+# --------------------------------------------------------------------------- per-user counts
+def user_counts(images: Path, definition: str = "r", by_month: bool = True,
+                con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Per user (and month): images with the definition's flag known (``n``), NSFW (``k``),
+    and the same split by adapter use (``n_adapter``, ``k_adapter``). Images without a user
+    hash are one cluster each (they cannot be attributed)."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    month = f", {month_sql()} AS month" if by_month else ""
+    group = "user, month" if by_month else "user"
+    return con.execute(f"""
+        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
+               count({flag}) AS n, count_if({flag}) AS k,
+               count({flag}) FILTER (WHERE coalesce(n_lora, 0) > 0) AS n_adapter,
+               count_if({flag} AND coalesce(n_lora, 0) > 0) AS k_adapter
+        FROM {db.read_parquet_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK):
+    """Yield Poisson(1) weight matrices (users × replicates), ``chunk`` replicates at a time."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_boot:
+        size = min(chunk, n_boot - done)
+        yield rng.poisson(1.0, size=(n_users, size)).astype(np.float32)
+        done += size
+
+
+# --------------------------------------------------------------------------- shares
+def cluster_bootstrap_shares(counts: pd.DataFrame, group: str | None = None, k: str = "k",
+                             n: str = "n", cluster: str = "user", n_boot: int = N_BOOT,
+                             seed: int = 0, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Share ``Σk / Σn`` per ``group`` (or overall) with the naive Wilson interval and the
+    percentile interval of a cluster (user) bootstrap, side by side.
+
+    Columns: group (if given), n, k, share, ci_low, ci_high (Wilson, images independent),
+    boot_low, boot_high (users resampled), users.
+    """
+    data = counts[counts[n] > 0]
+    users, n_users = _codes(data[cluster])
+    if group is None:
+        groups, n_groups, labels = np.zeros(len(data), np.int64), 1, None
+    else:
+        groups, n_groups = _codes(data[group])
+        labels = np.sort(data[group].unique())
+    shape = (n_groups, n_users)
+    mat_k = sparse.csr_matrix((data[k].to_numpy(float), (groups, users)), shape=shape)
+    mat_n = sparse.csr_matrix((data[n].to_numpy(float), (groups, users)), shape=shape)
+    replicates = []
+    for weights in poisson_weights(n_users, n_boot, seed):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates.append(np.asarray(mat_k @ weights) / np.asarray(mat_n @ weights))
+    boot = np.concatenate(replicates, axis=1) if replicates else np.empty((n_groups, 0))
+    tail = (1 - confidence) / 2
+    total_k = np.asarray(mat_k.sum(axis=1)).ravel()
+    total_n = np.asarray(mat_n.sum(axis=1)).ravel()
+    out = pd.DataFrame({"n": total_n.astype("int64"), "k": total_k.astype("int64")})
+    out["share"] = np.where(total_n > 0, total_k / np.where(total_n > 0, total_n, 1), np.nan)
+    out["ci_low"], out["ci_high"] = wilson_interval(out["k"], out["n"], confidence)
+    out["boot_low"] = np.nanquantile(boot, tail, axis=1) if boot.size else np.nan
+    out["boot_high"] = np.nanquantile(boot, 1 - tail, axis=1) if boot.size else np.nan
+    out["users"] = np.asarray((mat_n > 0).sum(axis=1)).ravel().astype("int64")
+    if labels is not None:
+        out.insert(0, group, labels)
+    return out
+
+
+def cluster_bootstrap_odds_ratio(counts: pd.DataFrame, cluster: str = "user", n_boot: int = N_BOOT,
+                                 seed: int = 0, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """NSFW odds ratio of images with vs without an adapter call: the pooled (unadjusted) ratio
+    with its Woolf interval and the percentile interval of a cluster (user) bootstrap."""
+    per_user = counts.groupby(cluster)[["n", "k", "n_adapter", "k_adapter"]].sum()
+    k1, n1 = per_user["k_adapter"].to_numpy(float), per_user["n_adapter"].to_numpy(float)
+    k0, n0 = (per_user["k"] - per_user["k_adapter"]).to_numpy(float), \
+        (per_user["n"] - per_user["n_adapter"]).to_numpy(float)
+    pooled = odds_ratio(int(k1.sum()), int(n1.sum()), int(k0.sum()), int(n0.sum()), confidence)
+    ratios = []
+    for w in poisson_weights(len(per_user), n_boot, seed):
+        a, b = k1 @ w, (n1 - k1) @ w
+        c, d = k0 @ w, (n0 - k0) @ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios.append(((a + 0.5) * (d + 0.5)) / ((b + 0.5) * (c + 0.5)))
+    boot = np.concatenate(ratios) if ratios else np.array([np.nan])
+    tail = (1 - confidence) / 2
+    return {**pooled, "boot_low": float(np.nanquantile(boot, tail)),
+            "boot_high": float(np.nanquantile(boot, 1 - tail))}
+
+
+# --------------------------------------------------------------------------- adjusted association
+def mantel_haenszel_odds_ratio(counts: pd.DataFrame, confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Odds ratio of NSFW with vs without an adapter call within user × month strata.
+
+    ``counts`` has one row per stratum (as :func:`user_counts` with ``by_month``). Only strata
+    with images both with and without a call say anything about the association; the others
+    are counted and left out. Interval: Robins–Breslow–Greenland (statsmodels).
+    """
+    a = counts["k_adapter"].to_numpy(float)
+    b = (counts["n_adapter"] - counts["k_adapter"]).to_numpy(float)
+    c = (counts["k"] - counts["k_adapter"]).to_numpy(float)
+    d = (counts["n"] - counts["n_adapter"] - c).to_numpy(float)
+    informative = ((a + b) > 0) & ((c + d) > 0) & ((a + c) > 0) & ((b + d) > 0)
+    out = {"strata": int(len(counts)), "informative_strata": int(informative.sum()),
+           "images_in_informative_strata": int((a + b + c + d)[informative].sum())}
+    if not informative.any():
+        return {**out, "odds_ratio": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    tables = np.stack([np.stack([a, b]), np.stack([c, d])])[:, :, informative]
+    table = StratifiedTable(tables)
+    low, high = table.oddsratio_pooled_confint(alpha=1 - confidence)
+    return {**out, "odds_ratio": float(table.oddsratio_pooled), "ci_low": float(low),
+            "ci_high": float(high), "p_value": float(table.test_null_odds().pvalue)}
+
+
+# --------------------------------------------------------------------------- per-user view
+def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
+                                quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> pd.DataFrame:
+    """Quantiles of per-user NSFW shares over users with at least ``min_images`` images:
+    unweighted (each user counts once) and weighted by the user's images."""
+    per_user = counts.groupby("user")[["n", "k"]].sum()
+    per_user = per_user[per_user["n"] >= min_images]
+    share = (per_user["k"] / per_user["n"]).to_numpy()
+    weight = per_user["n"].to_numpy(float)
+    rows = []
+    for q in quantiles:
+        if len(share):
+            order = np.argsort(share, kind="stable")
+            cum = np.cumsum(weight[order]) / weight.sum()
+            weighted = float(share[order][np.searchsorted(cum, q)])
+            rows.append({"quantile": q, "unweighted": float(np.quantile(share, q)), "weighted": weighted})
+        else:
+            rows.append({"quantile": q, "unweighted": np.nan, "weighted": np.nan})
+    out = pd.DataFrame(rows)
+    out.attrs["users"] = int(len(share))
+    return out
