@@ -302,7 +302,7 @@ def test_committed_numbers_recover_the_planted_truth():
     must recover what the synthetic generator planted (each planted value inside the published
     95% interval, counts exact)."""
     from helpers import synth
-    from helpers.pipeline import PARAMETERS
+    from helpers.parameters import PARAMETERS
     from helpers.stats import wilson_bounds
 
     payload = json.loads((repo_root() / "paper" / paper.NUMBERS_JSON).read_text(encoding="utf-8"))
