@@ -44,7 +44,7 @@ def real_person_adapter_use_by_month(images: Path, links: Path, models: Path,
     with its Wilson interval."""
     con = db.connection_or_default(con)
     out = con.execute(f"""
-        SELECT month, count(*) AS n, count_if(uses_real_person_adapter) AS k
+        SELECT month, count(*) AS n, count(*) FILTER (WHERE uses_real_person_adapter) AS k
         FROM ({_images_with_links_sql(images, links, models)}) GROUP BY month ORDER BY month""").df()
     return with_share(out)
 
@@ -56,7 +56,7 @@ def nsfw_share_by_real_person_adapter(images: Path, links: Path, models: Path, d
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     out = con.execute(f"""
-        SELECT uses_real_person_adapter, count({flag}) AS n, count_if({flag}) AS k
+        SELECT uses_real_person_adapter, count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k
         FROM ({_images_with_links_sql(images, links, models)}) GROUP BY 1""").df()
     out = (out.set_index("uses_real_person_adapter").reindex([False, True], fill_value=0)
            .rename_axis("uses_real_person_adapter").reset_index())
@@ -75,7 +75,7 @@ def real_person_share_of_adapter_links(links: Path, models: Path,
     """Resolved adapter links (``n``) and those to real-person models (``k``), with the share."""
     con = db.connection_or_default(con)
     out = con.execute(f"""
-        SELECT count(*) AS n, count_if(coalesce(m.is_real_person, false)) AS k
+        SELECT count(*) AS n, count(*) FILTER (WHERE coalesce(m.is_real_person, false)) AS k
         FROM {db.read_parquet_sql(links)} l JOIN {db.read_parquet_sql(models)} m
           ON m.model_id = l.model_id
         WHERE l.kind = 'adapter'""").df()
@@ -108,8 +108,8 @@ def nsfw_share_by_family(images: Path, links: Path, models: Path, definition: st
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     out = con.execute(f"""
-        SELECT family, count({flag}) AS n, count_if({flag}) AS k,
-               count(*) AS images, count_if(uses_real_person_adapter) AS real_person_adapter_images
+        SELECT family, count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k,
+               count(*) AS images, count(*) FILTER (WHERE uses_real_person_adapter) AS real_person_adapter_images
         FROM ({_images_with_links_sql(images, links, models)}) GROUP BY family""").df()
     out.insert(0, "definition", definition)
     out = with_share(out)

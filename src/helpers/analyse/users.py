@@ -41,9 +41,9 @@ def user_counts(images: Path, definition: str = "r", by_month: bool = True,
     group = "user, month" if by_month else "user"
     return con.execute(f"""
         SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
-               count({flag}) AS n, count_if({flag}) AS k,
+               count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k,
                count({flag}) FILTER (WHERE coalesce(n_lora, 0) > 0) AS n_adapter,
-               count_if({flag} AND coalesce(n_lora, 0) > 0) AS k_adapter
+               count(*) FILTER (WHERE {flag} AND coalesce(n_lora, 0) > 0) AS k_adapter
         FROM {db.read_parquet_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
 
 
