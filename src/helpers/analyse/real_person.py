@@ -1,0 +1,114 @@
+"""Models over time and the real-person models in full, with label error carried into the shares.
+
+Where a snapshot lacks the platform's ``poi`` flag, ``is_real_person`` is a predicted label with
+a validated error rate (the real-data report: sensitivity and specificity against ``poi``). A
+share of predicted labels is then biased; :func:`rogan_gladen` corrects it and widens its
+interval by the uncertainty of the validation itself. Depicted gender is ``unknown`` for some
+real-person models; :func:`female_share_bounds` gives the female share under both extreme
+assignments of those.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..stats import CONFIDENCE, gini, lorenz_curve, share_trend, top_share, with_share
+from .common import as_bool, flag_column, months_of
+
+
+def model_nsfw_share_by_month(models: pd.DataFrame, definition: str = "r") -> tuple[pd.DataFrame, dict]:
+    """NSFW share of models by month of creation (Wilson intervals) and its trend tests."""
+    flag = flag_column(definition)
+    data = pd.DataFrame({"month": months_of(models["created_at"]), "nsfw": models[flag]})
+    data = data[data["nsfw"].notna()]
+    out = data.groupby("month")["nsfw"].agg(n="size", k=lambda s: int(s.astype(bool).sum())).reset_index()
+    out = with_share(out)
+    return out, share_trend(out) if len(out) >= 3 else {}
+
+
+def real_person_downloads_by_month(models: pd.DataFrame) -> pd.DataFrame:
+    """Per month of creation: downloads of all models (``n``) and of real-person models (``k``)."""
+    data = pd.DataFrame({"month": months_of(models["created_at"]),
+                         "downloads": models["download_count"].fillna(0).astype("int64"),
+                         "real": as_bool(models["is_real_person"])})
+    out = data.groupby("month").apply(
+        lambda g: pd.Series({"n": int(g["downloads"].sum()), "k": int(g.loc[g["real"], "downloads"].sum())}),
+        include_groups=False).reset_index()
+    return with_share(out)
+
+
+def real_person_creator_concentration(models: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+    """How concentrated the making of real-person models is among creators: Gini, the top 1% and
+    10% of creators' share of real-person models, and the Lorenz curve (creators with at least
+    one real-person model; models without a creator hash are left out)."""
+    real = models[as_bool(models["is_real_person"]) & models["creator_hash"].notna()]
+    per_creator = real.groupby("creator_hash").size().to_numpy(float)
+    if len(per_creator) == 0:
+        return {"creators": 0, "models": 0, "gini": np.nan, "top1_share": np.nan,
+                "top10_share": np.nan}, pd.DataFrame(columns=["population_share", "value_share"])
+    summary = {"creators": int(len(per_creator)), "models": int(per_creator.sum()),
+               "gini": gini(per_creator), "top1_share": top_share(per_creator, None, 0.01),
+               "top10_share": top_share(per_creator, None, 0.10)}
+    return summary, lorenz_curve(per_creator)
+
+
+def rogan_gladen(positives: int, n: int, true_positives: int, condition_positives: int,
+                 true_negatives: int, condition_negatives: int, n_boot: int = 2000, seed: int = 0,
+                 confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Prevalence corrected for a label's sensitivity and specificity (Rogan–Gladen).
+
+    ``positives`` of ``n`` items carry the label; the validation found ``true_positives`` of
+    ``condition_positives`` and ``true_negatives`` of ``condition_negatives``. The interval is
+    a parametric bootstrap that redraws the apparent share *and* both validation rates
+    (binomial), so it includes the validation's own uncertainty. Estimates are clipped to
+    [0, 1]; ``youden`` (se + sp − 1) near 0 means the label carries no information.
+    """
+    apparent = positives / n if n else np.nan
+    se = true_positives / condition_positives if condition_positives else np.nan
+    sp = true_negatives / condition_negatives if condition_negatives else np.nan
+    youden = se + sp - 1
+
+    def corrected(p, se_, sp_):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.clip((p + sp_ - 1) / (se_ + sp_ - 1), 0.0, 1.0)
+
+    out = {"apparent": apparent, "sensitivity": se, "specificity": sp, "youden": youden,
+           "corrected": float(corrected(apparent, se, sp)) if youden > 0 else np.nan,
+           "ci_low": np.nan, "ci_high": np.nan}
+    if not n or not condition_positives or not condition_negatives or not youden > 0:
+        return out
+    rng = np.random.default_rng(seed)
+    p_b = rng.binomial(n, apparent, n_boot) / n
+    se_b = rng.binomial(condition_positives, se, n_boot) / condition_positives
+    sp_b = rng.binomial(condition_negatives, sp, n_boot) / condition_negatives
+    boot = corrected(p_b, se_b, sp_b)[(se_b + sp_b - 1) > 0]
+    tail = (1 - confidence) / 2
+    out["ci_low"], out["ci_high"] = float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+    return out
+
+
+def female_share_bounds(models: pd.DataFrame) -> dict[str, float]:
+    """Female share of real-person models: among those whose gender is known, and its bounds when
+    every ``unknown`` is counted as not female (lower) or as female (upper)."""
+    real = models[as_bool(models["is_real_person"])]
+    gender = real["depicted_gender"].fillna("unknown")
+    female, unknown = int((gender == "female").sum()), int((gender == "unknown").sum())
+    total = len(real)
+    known = total - unknown
+    return {"real_person_models": total, "known": known, "unknown": unknown, "female": female,
+            "female_share_known": female / known if known else np.nan,
+            "lower": female / total if total else np.nan,
+            "upper": (female + unknown) / total if total else np.nan}
+
+
+def real_person_share_by_threshold(models: pd.DataFrame,
+                                   thresholds: Sequence[float] = tuple(np.round(np.arange(0.05, 1.0, 0.05), 2))
+                                   ) -> pd.DataFrame:
+    """Share of models whose ``real_person_score`` is at least each threshold (a curve): how much
+    the real-person share depends on where the classifier's line is drawn."""
+    scores = models["real_person_score"].dropna().to_numpy(float)
+    rows = [{"threshold": float(t), "n": int(len(scores)), "k": int((scores >= t).sum())}
+            for t in thresholds]
+    return with_share(pd.DataFrame(rows, columns=["threshold", "n", "k"]))
