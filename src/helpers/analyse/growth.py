@@ -133,3 +133,31 @@ def segmented_trend(monthly: pd.DataFrame, month: str = "month", k: str = "k", n
                 "before_high": float(np.exp(high[1])), "after": float(np.exp(params[2])),
                 "after_low": float(np.exp(low[2])), "after_high": float(np.exp(high[2]))})
     return out
+
+
+def definition_sensitivity(monthly: pd.DataFrame,
+                           adapter_odds: dict[str, float] | None = None) -> pd.DataFrame:
+    """The headline estimates under every NSFW definition, one row each: overall share, first and
+    last month's share, the logistic trend (odds ratio per year), the NSFW/SFW growth ratio and,
+    when given (``definition → odds ratio``), the adapter odds ratio. ``monthly`` is the long
+    frame of :func:`~helpers.analyse.images.nsfw_share_by_month`. A definition the snapshot cannot
+    evaluate (no image has its flag) has a row of NaN."""
+    from ..stats import logistic_trend, wilson_interval
+
+    rows = []
+    for definition, part in monthly.groupby("definition", sort=False):
+        part = part[part["n"] > 0].sort_values("month")
+        n, k = int(part["n"].sum()), int(part["k"].sum())
+        low, high = wilson_interval([k], [n])
+        trend = logistic_trend(part)
+        ratio = growth_ratio(part)
+        rows.append({
+            "definition": definition, "images": n,
+            "share": k / n if n else math.nan, "share_low": float(low[0]), "share_high": float(high[0]),
+            "first_month_share": float(part["share"].iloc[0]) if len(part) else math.nan,
+            "last_month_share": float(part["share"].iloc[-1]) if len(part) else math.nan,
+            "odds_ratio_per_year": trend["odds_ratio_per_year"], "trend_low": trend["ci_low"],
+            "trend_high": trend["ci_high"], "growth_ratio": ratio["ratio"],
+            "growth_low": ratio["ratio_low"], "growth_high": ratio["ratio_high"],
+            "adapter_odds_ratio": (adapter_odds or {}).get(definition, math.nan)})
+    return pd.DataFrame(rows)
