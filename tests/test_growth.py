@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from helpers.analyse import growth
 from helpers.analyse.images import nsfw_share_by_month
