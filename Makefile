@@ -33,6 +33,9 @@ help:
 	@echo "make lock        re-write $(LOCK) from the working environment"
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "The study's lock (requirements/lock.txt) was resolved on Python 3.11, but $(PYTHON) is"; \
+	  $(PYTHON) --version; echo "Run with a Python 3.11, e.g. make PYTHON=python3.11 …"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 

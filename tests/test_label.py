@@ -572,6 +572,10 @@ def test_label_all_on_the_embedded_sample(tmp_path, synthetic_run):
     assert dist["models"].sum() == report["models"]["is_real_person"]
     frames = label.evaluation_frames(report)
     assert set(frames["metrics"]["method"]) == {"rules", "rules+classifier"}
+    # the report notebook 02 shows names the sample's make-up, never a model id or score
+    sample = frames["platform_miss_sample"]
+    assert list(sample.columns) == ["dimension", "category", "n"]
+    assert "models" in sample.loc[sample["dimension"] == "sampled", "category"].tolist()
 
 
 # --------------------------------------------------------------------------- real-data report

@@ -302,8 +302,9 @@ def real_person_evaluation(models: pd.DataFrame, labelling: ModelLabelling, seed
     out["confusion"] = confusion_table(y, final).to_dict("records")
     out["errors"] = error_categories(models[mask], labelling.features[mask], y, final).to_dict("records")
     out["platform_miss"] = platform_miss_table(models, labelling.scores).to_dict("records")
-    out["platform_miss_sample"] = platform_miss_sample(models, labelling.scores, labelling.features, seed=seed,
-                                                       score_column="rule_score").to_dict("records")
+    # The report is shown in notebook 02: what the sample is made of, never its ids or scores.
+    out["platform_miss_sample"] = sample_composition(platform_miss_sample(
+        models, labelling.scores, labelling.features, seed=seed, score_column="rule_score")).to_dict("records")
     return out
 
 
