@@ -210,3 +210,10 @@ def test_a_bad_hub_layout_folder_says_what_is_wrong_not_how_to_log_in(run, tmp_p
 def test_the_sample_takes_its_sizes_from_the_run_parameters(run):
     with pytest.raises(sources.SourceError, match="sample_images, sample_models and seed"):
         sources.acquire("sample", run)
+
+
+def test_salt_advice_only_for_real_data_without_a_salt():
+    assert sources.salt_advice("sample", "") is None
+    assert sources.salt_advice("api", "secret") is None
+    advice = sources.salt_advice("api", "")
+    assert sources.SALT_ENV in advice and "reverse" in advice

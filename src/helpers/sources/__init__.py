@@ -21,7 +21,7 @@ from .common import (DATA_SUFFIXES, DEFAULT_REVISION, HUB_IMAGES, HUB_IMAGES_SAM
                      classify_file, file_format, hash_username,
                      iter_json_records, list_data_files, open_text, strip_html, username_salt)
 from .contract import (REQUIRED_RAW, acquire, acquire_summary, enforce_contract, raw_coverage,
-                       run_adapter)
+                       run_adapter, salt_advice)
 from .hf import HF_HELP, acquire_hf, hf_dataset_reader, resolve_hub_revision
 from .local import acquire_local
 from .raw import iter_file_records
@@ -37,6 +37,6 @@ __all__ = [
     "acquire_summary", "classify_file", "enforce_contract", "file_format", "flatten_api_image",
     "flatten_model", "hash_username", "hf_dataset_reader", "image_select_sql", "iter_file_records",
     "iter_json_records", "list_data_files", "missing_image_columns", "model_images", "open_text",
-    "raw_coverage", "resolve_hub_revision", "run_adapter", "strip_html", "username_salt",
+    "raw_coverage", "resolve_hub_revision", "run_adapter", "salt_advice", "strip_html", "username_salt",
     "write_raw_images", "write_raw_models",
 ]

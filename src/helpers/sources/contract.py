@@ -17,7 +17,7 @@ from .. import db, schema
 from ..db import sql_identifier
 from ..paths import RunPaths
 from .api import acquire_api
-from .common import SOURCES, AcquireResult, SourceError
+from .common import SALT_ENV, SOURCES, AcquireResult, SourceError
 from .hf import acquire_hf
 from .local import acquire_local
 from .sample import acquire_sample
@@ -102,6 +102,17 @@ def enforce_contract(result: AcquireResult, paths: RunPaths) -> AcquireResult:
     require_rows(result)
     require_columns(result, paths)
     return result
+
+
+def salt_advice(source: str, salt: str) -> str | None:
+    """A warning when clear usernames of real data would be hashed without a salt (an unsalted
+    hash of a username can be reversed by hashing a list of known usernames), else None."""
+    if salt or source == "sample":
+        return None
+    return (f"{SALT_ENV} is not set: clear usernames in this {source} snapshot are hashed without "
+            f"a salt, which a list of known usernames can reverse. Set it to a secret, e.g. "
+            f"`export {SALT_ENV}=$(python -c 'import secrets; print(secrets.token_hex(16))')`, "
+            f"and keep it to re-run with the same hashes.")
 
 
 # --------------------------------------------------------------------------- dispatcher
