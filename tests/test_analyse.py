@@ -222,8 +222,11 @@ def test_nsfw_share_by_month_counts_and_intervals(monthly_images: Path):
 def test_nsfw_share_trend_rows(monthly_images: Path):
     monthly = analyse.nsfw_share_by_month(monthly_images)
     trend = analyse.nsfw_share_trend(monthly)
-    assert set(trend["definition"]) == {"platform", "r", "x"}
-    assert trend["n_months"].eq(2).all() and trend["odds_ratio_per_year"].isna().all()
+    assert set(trend) == {"platform", "r", "x"}
+    # Two months cannot carry a trend: each definition says so instead of giving NaN.
+    assert all(t == analyse.NotEstimable("two months with data: a trend needs at least three")
+               for t in trend.values())
+    assert analyse.trend_frame(trend).empty
 
 
 def test_image_overview(monthly_images: Path):
@@ -360,7 +363,9 @@ def test_creator_concentration_known_distribution(tmp_path: Path):
     assert lorenz["image_share"].is_monotonic_increasing
     # Privacy floor: the top 1% (2 users) is below 10 users, so it is not reported.
     strict, strict_curve = analyse.creator_concentration(path)
-    assert math.isnan(strict["top1_share"]) and not math.isnan(strict["gini"])
+    assert strict["top1_share"] == analyse.NotEstimable(
+        "the top 1% of users are fewer than 10 (privacy floor)")
+    assert not math.isnan(strict["gini"])
     kept = strict_curve["population_share"].to_numpy()
     inner = kept[(kept > 0) & (kept < 1)]
     assert ((inner * 200 >= 10) & ((1 - inner) * 200 >= 10)).all()
@@ -369,7 +374,8 @@ def test_creator_concentration_known_distribution(tmp_path: Path):
 def test_creator_concentration_needs_min_users(tmp_path: Path):
     path = write_images(tmp_path / "images.parquet", [{"user_hash": f"u{i}"} for i in range(5)])
     summary, curve = analyse.creator_concentration(path)
-    assert math.isnan(summary["gini"]) and len(curve) == 2
+    floor = analyse.NotEstimable("fewer than 10 users posted images (privacy floor)")
+    assert summary == floor and curve == floor
 
 
 def test_unknown_definition_is_refused(monthly_images: Path):
@@ -497,7 +503,8 @@ def test_planted_monthly_nsfw_share_inside_intervals(planted_run, definition, tr
 def test_planted_trend_and_adapter_effect(planted_run):
     paths, truth = planted_run
     images = paths.table("processed", "images")
-    trend = analyse.nsfw_share_trend(analyse.nsfw_share_by_month(images)).set_index("definition")
+    trend = analyse.trend_frame(analyse.nsfw_share_trend(analyse.nsfw_share_by_month(images)))
+    trend = trend.set_index("definition")
     assert trend.loc["r", "ci_low"] > 1 and trend.loc["r", "mk_tau"] > 0.5  # planted rise
     lora = analyse.lora_use_by_month(images).set_index("month")
     inside = [lora.loc[m, "ci_low"] <= s <= lora.loc[m, "ci_high"]

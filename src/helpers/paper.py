@@ -34,7 +34,7 @@ import pandas as pd
 from .analyse import MIN_USERS, ImageResults, ModelResults
 from .db import write_text_atomic
 from .paths import RunPaths, repo_root
-from .schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
 from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable
 
 #: Published figures compared with ours (committed with the repository, not a run output).
@@ -216,7 +216,8 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
         out["reactions_median_sfw"] = entry(_field(row, "median_sfw"), "count")
         out["reactions_rank_biserial"] = entry(_field(row, "rank_biserial"), "float", 2)
         out["reactions_p"] = entry(_field(row, "p_value"), "pvalue")
-    for marker, part in markers.groupby("marker", sort=True):
+    for marker in sorted(MARKERS):
+        part = markers[markers["marker"] == marker]
         k, n = float(part["k"].sum()), float(part["n"].sum())
         out[f"marker_share_{marker}"] = entry(k / n if n else NotEstimable("no image has a prompt"),
                                               "percent")
@@ -332,6 +333,13 @@ def study_numbers(images: ImageResults | None, models: ModelResults | None, sour
              "models": model_numbers(models) if models is not None else {},
              "methods": method_numbers(), "source": source_numbers(source, synthetic)}
     return merge_numbers(parts)
+
+
+def not_estimable_reasons(numbers: Mapping[str, dict], bounds: bool = False) -> dict[str, str]:
+    """Number key → reason, for every number this run could not estimate (interval bounds,
+    which share their estimate's reason, only with ``bounds``)."""
+    return {k: v["reason"] for k, v in numbers.items()
+            if "reason" in v and (bounds or not k.endswith(("_ci_low", "_ci_high")))}
 
 
 def numbers_tex(numbers: Mapping[str, dict]) -> str:

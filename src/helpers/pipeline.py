@@ -757,7 +757,10 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     else:
         analyse.ModelResults.discard(paths)
     figures = [name for results in (image_results, model_results) if results is not None
-               for name in plots.save_figures(results, paths, synthetic)]
+               for name in plots.figures_of(results)]
+    for name in figures:  # as notebooks 03 and 04 show each figure
+        plots.show(name, image_results if name in plots.IMAGE_FIGURES else model_results, paths,
+                   synthetic)
     # Notebook 05 reads the results back from the run folder, as here.
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), source, synthetic)

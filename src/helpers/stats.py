@@ -33,7 +33,7 @@ TREND_FIELDS: tuple[str, ...] = ("odds_ratio_per_year", "ci_low", "ci_high", "p_
                                  "sen_slope_per_year")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class NotEstimable:
     """A result this snapshot cannot give (an empty or single-valued group), with the reason.
 
@@ -46,6 +46,8 @@ class NotEstimable:
 
     def __str__(self) -> str:
         return f"{NOT_ESTIMABLE_TEXT}: {self.reason}"
+
+    __repr__ = __str__  # inside a displayed table too, the reader sees the sentence
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how a notebook shows it
         printer.text(str(self))

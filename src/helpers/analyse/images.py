@@ -372,6 +372,9 @@ def distinctive_terms(images: Path, definition: str = "r", top_n: int = 25,
         part.insert(1, "rank", np.arange(1, len(part) + 1))
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
+    if out.empty:
+        return NotEstimable("no prompt term is more typical of NSFW or of SFW prompts"
+                            + (" (after removing personal names)" if removed else ""))
     out["n_name_terms_removed"] = removed
     return out[columns]
 
