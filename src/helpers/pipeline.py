@@ -756,11 +756,12 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
         paper.write_paper_tables(paths, paper.model_tables(model_results))
     else:
         analyse.ModelResults.discard(paths)
-    figures = [name for results in (image_results, model_results) if results is not None
-               for name in plots.figures_of(results)]
-    for name in figures:  # as notebooks 03 and 04 show each figure
-        plots.show(name, image_results if name in plots.IMAGE_FIGURES else model_results, paths,
-                   synthetic)
+    shown = [(name, results) for results, names in ((image_results, plots.IMAGE_FIGURES),
+                                                    (model_results, plots.MODEL_FIGURES))
+             if results is not None for name in names]
+    for name, results in shown:  # as notebooks 03 and 04 show each figure
+        plots.show(name, results, paths, synthetic)
+    figures = [name for name, _ in shown]
     # Notebook 05 reads the results back from the run folder, as here.
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), source, synthetic)
