@@ -133,7 +133,8 @@ EXPECTED: dict[str, dict[tuple[str, str], str | None]] = {
                                 ("models", "gender"): None, ("models", "tags_real"): None},
     "every_prompt_empty": {("images", "adapter"): "no image has a prompt",
                            ("images", "overview.lora_share"): "no image has a prompt",
-                           ("images", "terms"): "no prompt term occurs in at least 5 prompts"},
+                           ("images", "terms"): "no prompt term occurs in at least 5 prompts",
+                           ("images", "markers_nsfw"): "no image has a prompt"},
     "no_engagement": {("models", "downloads.real_person_download_share"): "no model was downloaded",
                       ("images", "engagement"): None},
     "one_image_one_model": {("images", "concentration"): f"fewer than {analyse.MIN_USERS} users "
@@ -170,6 +171,22 @@ def test_not_estimable_numbers_carry_the_reason(study):
                     "macro": "LoraNsfwOr"}
     table = (study("no_adapter_call").paths.tables / "adapter_nsfw.tex").read_text()
     assert "no image calls an adapter" in table
+
+
+@pytest.mark.parametrize("name, sentence", [
+    ("no_adapter_call", "Whether images that call one are more often NSFW is not estimable: "
+                        "no image calls an adapter."),
+    ("one_user", "Concentration of posting is not estimable: fewer than 10 users posted images "
+                 "(privacy floor)."),
+    ("one_month", "(trend not estimable: one month only: no trend)."),
+    ("no_real_person_models", "their depicted gender is not estimable (no model depicts a real person)"),
+    ("only_real_person_models", "Their NSFW share cannot be compared with other models': every "
+                                "model depicts a real person."),
+])
+def test_findings_say_what_is_not_estimable(study, name: str, sentence: str):
+    findings = paper.readme_findings(paper.read_numbers(study(name).paths))
+    assert sentence in findings
+    assert "not estimable of" not in findings and "n/a" not in findings
 
 
 # --------------------------------------------------------------------------- combinations

@@ -613,7 +613,8 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
 
     ``numbers`` is the payload of ``numbers.json`` (:func:`read_numbers`). When it comes from
     the synthetic sample, the section opens by saying so; bullets whose analyses the run could
-    not do (e.g. a snapshot without images) are left out.
+    not do (e.g. a snapshot without images) are left out, and a result that is not estimable is
+    said to be, with its reason.
     """
     synthetic = bool(numbers.get("synthetic", True))
     source = str(numbers.get("source", ""))
@@ -621,6 +622,10 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
 
     def n(key: str) -> str:
         return values[key]["text"] if key in values else "n/a"
+
+    def why(key: str) -> str | None:
+        """The reason a number is not estimable (None when it is, or is not in the run)."""
+        return values.get(key, {}).get("reason")
 
     lines = ["## Findings", ""]
     if synthetic:
@@ -630,28 +635,42 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
     else:
         lines += [f"Computed from the snapshot read with the `{source}` source adapter.", ""]
     if "n_images" in values:
+        trend = (f"(odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
+                 f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')})"
+                 if not why("nsfw_trend_r_or") else f"(trend not estimable: {why('nsfw_trend_r_or')})")
+        adapters = (f"Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
+                    f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')})."
+                    if not why("lora_nsfw_or") else
+                    f"Whether images that call one are more often NSFW is not estimable: "
+                    f"{why('lora_nsfw_or')}.")
+        creators = (f"- **Creators.** The Gini coefficient of images per hashed user is {n('creator_gini')}; "
+                    f"the most active 10% of users post {n('creator_top_ten_share')} of images"
+                    + (f", the most active 1% {n('creator_top_one_share')}."
+                       if n("creator_top_one_share") != "n/a" and not why("creator_top_one_share")
+                       else ".")
+                    if not why("creator_gini") else
+                    f"- **Creators.** Concentration of posting is not estimable: {why('creator_gini')}.")
         lines += [
             f"- **Volume and NSFW share.** {n('n_images')} images from {n('image_first_month')} to "
             f"{n('image_last_month')}; {n('nsfw_share_r')} are rated R or harsher "
             f"({n('confidence_level')} CI {n('nsfw_share_r_ci_low')}–{n('nsfw_share_r_ci_high')}), from "
             f"{n('nsfw_share_r_first_month')} in the first month to {n('nsfw_share_r_last_month')} in "
-            f"the last (odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
-            f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')}).",
+            f"the last {trend}.",
             f"- **Adapters.** {n('lora_share')} of images call a LoRA in their prompt "
             f"({n('lora_share_first_month')} in the first month, {n('lora_share_last_month')} in the "
-            f"last). Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
-            f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')}).",
-            f"- **Creators.** The Gini coefficient of images per hashed user is {n('creator_gini')}; "
-            f"the most active 10% of users post {n('creator_top_ten_share')} of images"
-            + (f", the most active 1% {n('creator_top_one_share')}."
-               if n("creator_top_one_share") != "n/a" else "."),
+            f"last). {adapters}",
+            creators,
         ]
     if "n_models" in values:
+        gender = (f"where their gender can be told, {n('real_person_female_share')} depict women"
+                  if not why("real_person_female_share") else
+                  f"their depicted gender is not estimable ({why('real_person_female_share')})")
+        nsfw = (f"They are NSFW in {n('nsfw_share_real_person')} of cases, other models in "
+                f"{n('nsfw_share_other_models')}." if not why("nsfw_share_real_person") else
+                f"Their NSFW share cannot be compared with other models': {why('nsfw_share_real_person')}.")
         lines += [
             f"- **Real people.** {n('real_person_share')} of {n('n_models')} models depict a real "
-            f"person ({n('n_real_person')} models); where their gender can be told, "
-            f"{n('real_person_female_share')} depict women. They are NSFW in "
-            f"{n('nsfw_share_real_person')} of cases, other models in {n('nsfw_share_other_models')}.",
+            f"person ({n('n_real_person')} models); {gender}. {nsfw}",
         ]
     return "\n".join(lines) + "\n"
 

@@ -401,8 +401,9 @@ def markers_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None)
 
 
 def nsfw_share_by_marker(images: Path, definition: str = "r",
-                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio)."""
+                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame | NotEstimable:
+    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio);
+    :class:`NotEstimable` when no image has a prompt."""
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     rows = []
@@ -419,6 +420,8 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
                          "odds_ratio": ratio["odds_ratio"], "or_ci_low": ratio["ci_low"],
                          "or_ci_high": ratio["ci_high"]})
     out = with_share(pd.DataFrame(rows))
+    if out["n"].sum() == 0:
+        return NotEstimable("no image has a prompt")
     out.insert(1, "definition", definition)
     return out
 
@@ -503,7 +506,7 @@ class ImageResults(Results):
     reaction_counts: pd.DataFrame               # engagement_counts of reactions
     terms: pd.DataFrame | NotEstimable          # distinctive_terms
     markers: pd.DataFrame                       # markers_by_month
-    markers_nsfw: pd.DataFrame                  # nsfw_share_by_marker
+    markers_nsfw: pd.DataFrame | NotEstimable   # nsfw_share_by_marker
     concentration: dict[str, Any] | NotEstimable  # creator_concentration (summary)
     lorenz: pd.DataFrame | NotEstimable         # creator_concentration (curve)
 
