@@ -205,7 +205,8 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     out.update(_trend_entries("lora_trend", lora_trend))
     by_use = adapter if isinstance(adapter, NotEstimable) else adapter.set_index("uses_adapter")
     for uses, name in ((True, "nsfw_share_with_lora"), (False, "nsfw_share_without_lora")):
-        out.update(_share_entries(name, *(_field(by_use, uses, c) for c in ("share", "ci_low", "ci_high"))))
+        out.update(_share_entries(name, *(_field(by_use, uses, c)
+                                          for c in ("share", "ci_low", "ci_high"))))
     out["lora_nsfw_or"] = entry(_field(by_use, True, "odds_ratio"), "float", 2)
     out["lora_nsfw_or_ci_low"] = entry(_field(by_use, True, "or_ci_low"), "float", 2)
     out["lora_nsfw_or_ci_high"] = entry(_field(by_use, True, "or_ci_high"), "float", 2)
@@ -643,8 +644,8 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
                     if not why("lora_nsfw_or") else
                     f"Whether images that call one are more often NSFW is not estimable: "
                     f"{why('lora_nsfw_or')}.")
-        creators = (f"- **Creators.** The Gini coefficient of images per hashed user is {n('creator_gini')}; "
-                    f"the most active 10% of users post {n('creator_top_ten_share')} of images"
+        creators = (f"- **Creators.** The Gini coefficient of images per hashed user is "
+                    f"{n('creator_gini')}; the most active 10% of users post {n('creator_top_ten_share')} of images"
                     + (f", the most active 1% {n('creator_top_one_share')}."
                        if n("creator_top_one_share") != "n/a" and not why("creator_top_one_share")
                        else ".")
@@ -667,7 +668,8 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
                   f"their depicted gender is not estimable ({why('real_person_female_share')})")
         nsfw = (f"They are NSFW in {n('nsfw_share_real_person')} of cases, other models in "
                 f"{n('nsfw_share_other_models')}." if not why("nsfw_share_real_person") else
-                f"Their NSFW share cannot be compared with other models': {why('nsfw_share_real_person')}.")
+                f"Their NSFW share cannot be compared with other models': "
+                f"{why('nsfw_share_real_person')}.")
         lines += [
             f"- **Real people.** {n('real_person_share')} of {n('n_models')} models depict a real "
             f"person ({n('n_real_person')} models); {gender}. {nsfw}",

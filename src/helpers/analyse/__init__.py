@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from ..schema import (GENDERS, MARKERS, NSFW_DEFINITION_LABELS,  # noqa: F401  (vocabulary)
                       NSFW_DEFINITIONS)
-from ..stats import (CONFIDENCE, NotEstimable, estimable, gini, logistic_trend, lorenz_curve, mann_kendall,  # noqa: F401
+from ..stats import (CONFIDENCE, NotEstimable, estimable, gini,  # noqa: F401
+                     logistic_trend, lorenz_curve, mann_kendall,
                      mann_whitney_from_counts, odds_ratio, quantile_from_counts, share_trend,
                      top_share, weighted_log_odds, wilson_interval, with_share)
 from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F401

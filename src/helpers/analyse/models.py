@@ -23,7 +23,8 @@ from .results import Results
 NO_REAL_PERSON = "no model depicts a real person"
 ONLY_REAL_PERSON = "every model depicts a real person"
 #: Why a share of models is not estimable when no model has the value (overview keys).
-_NO_VALUE = {"adapter_share": "no model has a type", "real_person_share": "no model has a real-person label"}
+_NO_VALUE = {"adapter_share": "no model has a type",
+             "real_person_share": "no model has a real-person label"}
 
 
 def real_person_groups(n_real_person: float, n_other: float) -> NotEstimable | None:
@@ -171,7 +172,8 @@ def nsfw_share_by_depicted_gender(models: pd.DataFrame, definition: str = "r") -
     return with_share(out)
 
 
-def nsfw_share_by_real_person(models: pd.DataFrame, definition: str = "r") -> pd.DataFrame | NotEstimable:
+def nsfw_share_by_real_person(models: pd.DataFrame,
+                              definition: str = "r") -> pd.DataFrame | NotEstimable:
     """NSFW share of real-person vs other models, Wilson intervals and odds ratio
     (:class:`NotEstimable` when one group is empty)."""
     flag = flag_column(definition)
@@ -193,7 +195,8 @@ def nsfw_share_by_real_person(models: pd.DataFrame, definition: str = "r") -> pd
 
 
 def _model_engagement(models: pd.DataFrame, group: pd.Series, metrics: Iterable[str],
-                      a_name: str, b_name: str, empty: NotEstimable | None) -> pd.DataFrame | NotEstimable:
+                      a_name: str, b_name: str,
+                      empty: NotEstimable | None) -> pd.DataFrame | NotEstimable:
     """:func:`compare_groups` for each metric, or ``empty`` (a group is empty) as it is."""
     if empty is not None:
         return empty
@@ -206,7 +209,8 @@ def _model_engagement(models: pd.DataFrame, group: pd.Series, metrics: Iterable[
 
 
 def engagement_real_person_vs_other(models: pd.DataFrame,
-                                    metrics: Iterable[str] = MODEL_ENGAGEMENT) -> pd.DataFrame | NotEstimable:
+                                    metrics: Iterable[str] = MODEL_ENGAGEMENT
+                                    ) -> pd.DataFrame | NotEstimable:
     """Downloads and engagement of real-person vs other models: medians, Mann-Whitney, rank-biserial.
 
     Positive ``rank_biserial`` means real-person models tend to be downloaded/engaged more.
