@@ -173,6 +173,14 @@ def test_not_estimable_numbers_carry_the_reason(study):
     assert "no image calls an adapter" in table
 
 
+def test_no_gender_cue_leaves_the_shares_of_known_gender_not_estimable(study):
+    numbers = study("no_gender_cue").numbers
+    for gender in ("female", "male"):
+        assert numbers[f"real_person_{gender}_share"]["reason"] == paper.UNKNOWN_GENDER
+    assert numbers["real_person_unknown_gender_share"]["value"] == 1.0
+    assert numbers["n_real_person_known_gender"]["value"] == 0
+
+
 @pytest.mark.parametrize("name, sentence", [
     ("no_adapter_call", "Whether images that call one are more often NSFW is not estimable: "
                         "no image calls an adapter."),

@@ -55,6 +55,9 @@ CIVIVERSE_MONTHS: tuple[str, ...] = ("2023-10", "2023-11", "2023-12", "2024-01",
 README_START = "<!-- findings:start -->"
 README_END = "<!-- findings:end -->"
 
+#: Why the depicted-gender shares are not estimable when no real-person model's gender is known.
+UNKNOWN_GENDER = "no real-person model's depicted gender could be told"
+
 _DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -263,7 +266,7 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
     g = gender if isinstance(gender, NotEstimable) else gender.set_index("depicted_gender")
     out["n_real_person_known_gender"] = entry(0 if isinstance(g, NotEstimable) else g["n_known"].iloc[0],
                                               "count")
-    unknown_gender = NotEstimable("no real-person model's depicted gender could be told")
+    unknown_gender = NotEstimable(UNKNOWN_GENDER)
     for gname in ("female", "male"):
         values = [_field(g, gname, c) for c in ("share_of_known", "known_ci_low", "known_ci_high")]
         out.update(_share_entries(f"real_person_{gname}_share",
@@ -283,7 +286,7 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
             out.update(_share_entries(f"nsfw_share_real_person_{gname}", ng.loc[label, "share"],
                                       ng.loc[label, "ci_low"], ng.loc[label, "ci_high"]))
         else:
-            none = NotEstimable(f"no real-person model with a known NSFW label depicts a {gname}")
+            none = NotEstimable(f"no real-person model with a known NSFW label is labelled {gname}")
             out.update(_share_entries(f"nsfw_share_real_person_{gname}", none, none, none))
     eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
     if isinstance(eng, NotEstimable) or "download_count" in eng.index:
