@@ -346,6 +346,11 @@ def test_markers_by_month_and_nsfw_by_marker(tmp_path: Path):
     by = analyse.nsfw_share_by_marker(path).set_index(["marker", "has_marker"])
     assert by.loc[("sexual", True), "share"] == pytest.approx(1.0)
     assert by.loc[("sexual", False), "share"] == pytest.approx(0.0)
+    # No prompt carries the minor or real-person markers: those are named, not compared.
+    assert set(by.index.get_level_values("marker")) == {"booru", "pony", "sexual"}
+    gaps = analyse.markers_not_compared(analyse.markers_by_month(path))
+    assert gaps == {m: analyse.NotEstimable("no prompt carries this marker")
+                    for m in ("minor", "real_person")}
 
 
 def test_creator_concentration_known_distribution(tmp_path: Path):

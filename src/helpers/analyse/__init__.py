@@ -37,8 +37,9 @@ from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F40
 from .images import (STOPWORDS, ImageResults, creator_concentration,  # noqa: F401
                      distinctive_terms, engagement_counts, engagement_nsfw_vs_sfw, image_overview,
                      image_results, images_per_user_distribution, level_composition_by_month,
-                     lora_use_by_month, markers_by_month, names_in_prompts, nsfw_share_by_adapter_use,
-                     nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker, nsfw_share_by_month,
+                     lora_use_by_month, markers_by_month, markers_not_compared, names_in_prompts,
+                     nsfw_share_by_adapter_use, nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker,
+                     nsfw_share_by_month,
                      nsfw_share_trend, prompt_term_counts, trend_frame)
 from .models import (ModelResults, adapter_share_by_month, base_models_by_month,  # noqa: F401
                      depicted_gender_split, engagement_nsfw_vs_sfw_models,

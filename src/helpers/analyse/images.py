@@ -400,13 +400,22 @@ def markers_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None)
     return with_share(out).sort_values(["marker", "month"], ignore_index=True)
 
 
+def marker_groups(n_with: float, n_without: float) -> NotEstimable | None:
+    """Why prompts with and without a marker cannot be compared (None when they can)."""
+    return two_groups(n_with, n_without, "no image has a prompt", "no prompt carries this marker",
+                      "every prompt carries this marker")
+
+
 def nsfw_share_by_marker(images: Path, definition: str = "r",
                          con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame | NotEstimable:
-    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio);
-    :class:`NotEstimable` when no image has a prompt."""
+    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio).
+
+    Only markers that some prompts carry and others do not are compared (the others are named,
+    with the reason, by :func:`markers_not_compared`); :class:`NotEstimable` when none is.
+    """
     con = db.connection_or_default(con)
     flag = flag_column(definition)
-    rows = []
+    rows, reasons = [], set()
     for m, col in MARKERS.items():
         part = con.execute(f"""
             SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
@@ -414,15 +423,33 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
             GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
         k = part["k"].fillna(0).astype(int)
         n = part["n"].fillna(0).astype(int)
+        empty = marker_groups(n[True], n[False])
+        if empty is not None:
+            reasons.add(empty.reason)
+            continue
         ratio = odds_ratio(int(k[True]), int(n[True]), int(k[False]), int(n[False]))
         for has in (False, True):
             rows.append({"marker": m, "has_marker": has, "n": int(n[has]), "k": int(k[has]),
                          "odds_ratio": ratio["odds_ratio"], "or_ci_low": ratio["ci_low"],
                          "or_ci_high": ratio["ci_high"]})
+    if not rows:
+        return NotEstimable(reasons.pop() if len(reasons) == 1 else
+                            "every marker is carried by every prompt or by none")
     out = with_share(pd.DataFrame(rows))
-    if out["n"].sum() == 0:
-        return NotEstimable("no image has a prompt")
     out.insert(1, "definition", definition)
+    return out
+
+
+def markers_not_compared(markers: pd.DataFrame) -> dict[str, NotEstimable]:
+    """Marker → why prompts with and without it cannot be compared, from :func:`markers_by_month`
+    (the markers :func:`nsfw_share_by_marker` leaves out)."""
+    out = {}
+    for m in MARKERS:
+        part = markers[markers["marker"] == m]
+        k, n = int(part["k"].sum()), int(part["n"].sum())
+        empty = marker_groups(k, n - k)
+        if empty is not None:
+            out[m] = empty
     return out
 
 
