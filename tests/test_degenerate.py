@@ -133,6 +133,7 @@ EXPECTED: dict[str, dict[tuple[str, str], str | None]] = {
                                 ("models", "gender"): None, ("models", "tags_real"): None},
     "every_prompt_empty": {("images", "adapter"): "no image has a prompt",
                            ("images", "overview.lora_share"): "no image has a prompt",
+                           ("images", "lora_trend"): "no image has a prompt",
                            ("images", "terms"): "no prompt term occurs in at least 5 prompts",
                            ("images", "markers_nsfw"): "no image has a prompt"},
     "no_engagement": {("models", "downloads.real_person_download_share"): "no model was downloaded",

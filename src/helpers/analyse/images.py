@@ -552,15 +552,18 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     lora_monthly = lora_use_by_month(images, con)
     concentration, lorenz = creator_concentration(images, con=con)
     name_filter = personal_name_filter(models) if models is not None else None
+    overview = image_overview(images, con)
+    no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
-        overview=image_overview(images, con),
+        overview=overview,
         monthly=monthly,
         trend=nsfw_share_trend(monthly),
         levels=level_composition_by_month(images, con),
         lora_monthly=lora_monthly,
-        lora_trend=share_trend(lora_monthly, never="no image calls an adapter",
-                               always="every image calls an adapter"),
+        lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
+                    share_trend(lora_monthly, never="no image calls an adapter",
+                                always="every image calls an adapter")),
         adapter=nsfw_share_by_adapter_use(images, definition, con),
         adapter_monthly=nsfw_share_by_adapter_use_by_month(images, definition, con),
         engagement=engagement_nsfw_vs_sfw(images, definition=definition, con=con),
