@@ -94,3 +94,22 @@ def write_variant(name: str, images: pd.DataFrame, models: pd.DataFrame, folder:
             pq.write_table(pa.Table.from_pandas(frame, schema=schema_, preserve_index=False),
                            folder / table / "part-00000.parquet")
     return folder
+
+
+#: The prompt of every image in the issue's example snapshot (no adapter call).
+PLAIN_PROMPT = "1girl, solo, masterpiece"
+
+
+def plain_prompt_snapshot(folder: Path, n_images: int = 5_000, n_users: int = 300,
+                          seed: int = 11) -> Path:
+    """The snapshot users bring and the issue describes: ``n_images`` images in the Hub's
+    columns, every prompt :data:`PLAIN_PROMPT`, images only (no models table), ``n_users``
+    users. Written as a ``local`` snapshot in ``folder / "snapshot"``; returns that folder."""
+    images, _ = base_tables(folder / "base", n_images=n_images, n_models=50, seed=seed)
+    images = images.assign(positivePrompt=PLAIN_PROMPT,
+                           usernameHash=[f"{k % n_users:016x}" for k in range(len(images))])
+    out = folder / "snapshot"
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(images, schema=synth.IMAGES_SCHEMA, preserve_index=False),
+                   out / "images" / "part-00000.parquet")
+    return out

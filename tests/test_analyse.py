@@ -222,8 +222,11 @@ def test_nsfw_share_by_month_counts_and_intervals(monthly_images: Path):
 def test_nsfw_share_trend_rows(monthly_images: Path):
     monthly = analyse.nsfw_share_by_month(monthly_images)
     trend = analyse.nsfw_share_trend(monthly)
-    assert set(trend["definition"]) == {"platform", "r", "x"}
-    assert trend["n_months"].eq(2).all() and trend["odds_ratio_per_year"].isna().all()
+    assert set(trend) == {"platform", "r", "x"}
+    # Two months cannot carry a trend: each definition says so instead of giving NaN.
+    assert all(t == analyse.NotEstimable("two months with data: a trend needs at least three")
+               for t in trend.values())
+    assert analyse.trend_frame(trend).empty
 
 
 def test_image_overview(monthly_images: Path):
@@ -343,6 +346,11 @@ def test_markers_by_month_and_nsfw_by_marker(tmp_path: Path):
     by = analyse.nsfw_share_by_marker(path).set_index(["marker", "has_marker"])
     assert by.loc[("sexual", True), "share"] == pytest.approx(1.0)
     assert by.loc[("sexual", False), "share"] == pytest.approx(0.0)
+    # No prompt carries the minor or real-person markers: those are named, not compared.
+    assert set(by.index.get_level_values("marker")) == {"booru", "pony", "sexual"}
+    gaps = analyse.markers_not_compared(analyse.markers_by_month(path))
+    assert gaps == {m: analyse.NotEstimable("no prompt carries this marker")
+                    for m in ("minor", "real_person")}
 
 
 def test_creator_concentration_known_distribution(tmp_path: Path):
@@ -360,7 +368,9 @@ def test_creator_concentration_known_distribution(tmp_path: Path):
     assert lorenz["image_share"].is_monotonic_increasing
     # Privacy floor: the top 1% (2 users) is below 10 users, so it is not reported.
     strict, strict_curve = analyse.creator_concentration(path)
-    assert math.isnan(strict["top1_share"]) and not math.isnan(strict["gini"])
+    assert strict["top1_share"] == analyse.NotEstimable(
+        "the top 1% of users are fewer than 10 (privacy floor)")
+    assert not math.isnan(strict["gini"])
     kept = strict_curve["population_share"].to_numpy()
     inner = kept[(kept > 0) & (kept < 1)]
     assert ((inner * 200 >= 10) & ((1 - inner) * 200 >= 10)).all()
@@ -369,7 +379,8 @@ def test_creator_concentration_known_distribution(tmp_path: Path):
 def test_creator_concentration_needs_min_users(tmp_path: Path):
     path = write_images(tmp_path / "images.parquet", [{"user_hash": f"u{i}"} for i in range(5)])
     summary, curve = analyse.creator_concentration(path)
-    assert math.isnan(summary["gini"]) and len(curve) == 2
+    floor = analyse.NotEstimable("fewer than 10 users posted images (privacy floor)")
+    assert summary == floor and curve == floor
 
 
 def test_unknown_definition_is_refused(monthly_images: Path):
@@ -497,7 +508,8 @@ def test_planted_monthly_nsfw_share_inside_intervals(planted_run, definition, tr
 def test_planted_trend_and_adapter_effect(planted_run):
     paths, truth = planted_run
     images = paths.table("processed", "images")
-    trend = analyse.nsfw_share_trend(analyse.nsfw_share_by_month(images)).set_index("definition")
+    trend = analyse.trend_frame(analyse.nsfw_share_trend(analyse.nsfw_share_by_month(images)))
+    trend = trend.set_index("definition")
     assert trend.loc["r", "ci_low"] > 1 and trend.loc["r", "mk_tau"] > 0.5  # planted rise
     lora = analyse.lora_use_by_month(images).set_index("month")
     inside = [lora.loc[m, "ci_low"] <= s <= lora.loc[m, "ci_high"]

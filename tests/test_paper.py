@@ -124,7 +124,8 @@ def test_study_numbers_are_the_same_from_saved_results(study):
             if isinstance(value, pd.DataFrame):
                 pd.testing.assert_frame_equal(again, value)
             else:
-                assert json.dumps(again, sort_keys=True) == json.dumps(value, sort_keys=True)
+                stored = dict(sort_keys=True, default=analyse.NotEstimable.as_json)
+                assert json.dumps(again, **stored) == json.dumps(value, **stored)
     assert paper.study_numbers(image_results, model_results, "sample", True) == numbers
     assert paper.image_numbers(image_results)["n_images"]["value"] == 2400
 
@@ -349,3 +350,24 @@ def test_committed_numbers_recover_the_planted_truth():
     inside("real_person_male_share", truth["real_person_male_share"])
     assert got["real_person_nsfw_or_ci_low"] <= truth["real_person_nsfw_odds_ratio"] \
         <= got["real_person_nsfw_or_ci_high"]
+
+
+def test_not_estimable_numbers_and_tables(tmp_path: Path):
+    """A not-estimable result is a number with value null and its reason, a macro reading
+    "not estimable", and a one-cell table with the reason."""
+    why = analyse.NotEstimable("one month only: no trend")
+    assert paper.format_value(why, "percent") == ("not estimable", "not estimable")
+    number = paper.entry(why, "float", 2)
+    assert number == {"value": None, "kind": "float", "text": "not estimable",
+                      "latex": "not estimable", "reason": "one month only: no trend"}
+    assert "\\newcommand{\\NsfwTrendROr}{not estimable}" in paper.numbers_tex({"nsfw_trend_r_or": number})
+    assert paper.not_estimable_reasons({"a": number, "a_ci_low": number,
+                                        "b": paper.entry(1, "count")}) == {"a": why.reason}
+    paths = RunPaths(tmp_path)
+    files = paper.write_paper_table(paths, "adapter_nsfw", analyse.NotEstimable("no image calls an adapter"))
+    assert "no image calls an adapter" in files["tex"].read_text()
+    trends = paper.image_trend_table({"r": why}, {"odds_ratio_per_year": 2.0, "ci_low": 1.5,
+                                                   "ci_high": 2.5, "p_value": 0.01, "mk_tau": 0.5})
+    assert trends["series"].tolist() == ["NSFW share (level ≥ R): not estimable: one month only: no trend",
+                                         "prompt calls a LoRA"]
+    assert trends["odds_ratio_per_year"].isna().tolist() == [True, False]

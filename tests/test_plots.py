@@ -154,3 +154,23 @@ def test_same_bytes_in_a_fresh_process(tmp_path: Path):
         digests.append({p.name: _digest(p) for p in sorted((target / "paper" / "figures").iterdir())})
     assert len(digests[0]) == 2 * len(FRESH_PROCESS_FIGURES)
     assert digests[0] == digests[1]
+
+
+#: Figure → the positions of its inputs that may be not estimable.
+NOT_ESTIMABLE_INPUTS = {"fig03_adapter_use": (1, 2), "fig05_distinctive_terms": (0,),
+                        "fig07_creator_lorenz": (0, 1), "fig09_real_person": (1,),
+                        "fig10_top_tags": (0,)}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_ESTIMABLE_INPUTS))
+def test_not_estimable_panel_says_why(name):
+    """A panel whose result is not estimable draws, and says so with the reason inside it."""
+    from helpers.stats import NotEstimable
+
+    args = list(figure_inputs()[name])
+    for i in NOT_ESTIMABLE_INPUTS[name]:
+        args[i] = NotEstimable("nothing to compare here")
+    fig = plots.FIGURES[name](*args)
+    fig.canvas.draw()
+    panel_texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "not estimable:\nnothing to compare here" in panel_texts

@@ -6,6 +6,9 @@
   :func:`study_numbers`) and writes ``paper/numbers.json`` and ``paper/numbers.tex``
   (:func:`write_numbers`), where each number is a LaTeX macro such as
   ``\\newcommand{\\NsfwShareR}{35.2\\%}``; macro names are letters only.
+* **Not estimable.** A result the snapshot cannot give (:class:`~helpers.stats.NotEstimable`)
+  keeps its number: ``numbers.json`` holds ``"value": null`` with the ``reason`` beside it and
+  its macro says "not estimable"; a table of such a result says so with the reason.
 * **Tables.** :func:`write_table` writes a frame as CSV (raw values) and as a booktabs
   ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``;
   :func:`image_tables` and :func:`model_tables` say which results become which table.
@@ -31,8 +34,8 @@ import pandas as pd
 from .analyse import MIN_USERS, ImageResults, ModelResults
 from .db import write_text_atomic
 from .paths import RunPaths, repo_root
-from .schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
-from .stats import CONFIDENCE
+from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable
 
 #: Published figures compared with ours (committed with the repository, not a run output).
 REFERENCE_CSV = repo_root() / "paper" / "reference.csv"
@@ -51,6 +54,9 @@ CIVIVERSE_MONTHS: tuple[str, ...] = ("2023-10", "2023-11", "2023-12", "2024-01",
 #: The README block between these markers is generated (:func:`update_readme`).
 README_START = "<!-- findings:start -->"
 README_END = "<!-- findings:end -->"
+
+#: Why the depicted-gender shares are not estimable when no real-person model's gender is known.
+UNKNOWN_GENDER = "no real-person model's depicted gender could be told"
 
 _DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -86,10 +92,12 @@ def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
 
     Kinds: ``count`` (thousands separators), ``percent`` (a share in [0, 1] shown in %),
     ``float`` (``digits`` decimals), ``pvalue`` (3 decimals, ``<0.001`` below that), ``text``.
-    Missing values (None, NaN) print as ``n/a``.
+    Missing values (None, NaN) print as ``n/a``; a :class:`NotEstimable` as "not estimable".
     """
     if kind not in KINDS:
         raise ValueError(f"unknown number kind {kind!r}; valid: {', '.join(KINDS)}")
+    if isinstance(value, NotEstimable):
+        return NOT_ESTIMABLE_TEXT, NOT_ESTIMABLE_TEXT
     if kind == "text":
         return str(value), latex_escape(str(value))
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -111,8 +119,13 @@ def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
 
 
 def entry(value: Any, kind: str, digits: int = 1) -> dict[str, Any]:
-    """One named number as stored in ``numbers.json``: raw value, kind and both renderings."""
+    """One named number as stored in ``numbers.json``: raw value, kind and both renderings.
+
+    A :class:`NotEstimable` value is stored as ``null`` with its ``reason``.
+    """
     plain, latex = format_value(value, kind, digits)
+    if isinstance(value, NotEstimable):
+        return {"value": None, "kind": kind, "text": plain, "latex": latex, "reason": value.reason}
     raw: Any = value
     if kind != "text":
         raw = None if value is None or (isinstance(value, float) and math.isnan(value)) else (
@@ -126,7 +139,21 @@ def _share_entries(prefix: str, share: float, low: float, high: float, digits: i
             f"{prefix}_ci_high": entry(high, "percent", digits)}
 
 
-def _trend_entries(prefix: str, trend: Mapping[str, float]) -> dict[str, dict]:
+def _field(result: Any, key: Any, column: str | None = None) -> Any:
+    """``result[key]`` (or ``result.loc[key, column]``), or ``result`` itself when it is
+    :class:`NotEstimable`, so every number of a not-estimable result carries its reason."""
+    if isinstance(result, NotEstimable):
+        return result
+    return result[key] if column is None else result.loc[key, column]
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _trend_entries(prefix: str, trend: Mapping[str, float] | NotEstimable) -> dict[str, dict]:
+    if isinstance(trend, NotEstimable):
+        trend = {k: trend for k in ("odds_ratio_per_year", "ci_low", "ci_high", "p_value", "mk_tau")}
     return {f"{prefix}_or": entry(trend["odds_ratio_per_year"], "float", 2),
             f"{prefix}_or_ci_low": entry(trend["ci_low"], "float", 2),
             f"{prefix}_or_ci_high": entry(trend["ci_high"], "float", 2),
@@ -139,6 +166,9 @@ def _first_last(frame: pd.DataFrame, prefix: str) -> dict[str, dict]:
     data = frame[frame["n"] > 0].sort_values("month")
     out: dict[str, dict] = {}
     if data.empty:
+        none = NotEstimable("no month has data")
+        for label in ("first_month", "last_month"):
+            out.update(_share_entries(f"{prefix}_{label}", none, none, none))
         return out
     for label, row in (("first_month", data.iloc[0]), ("last_month", data.iloc[-1])):
         out.update(_share_entries(f"{prefix}_{label}", row["share"], row["ci_low"], row["ci_high"]))
@@ -166,8 +196,8 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
         out.update(_share_entries(f"nsfw_share_{d}", overview[f"nsfw_share_{d}"],
                                   overview[f"nsfw_share_{d}_ci_low"], overview[f"nsfw_share_{d}_ci_high"]))
         out.update(_first_last(monthly[monthly["definition"] == d], f"nsfw_share_{d}"))
-    for row in trend.itertuples():
-        out.update(_trend_entries(f"nsfw_trend_{row.definition}", row._asdict()))
+    for d, row in trend.items():
+        out.update(_trend_entries(f"nsfw_trend_{d}", row))
     for month in CIVIVERSE_MONTHS:
         part = monthly[(monthly["definition"] == "r") & (monthly["month"] == month) & (monthly["n"] > 0)]
         if len(part):
@@ -176,30 +206,31 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
                               overview["lora_share_ci_high"]))
     out.update(_first_last(lora_monthly, "lora_share"))
     out.update(_trend_entries("lora_trend", lora_trend))
-    by_use = adapter.set_index("uses_adapter")
-    out.update(_share_entries("nsfw_share_with_lora", by_use.loc[True, "share"],
-                              by_use.loc[True, "ci_low"], by_use.loc[True, "ci_high"]))
-    out.update(_share_entries("nsfw_share_without_lora", by_use.loc[False, "share"],
-                              by_use.loc[False, "ci_low"], by_use.loc[False, "ci_high"]))
-    out["lora_nsfw_or"] = entry(by_use.loc[True, "odds_ratio"], "float", 2)
-    out["lora_nsfw_or_ci_low"] = entry(by_use.loc[True, "or_ci_low"], "float", 2)
-    out["lora_nsfw_or_ci_high"] = entry(by_use.loc[True, "or_ci_high"], "float", 2)
-    eng = engagement.set_index("metric")
-    if "reaction_count" in eng.index:
-        row = eng.loc["reaction_count"]
-        out["reactions_median_nsfw"] = entry(row["median_nsfw"], "count")
-        out["reactions_median_sfw"] = entry(row["median_sfw"], "count")
-        out["reactions_rank_biserial"] = entry(row["rank_biserial"], "float", 2)
-        out["reactions_p"] = entry(row["p_value"], "pvalue")
-    for marker, part in markers.groupby("marker", sort=True):
+    by_use = adapter if isinstance(adapter, NotEstimable) else adapter.set_index("uses_adapter")
+    for uses, name in ((True, "nsfw_share_with_lora"), (False, "nsfw_share_without_lora")):
+        out.update(_share_entries(name, *(_field(by_use, uses, c)
+                                          for c in ("share", "ci_low", "ci_high"))))
+    out["lora_nsfw_or"] = entry(_field(by_use, True, "odds_ratio"), "float", 2)
+    out["lora_nsfw_or_ci_low"] = entry(_field(by_use, True, "or_ci_low"), "float", 2)
+    out["lora_nsfw_or_ci_high"] = entry(_field(by_use, True, "or_ci_high"), "float", 2)
+    eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
+    if isinstance(eng, NotEstimable) or "reaction_count" in eng.index:
+        row = eng if isinstance(eng, NotEstimable) else eng.loc["reaction_count"]
+        out["reactions_median_nsfw"] = entry(_field(row, "median_nsfw"), "count")
+        out["reactions_median_sfw"] = entry(_field(row, "median_sfw"), "count")
+        out["reactions_rank_biserial"] = entry(_field(row, "rank_biserial"), "float", 2)
+        out["reactions_p"] = entry(_field(row, "p_value"), "pvalue")
+    for marker in sorted(MARKERS):
+        part = markers[markers["marker"] == marker]
         k, n = float(part["k"].sum()), float(part["n"].sum())
-        out[f"marker_share_{marker}"] = entry(k / n if n else math.nan, "percent")
+        out[f"marker_share_{marker}"] = entry(k / n if n else NotEstimable("no image has a prompt"),
+                                              "percent")
         out.update({key: val for key, val in _first_last(part, f"marker_share_{marker}").items()
                     if not key.endswith(("_ci_low", "_ci_high"))})
-    out["creator_gini"] = entry(concentration.get("gini", math.nan), "float", 2)
-    out["creator_top_one_share"] = entry(concentration.get("top1_share", math.nan), "percent")
-    out["creator_top_ten_share"] = entry(concentration.get("top10_share", math.nan), "percent")
-    out["creator_median_images"] = entry(concentration.get("median_images_per_user", math.nan), "count")
+    out["creator_gini"] = entry(_field(concentration, "gini"), "float", 2)
+    out["creator_top_one_share"] = entry(_field(concentration, "top1_share"), "percent")
+    out["creator_top_ten_share"] = entry(_field(concentration, "top10_share"), "percent")
+    out["creator_median_images"] = entry(_field(concentration, "median_images_per_user"), "count")
     return out
 
 
@@ -232,33 +263,38 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
     out.update(_first_last(real_person_monthly, "real_person_share"))
     out.update(_first_last(adapter_monthly, "adapter_share"))
     out.update(_trend_entries("real_person_trend", real_person_trend))
-    g = gender.set_index("depicted_gender")
-    out["n_real_person_known_gender"] = entry(g["n_known"].iloc[0], "count")
+    g = gender if isinstance(gender, NotEstimable) else gender.set_index("depicted_gender")
+    out["n_real_person_known_gender"] = entry(0 if isinstance(g, NotEstimable) else g["n_known"].iloc[0],
+                                              "count")
+    unknown_gender = NotEstimable(UNKNOWN_GENDER)
     for gname in ("female", "male"):
-        out.update(_share_entries(f"real_person_{gname}_share", g.loc[gname, "share_of_known"],
-                                  g.loc[gname, "known_ci_low"], g.loc[gname, "known_ci_high"]))
-    out["real_person_unknown_gender_share"] = entry(g.loc["unknown", "share"], "percent")
-    rp = nsfw_by_real_person.set_index("is_real_person")
-    out.update(_share_entries("nsfw_share_real_person", rp.loc[True, "share"], rp.loc[True, "ci_low"],
-                              rp.loc[True, "ci_high"]))
-    out.update(_share_entries("nsfw_share_other_models", rp.loc[False, "share"],
-                              rp.loc[False, "ci_low"], rp.loc[False, "ci_high"]))
-    out["real_person_nsfw_or"] = entry(rp.loc[True, "odds_ratio"], "float", 2)
-    out["real_person_nsfw_or_ci_low"] = entry(rp.loc[True, "or_ci_low"], "float", 2)
-    out["real_person_nsfw_or_ci_high"] = entry(rp.loc[True, "or_ci_high"], "float", 2)
+        values = [_field(g, gname, c) for c in ("share_of_known", "known_ci_low", "known_ci_high")]
+        out.update(_share_entries(f"real_person_{gname}_share",
+                                  *(unknown_gender if _is_nan(v) else v for v in values)))
+    out["real_person_unknown_gender_share"] = entry(_field(g, "unknown", "share"), "percent")
+    rp = nsfw_by_real_person if isinstance(nsfw_by_real_person, NotEstimable) else \
+        nsfw_by_real_person.set_index("is_real_person")
+    for who, name in ((True, "nsfw_share_real_person"), (False, "nsfw_share_other_models")):
+        out.update(_share_entries(name, *(_field(rp, who, c) for c in ("share", "ci_low", "ci_high"))))
+    out["real_person_nsfw_or"] = entry(_field(rp, True, "odds_ratio"), "float", 2)
+    out["real_person_nsfw_or_ci_low"] = entry(_field(rp, True, "or_ci_low"), "float", 2)
+    out["real_person_nsfw_or_ci_high"] = entry(_field(rp, True, "or_ci_high"), "float", 2)
     ng = nsfw_by_gender.set_index("group")
     for gname in ("female", "male"):
         label = f"real person: {gname}"
         if label in ng.index and ng.loc[label, "n"] > 0:
             out.update(_share_entries(f"nsfw_share_real_person_{gname}", ng.loc[label, "share"],
                                       ng.loc[label, "ci_low"], ng.loc[label, "ci_high"]))
-    eng = engagement.set_index("metric")
-    if "download_count" in eng.index:
-        row = eng.loc["download_count"]
-        out["downloads_median_real_person"] = entry(row["median_real_person"], "count")
-        out["downloads_median_other"] = entry(row["median_other"], "count")
-        out["downloads_rank_biserial"] = entry(row["rank_biserial"], "float", 2)
-        out["downloads_p"] = entry(row["p_value"], "pvalue")
+        else:
+            none = NotEstimable(f"no real-person model with a known NSFW label is labelled {gname}")
+            out.update(_share_entries(f"nsfw_share_real_person_{gname}", none, none, none))
+    eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
+    if isinstance(eng, NotEstimable) or "download_count" in eng.index:
+        row = eng if isinstance(eng, NotEstimable) else eng.loc["download_count"]
+        out["downloads_median_real_person"] = entry(_field(row, "median_real_person"), "count")
+        out["downloads_median_other"] = entry(_field(row, "median_other"), "count")
+        out["downloads_rank_biserial"] = entry(_field(row, "rank_biserial"), "float", 2)
+        out["downloads_p"] = entry(_field(row, "p_value"), "pvalue")
     out["real_person_downloads"] = entry(downloads["real_person_downloads"], "count")
     out["real_person_download_share"] = entry(downloads["real_person_download_share"], "percent")
     return out
@@ -301,6 +337,13 @@ def study_numbers(images: ImageResults | None, models: ModelResults | None, sour
              "models": model_numbers(models) if models is not None else {},
              "methods": method_numbers(), "source": source_numbers(source, synthetic)}
     return merge_numbers(parts)
+
+
+def not_estimable_reasons(numbers: Mapping[str, dict], bounds: bool = False) -> dict[str, str]:
+    """Number key → reason, for every number this run could not estimate (interval bounds,
+    which share their estimate's reason, only with ``bounds``)."""
+    return {k: v["reason"] for k, v in numbers.items()
+            if "reason" in v and (bounds or not k.endswith(("_ci_low", "_ci_high")))}
 
 
 def numbers_tex(numbers: Mapping[str, dict]) -> str:
@@ -452,12 +495,20 @@ PAPER_TABLES: dict[str, TableSpec] = {
 }
 
 
-def write_paper_table(paths: RunPaths, name: str, frame: pd.DataFrame) -> dict[str, Path]:
-    """Write a table of :data:`PAPER_TABLES`: CSV with every column, LaTeX with the spec's columns."""
+def not_estimable_table(result: NotEstimable) -> pd.DataFrame:
+    """The one-cell table of a result the snapshot cannot give: "not estimable" and why."""
+    return pd.DataFrame({NOT_ESTIMABLE_TEXT: [result.reason]})
+
+
+def write_paper_table(paths: RunPaths, name: str, frame: pd.DataFrame | NotEstimable) -> dict[str, Path]:
+    """Write a table of :data:`PAPER_TABLES`: CSV with every column, LaTeX with the spec's columns;
+    a :class:`NotEstimable` result becomes a one-cell table with the reason."""
     try:
         spec = PAPER_TABLES[name]
     except KeyError:
         raise ValueError(f"unknown paper table {name!r}; valid: {', '.join(PAPER_TABLES)}") from None
+    if isinstance(frame, NotEstimable):
+        return write_table(not_estimable_table(frame), paths, name, align="l")
     missing = [c for c in spec.columns if c not in frame.columns]
     if missing:
         raise ValueError(f"table {name!r} needs columns {missing}")
@@ -487,17 +538,21 @@ def write_paper_tables(paths: RunPaths, tables: Mapping[str, pd.DataFrame]) -> l
     return [p for name, frame in tables.items() for p in write_paper_table(paths, name, frame).values()]
 
 
-def image_trend_table(nsfw_trend: pd.DataFrame, lora_trend: Mapping[str, float]) -> pd.DataFrame:
-    """One row per monthly series (NSFW under each definition, LoRA use) with its trend tests."""
-    rows = [{"series": f"NSFW share ({NSFW_DEFINITION_LABELS[r['definition']]})",
-             **{k: v for k, v in r.items() if k != "definition"}}
-            for r in nsfw_trend.to_dict("records")]
-    rows.append({"series": "prompt calls a LoRA", **dict(lora_trend)})
-    return pd.DataFrame(rows)
+def image_trend_table(nsfw_trend: Mapping[str, Mapping[str, float] | NotEstimable],
+                      lora_trend: Mapping[str, float] | NotEstimable) -> pd.DataFrame:
+    """One row per monthly series (NSFW under each definition, LoRA use) with its trend tests;
+    a series without a trend says "not estimable" and why in its name, its values empty."""
+    series = {f"NSFW share ({NSFW_DEFINITION_LABELS[d]})": t for d, t in nsfw_trend.items()}
+    series["prompt calls a LoRA"] = lora_trend
+    rows = [{"series": f"{name}: {trend}"} if isinstance(trend, NotEstimable)
+            else {"series": name, **dict(trend)} for name, trend in series.items()]
+    return pd.DataFrame(rows, columns=["series", *TREND_FIELDS])
 
 
-def adapter_table(adapter: pd.DataFrame) -> pd.DataFrame:
+def adapter_table(adapter: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
     """The adapter comparison frame with a readable yes/no column for the paper."""
+    if isinstance(adapter, NotEstimable):
+        return adapter
     return adapter.assign(prompt_calls_lora=adapter["uses_adapter"].map({True: "yes", False: "no"}))
 
 
@@ -562,7 +617,8 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
 
     ``numbers`` is the payload of ``numbers.json`` (:func:`read_numbers`). When it comes from
     the synthetic sample, the section opens by saying so; bullets whose analyses the run could
-    not do (e.g. a snapshot without images) are left out.
+    not do (e.g. a snapshot without images) are left out, and a result that is not estimable is
+    said to be, with its reason.
     """
     synthetic = bool(numbers.get("synthetic", True))
     source = str(numbers.get("source", ""))
@@ -570,6 +626,10 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
 
     def n(key: str) -> str:
         return values[key]["text"] if key in values else "n/a"
+
+    def why(key: str) -> str | None:
+        """The reason a number is not estimable (None when it is, or is not in the run)."""
+        return values.get(key, {}).get("reason")
 
     lines = ["## Findings", ""]
     if synthetic:
@@ -579,28 +639,43 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
     else:
         lines += [f"Computed from the snapshot read with the `{source}` source adapter.", ""]
     if "n_images" in values:
+        trend = (f"(odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
+                 f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')})"
+                 if not why("nsfw_trend_r_or") else f"(trend not estimable: {why('nsfw_trend_r_or')})")
+        adapters = (f"Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
+                    f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')})."
+                    if not why("lora_nsfw_or") else
+                    f"Whether images that call one are more often NSFW is not estimable: "
+                    f"{why('lora_nsfw_or')}.")
+        creators = (f"- **Creators.** The Gini coefficient of images per hashed user is "
+                    f"{n('creator_gini')}; the most active 10% of users post {n('creator_top_ten_share')} of images"
+                    + (f", the most active 1% {n('creator_top_one_share')}."
+                       if n("creator_top_one_share") != "n/a" and not why("creator_top_one_share")
+                       else ".")
+                    if not why("creator_gini") else
+                    f"- **Creators.** Concentration of posting is not estimable: {why('creator_gini')}.")
         lines += [
             f"- **Volume and NSFW share.** {n('n_images')} images from {n('image_first_month')} to "
             f"{n('image_last_month')}; {n('nsfw_share_r')} are rated R or harsher "
             f"({n('confidence_level')} CI {n('nsfw_share_r_ci_low')}–{n('nsfw_share_r_ci_high')}), from "
             f"{n('nsfw_share_r_first_month')} in the first month to {n('nsfw_share_r_last_month')} in "
-            f"the last (odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
-            f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')}).",
+            f"the last {trend}.",
             f"- **Adapters.** {n('lora_share')} of images call a LoRA in their prompt "
             f"({n('lora_share_first_month')} in the first month, {n('lora_share_last_month')} in the "
-            f"last). Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
-            f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')}).",
-            f"- **Creators.** The Gini coefficient of images per hashed user is {n('creator_gini')}; "
-            f"the most active 10% of users post {n('creator_top_ten_share')} of images"
-            + (f", the most active 1% {n('creator_top_one_share')}."
-               if n("creator_top_one_share") != "n/a" else "."),
+            f"last). {adapters}",
+            creators,
         ]
     if "n_models" in values:
+        gender = (f"where their gender can be told, {n('real_person_female_share')} depict women"
+                  if not why("real_person_female_share") else
+                  f"their depicted gender is not estimable ({why('real_person_female_share')})")
+        nsfw = (f"They are NSFW in {n('nsfw_share_real_person')} of cases, other models in "
+                f"{n('nsfw_share_other_models')}." if not why("nsfw_share_real_person") else
+                f"Their NSFW share cannot be compared with other models': "
+                f"{why('nsfw_share_real_person')}.")
         lines += [
             f"- **Real people.** {n('real_person_share')} of {n('n_models')} models depict a real "
-            f"person ({n('n_real_person')} models); where their gender can be told, "
-            f"{n('real_person_female_share')} depict women. They are NSFW in "
-            f"{n('nsfw_share_real_person')} of cases, other models in {n('nsfw_share_other_models')}.",
+            f"person ({n('n_real_person')} models); {gender}. {nsfw}",
         ]
     return "\n".join(lines) + "\n"
 

@@ -695,3 +695,79 @@ def _write_manifest(paths: RunPaths, params: dict[str, Any], stages: dict[str, A
     }
     write_json_atomic(manifest, paths.manifest)
     return manifest
+
+
+# --------------------------------------------------------------------------- in one process
+@dataclass(frozen=True)
+class StudyOutputs:
+    """What :func:`run_study_in_process` produced: each notebook's results (None when the
+    snapshot lacks that table), the paper's numbers and the figures drawn."""
+
+    paths: RunPaths
+    images: Any  # analyse.ImageResults | None
+    models: Any  # analyse.ModelResults | None
+    numbers: dict[str, dict]
+    figures: list[str]
+
+
+def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "", seed: int = 1,
+                         n_boot: int = 1000, memory_limit: str = "3GB", definition: str = "r",
+                         top_terms: int = 20, top_types: int = 6, top_tags: int = 15,
+                         salt: str = "") -> StudyOutputs:
+    """Every stage of notebooks 00–05, in their order, calling the same functions, in this
+    process: for tests that run many snapshots end to end without starting kernels.
+
+    Notebook 00 acquires, 01 cleans, 02 labels and links, 03/04 compute and save the results
+    objects and their tables and figures (a missing table discards that notebook's results),
+    05 writes the numbers and the comparison and checks the manuscript's inputs.
+    """
+    import pandas as pd
+
+    from . import analyse, clean, db, label, link, paper, plots, sources
+
+    paths.ensure()
+    synthetic = source == "sample"
+    acquired = sources.acquire(source, paths, path=path, seed=seed, salt=salt)
+    db.write_json_atomic(acquired.as_dict(), paths.report("acquire"))
+    db.write_json_atomic(clean.clean_all(paths, clean.Window(), memory_limit=memory_limit),
+                         paths.report("clean"))
+    db.write_json_atomic(label.label_all(paths, seed=seed, memory_limit=memory_limit, n_boot=n_boot),
+                         paths.report("label"))
+    db.write_json_atomic(link.link_images(paths, memory_limit=memory_limit), paths.report("link"))
+    images_path = paths.table("processed", "images")
+    models_path = paths.table("processed", "models")
+    models = pd.read_parquet(models_path) if models_path.exists() else None
+    image_results = model_results = None
+    if images_path.exists():
+        con = analyse.connect(paths, memory_limit=memory_limit)
+        try:
+            image_results = analyse.image_results(images_path, models, definition=definition,
+                                                  top_terms=top_terms, con=con)
+        finally:
+            con.close()
+        image_results.save_to_run(paths)
+        paper.write_paper_tables(paths, paper.image_tables(image_results))
+    else:
+        analyse.ImageResults.discard(paths)
+    if models is not None:
+        model_results = analyse.model_results(models, definition=definition, top_types=top_types,
+                                              top_tags=top_tags)
+        model_results.save_to_run(paths)
+        paper.write_paper_tables(paths, paper.model_tables(model_results))
+    else:
+        analyse.ModelResults.discard(paths)
+    shown = [(name, results) for results, names in ((image_results, plots.IMAGE_FIGURES),
+                                                    (model_results, plots.MODEL_FIGURES))
+             if results is not None for name in names]
+    for name, results in shown:  # as notebooks 03 and 04 show each figure
+        plots.show(name, results, paths, synthetic)
+    figures = [name for name, _ in shown]
+    # Notebook 05 reads the results back from the run folder, as here.
+    numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
+                                  analyse.ModelResults.load_from_run(paths), source, synthetic)
+    paper.write_numbers(paths, numbers, synthetic=synthetic, source=source)
+    paper.write_paper_table(paths, "comparison",
+                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    paper.manuscript_check(paths)
+    paper.readme_findings(paper.read_numbers(paths))
+    return StudyOutputs(paths, image_results, model_results, numbers, figures)

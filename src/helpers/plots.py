@@ -11,6 +11,9 @@ saved (:func:`style`, an ``rc_context``): matplotlib's global settings are left 
 :func:`savefig` writes PDF (for the paper) and PNG (for reading) with all time-stamped
 metadata removed, so the same input gives byte-identical files.
 
+A panel whose result this snapshot cannot give (:class:`~helpers.stats.NotEstimable`, or no
+data at all) keeps its place and says so inside it, with the reason (:func:`say_not_estimable`).
+
 ``synthetic=True`` stamps "synthetic sample" across the figure: a figure drawn from the
 embedded synthetic snapshot must never be mistaken for a finding about CivitAI.
 """
@@ -37,6 +40,7 @@ from .analyse import ImageResults, ModelResults
 from .db import atomic_path
 from .paths import RunPaths
 from .schema import MARKER_LABELS, NSFW_DEFINITION_LABELS
+from .stats import NotEstimable
 
 #: Width of one column of a two-column paper, in inches.
 COLUMN_WIDTH = 3.4
@@ -199,6 +203,13 @@ def _stacked_shares(ax: Axes, frame: pd.DataFrame, category: str, order: Sequenc
     _date_axis(ax)
 
 
+def say_not_estimable(ax: Axes, reason: NotEstimable | str) -> None:
+    """Write "not estimable" and the reason in the middle of a panel that has nothing to draw."""
+    reason = reason if isinstance(reason, NotEstimable) else NotEstimable(reason)
+    ax.text(0.5, 0.5, str(reason).replace(": ", ":\n", 1), transform=ax.transAxes, ha="center",
+            va="center", fontsize=6.5, color="#555555", wrap=True)
+
+
 def _ranked_bars(ax: Axes, labels: pd.Series, values: pd.Series, colour: str, title: str) -> None:
     """Horizontal bars, first item on top."""
     y = np.arange(len(labels))[::-1]
@@ -229,7 +240,10 @@ def fig01_volume_nsfw(monthly: pd.DataFrame, synthetic: bool = False) -> Figure:
     _percent_axis(ax_s)
     ax_s.set_ylabel("NSFW share of images")
     ax_s.set_title("b  NSFW share (95% CI)")
-    ax_s.legend(loc="upper left", ncols=3)
+    if ax_s.lines:
+        ax_s.legend(loc="upper left", ncols=3)
+    else:
+        say_not_estimable(ax_s, "no image has a known NSFW label")
     _date_axis(ax_s)
     return _finish(fig, synthetic)
 
@@ -250,13 +264,14 @@ def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Fi
 
 
 @styled
-def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame,
-                      adapter_overall: pd.DataFrame, synthetic: bool = False) -> Figure:
+def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame | NotEstimable,
+                      adapter_overall: pd.DataFrame | NotEstimable, synthetic: bool = False) -> Figure:
     """Adapter use over time (a) and NSFW share with vs without adapter calls (b).
 
     Inputs: :func:`~helpers.analyse.lora_use_by_month`,
     :func:`~helpers.analyse.nsfw_share_by_adapter_use_by_month` and
-    :func:`~helpers.analyse.nsfw_share_by_adapter_use` (for the legend's overall shares).
+    :func:`~helpers.analyse.nsfw_share_by_adapter_use` (for the legend's overall shares);
+    panel b says why when the comparison is not estimable.
     """
     fig, (ax_l, ax_n) = new_figure(3.6, nrows=2, sharex=True)
     _share_with_band(ax_l, lora_monthly[lora_monthly["n"] > 0], "#55a868", "prompt calls a LoRA")
@@ -264,6 +279,15 @@ def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame
     _percent_axis(ax_l)
     ax_l.set_ylabel("share of images")
     ax_l.set_title("a  Images whose prompt calls a LoRA")
+    ax_n.set_ylim(0, 1)
+    _percent_axis(ax_n)
+    ax_n.set_title("b  NSFW share by adapter use (95% CI)")
+    _date_axis(ax_n)
+    for result in (adapter_by_month, adapter_overall):
+        if isinstance(result, NotEstimable):
+            say_not_estimable(ax_n, result)
+            ax_n.set_ylabel("NSFW share")
+            return _finish(fig, synthetic)
     overall = adapter_overall.set_index("uses_adapter")
     for uses, colour, label in ((True, GROUP_COLOURS[0], "with LoRA"),
                                 (False, GROUP_COLOURS[1], "without LoRA")):
@@ -271,13 +295,9 @@ def fig03_adapter_use(lora_monthly: pd.DataFrame, adapter_by_month: pd.DataFrame
         if len(part):
             share = overall.loc[uses, "share"] if uses in overall.index else np.nan
             _share_with_band(ax_n, part, colour, f"{label} (all: {share:.0%})")
-    ax_n.set_ylim(0, 1)
-    _percent_axis(ax_n)
     definition = str(adapter_by_month["definition"].iloc[0]) if len(adapter_by_month) else "r"
     ax_n.set_ylabel(f"NSFW share ({NSFW_DEFINITION_LABELS[definition]})")
-    ax_n.set_title("b  NSFW share by adapter use (95% CI)")
     ax_n.legend(loc="lower right")
-    _date_axis(ax_n)
     return _finish(fig, synthetic)
 
 
@@ -305,13 +325,13 @@ def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
     if ax.lines:
         ax.legend(loc="lower left")
     else:  # e.g. a source without reaction counts
-        ax.text(0.5, 0.5, f"no {metric_label} in this snapshot", transform=ax.transAxes,
-                ha="center", va="center")
+        say_not_estimable(ax, f"no {metric_label} in this snapshot")
     return _finish(fig, synthetic)
 
 
 @styled
-def fig05_distinctive_terms(terms: pd.DataFrame, top_n: int = 15, synthetic: bool = False) -> Figure:
+def fig05_distinctive_terms(terms: pd.DataFrame | NotEstimable, top_n: int = 15,
+                            synthetic: bool = False) -> Figure:
     """Prompt terms most typical of NSFW (left) and SFW (right) images, by log-odds z-score.
 
     ``terms`` is :func:`helpers.analyse.distinctive_terms` (already free of personal names).
@@ -319,6 +339,12 @@ def fig05_distinctive_terms(terms: pd.DataFrame, top_n: int = 15, synthetic: boo
     fig, axes = new_figure(3.2, ncols=2)
     for ax, side, colour, title in ((axes[0], "nsfw", GROUP_COLOURS[0], "a  NSFW prompts"),
                                     (axes[1], "sfw", GROUP_COLOURS[1], "b  SFW prompts")):
+        if isinstance(terms, NotEstimable) or not (terms["side"] == side).any():
+            ax.set_title(title)
+            ax.set_yticks([])
+            say_not_estimable(ax, terms if isinstance(terms, NotEstimable)
+                              else f"no term is typical of {side.upper()} prompts")
+            continue
         part = terms[terms["side"] == side].sort_values("rank").head(top_n)
         _ranked_bars(ax, part["term"], part["z"].abs(), colour, title)
     fig.supxlabel("|z| of the weighted log-odds (NSFW vs SFW)", fontsize=7.5)
@@ -336,23 +362,36 @@ def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
     ax.set_ylim(0, 1)
     _percent_axis(ax)
     ax.set_ylabel("share of prompts")
-    ax.legend(loc="upper left", ncols=2)
+    if ax.lines:
+        ax.legend(loc="upper left", ncols=2)
+    else:
+        say_not_estimable(ax, "no image has a prompt" if markers["n"].sum() == 0
+                          else "no prompt carries a marker")
     _date_axis(ax)
     return _finish(fig, synthetic)
 
 
 @styled
-def fig07_creator_lorenz(lorenz: pd.DataFrame, summary: dict[str, float],
-                         synthetic: bool = False) -> Figure:
-    """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share."""
+def fig07_creator_lorenz(lorenz: pd.DataFrame | NotEstimable,
+                         summary: dict[str, float] | NotEstimable, synthetic: bool = False) -> Figure:
+    """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share
+    (the panel says why when too few users posted: the privacy floor)."""
     fig, (ax,) = new_figure(2.8)
+    for result in (lorenz, summary):
+        if isinstance(result, NotEstimable):
+            ax.set_aspect("equal")
+            ax.set_xlabel("share of users (fewest images first)")
+            ax.set_ylabel("share of images")
+            say_not_estimable(ax, result)
+            return _finish(fig, synthetic)
     ax.plot([0, 1], [0, 1], color="#999999", linewidth=0.8, linestyle="--", label="equal posting")
     ax.plot(lorenz["population_share"], lorenz["image_share"], color=GROUP_COLOURS[0],
             label="observed")
     ax.fill_between(lorenz["population_share"], lorenz["image_share"], lorenz["population_share"],
                     color=GROUP_COLOURS[0], alpha=0.12, linewidth=0)
     lines = [f"Gini = {summary.get('gini', np.nan):.2f}"]
-    if np.isfinite(summary.get("top1_share", np.nan)):
+    if not isinstance(summary.get("top1_share"), NotEstimable) and \
+            np.isfinite(summary.get("top1_share", np.nan)):
         lines.append(f"top 1% of users: {summary['top1_share']:.0%} of images")
     ax.text(0.04, 0.96, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7)
     ax.set_xlim(0, 1)
@@ -387,8 +426,8 @@ def fig08_model_types(types: pd.DataFrame, bases: pd.DataFrame, synthetic: bool 
 
 
 @styled
-def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gender: pd.DataFrame,
-                      synthetic: bool = False) -> Figure:
+def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame | NotEstimable,
+                      nsfw_by_gender: pd.DataFrame, synthetic: bool = False) -> Figure:
     """Real-person models: share of new models per month (a), depicted gender (b), NSFW share (c).
 
     Inputs: :func:`~helpers.analyse.real_person_share_by_month`,
@@ -409,12 +448,18 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     ax_m.set_title("a  Models depicting a real person")
     _date_axis(ax_m)
 
-    g = gender.set_index("depicted_gender").reindex(list(GENDER_COLOURS))
-    x = np.arange(len(g))
-    err = np.vstack([(g["share"] - g["ci_low"]).fillna(0), (g["ci_high"] - g["share"]).fillna(0)])
-    ax_g.bar(x, g["share"].fillna(0), yerr=err, color=[GENDER_COLOURS[k] for k in g.index],
-             error_kw=dict(ERROR_KW))
-    ax_g.set_xticks(x, g.index.tolist(), rotation=45, ha="right", rotation_mode="anchor")
+    if isinstance(gender, NotEstimable):
+        say_not_estimable(ax_g, gender)
+        ax_g.set_xticks([])
+    else:
+        g = gender.set_index("depicted_gender").reindex(list(GENDER_COLOURS))
+        x = np.arange(len(g))
+        # Clipped: a share of exactly 0 or 1 may sit a rounding error outside its interval.
+        err = np.clip(np.vstack([(g["share"] - g["ci_low"]).fillna(0),
+                                 (g["ci_high"] - g["share"]).fillna(0)]), 0, None)
+        ax_g.bar(x, g["share"].fillna(0), yerr=err, color=[GENDER_COLOURS[k] for k in g.index],
+                 error_kw=dict(ERROR_KW))
+        ax_g.set_xticks(x, g.index.tolist(), rotation=45, ha="right", rotation_mode="anchor")
     ax_g.set_ylim(0, 1)
     _percent_axis(ax_g)
     ax_g.set_ylabel("share of real-person models")
@@ -425,10 +470,15 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
     labels = [str(s).replace("real person: ", "").replace("not a real person", "other models")
               for s in groups["group"]]
     xs = np.arange(len(groups))
-    err = np.vstack([groups["share"] - groups["ci_low"], groups["ci_high"] - groups["share"]])
+    err = np.clip(np.vstack([groups["share"] - groups["ci_low"], groups["ci_high"] - groups["share"]]),
+                  0, None)
     colours = [GENDER_COLOURS.get(lbl, "#bbbbbb") for lbl in labels]
-    ax_n.bar(xs, groups["share"], yerr=err, color=colours, error_kw=dict(ERROR_KW))
-    ax_n.set_xticks(xs, labels, rotation=45, ha="right", rotation_mode="anchor")
+    if len(groups):
+        ax_n.bar(xs, groups["share"], yerr=err, color=colours, error_kw=dict(ERROR_KW))
+        ax_n.set_xticks(xs, labels, rotation=45, ha="right", rotation_mode="anchor")
+    else:
+        say_not_estimable(ax_n, "no model has a known NSFW label")
+        ax_n.set_xticks([])
     ax_n.set_ylim(0, 1)
     _percent_axis(ax_n)
     ax_n.set_ylabel("NSFW share of models")
@@ -438,8 +488,8 @@ def fig09_real_person(by_month: pd.DataFrame, gender: pd.DataFrame, nsfw_by_gend
 
 
 @styled
-def fig10_top_tags(tags_real: pd.DataFrame, tags_all: pd.DataFrame, top_n: int = 15,
-                   synthetic: bool = False) -> Figure:
+def fig10_top_tags(tags_real: pd.DataFrame | NotEstimable, tags_all: pd.DataFrame | NotEstimable,
+                   top_n: int = 15, synthetic: bool = False) -> Figure:
     """Most frequent tags of real-person models (a) and of all models (b), names excluded.
 
     Inputs: :func:`helpers.analyse.top_tags` for ``subset='real_person'`` and ``'all'``.
@@ -447,6 +497,11 @@ def fig10_top_tags(tags_real: pd.DataFrame, tags_all: pd.DataFrame, top_n: int =
     fig, axes = new_figure(3.2, ncols=2)
     for ax, frame, colour, title in ((axes[0], tags_real, GROUP_COLOURS[0], "a  Real-person models"),
                                      (axes[1], tags_all, GROUP_COLOURS[1], "b  All models")):
+        if isinstance(frame, NotEstimable) or frame.empty:
+            ax.set_title(title)
+            ax.set_yticks([])
+            say_not_estimable(ax, frame if isinstance(frame, NotEstimable) else "no model has a tag")
+            continue
         part = frame.sort_values("rank").head(top_n)
         _ranked_bars(ax, part["tag"], part["share"], colour, title)
         _percent_axis(ax, "x")

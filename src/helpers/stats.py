@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,55 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
+#: What a not-estimable result is called wherever the reader sees it (notebooks, macros, tables).
+NOT_ESTIMABLE_TEXT = "not estimable"
+#: The key under which a stored result (JSON) holds the reason it is not estimable.
+NOT_ESTIMABLE_KEY = "not_estimable"
+#: The fields of :func:`share_trend`, in order (the columns of a trend table).
+TREND_FIELDS: tuple[str, ...] = ("odds_ratio_per_year", "ci_low", "ci_high", "p_value",
+                                 "dispersion", "n_months", "mk_tau", "mk_z", "mk_p_value",
+                                 "sen_slope_per_year")
+
+
+@dataclass(frozen=True, repr=False)
+class NotEstimable:
+    """A result this snapshot cannot give (an empty or single-valued group), with the reason.
+
+    Analyses return it instead of a frame, a dict or a number when there is nothing to estimate
+    from, so the reader sees one sentence ("not estimable: one month only: no trend") instead of
+    an error, an empty table or ``nan``.
+    """
+
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{NOT_ESTIMABLE_TEXT}: {self.reason}"
+
+    __repr__ = __str__  # inside a displayed table too, the reader sees the sentence
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how a notebook shows it
+        printer.text(str(self))
+
+    def as_json(self) -> dict[str, str]:
+        """The stored form (:data:`NOT_ESTIMABLE_KEY` → reason)."""
+        return {NOT_ESTIMABLE_KEY: self.reason}
+
+    @staticmethod
+    def from_json(value: Any) -> Any:
+        """``value`` with every stored not-estimable result (:meth:`as_json`) restored, walking
+        dicts and lists."""
+        if isinstance(value, dict):
+            if set(value) == {NOT_ESTIMABLE_KEY}:
+                return NotEstimable(str(value[NOT_ESTIMABLE_KEY]))
+            return {k: NotEstimable.from_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [NotEstimable.from_json(v) for v in value]
+        return value
+
+
+def estimable(value: Any) -> bool:
+    """False for a :class:`NotEstimable` result, True for anything else."""
+    return not isinstance(value, NotEstimable)
 
 
 def wilson_interval(successes: Sequence[float] | np.ndarray | pd.Series,
@@ -145,14 +195,32 @@ def mann_kendall(values: Sequence[float] | np.ndarray, per_step: float = 1.0) ->
             "n": float(n)}
 
 
-def share_trend(frame: pd.DataFrame, k: str = "k", n: str = "n", month: str = "month") -> dict[str, float]:
+def _count_words(n: int) -> str:
+    return ("no", "one", "two")[n] if n < 3 else str(n)
+
+
+def share_trend(frame: pd.DataFrame, k: str = "k", n: str = "n", month: str = "month",
+                never: str = "the share is 0% in every month",
+                always: str = "the share is 100% in every month") -> dict[str, float] | NotEstimable:
     """Trend of a monthly share: logistic odds ratio per year plus Mann-Kendall on the shares.
 
     The two tests answer the same question under different assumptions; reporting both shows
-    whether the conclusion depends on the model.
+    whether the conclusion depends on the model. Both need at least three months with data and
+    a share that is not 0% (``never``) or 100% (``always``) in every month; otherwise the trend
+    is :class:`NotEstimable` with the reason.
     """
     data = frame.sort_values(month)
     data = data[data[n] > 0]
+    if len(data) == 0:
+        return NotEstimable("no month has data: no trend")
+    if len(data) == 1:
+        return NotEstimable("one month only: no trend")
+    if len(data) < 3:
+        return NotEstimable(f"{_count_words(len(data))} months with data: a trend needs at least three")
+    if (data[k] == 0).all():
+        return NotEstimable(f"{never}: no trend")
+    if (data[k] == data[n]).all():
+        return NotEstimable(f"{always}: no trend")
     logit = logistic_trend(data, k=k, n=n, month=month)
     mk = mann_kendall((data[k] / data[n]).to_numpy(float), per_step=12.0)
     return {**logit, "mk_tau": mk["tau"], "mk_z": mk["z"], "mk_p_value": mk["p_value"],

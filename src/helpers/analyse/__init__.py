@@ -15,6 +15,11 @@ logistic regression of monthly counts on time (odds ratio per year) and a Mann-K
 distributions are compared with a Mann-Whitney U test and its rank-biserial effect size; prompt
 vocabularies with weighted log-odds under an informative Dirichlet prior (Monroe et al. 2008).
 
+Empty and single-valued groups: an analysis that this snapshot cannot estimate (no image calls
+an adapter, one month only, every model depicts a real person, fewer users than the privacy
+floor ...) returns :class:`~helpers.stats.NotEstimable` with the reason instead of a frame,
+a dict or a number; the notebooks print the reason, the paper says "not estimable".
+
 Ethics: lists of tags or prompt terms pass through :class:`PersonalNameFilter`, so no published
 list names a real person; per-user statistics are only reported over at least
 :data:`MIN_USERS` users.
@@ -23,7 +28,8 @@ from __future__ import annotations
 
 from ..schema import (GENDERS, MARKERS, NSFW_DEFINITION_LABELS,  # noqa: F401  (vocabulary)
                       NSFW_DEFINITIONS)
-from ..stats import (CONFIDENCE, gini, logistic_trend, lorenz_curve, mann_kendall,  # noqa: F401
+from ..stats import (CONFIDENCE, NotEstimable, estimable, gini,  # noqa: F401
+                     logistic_trend, lorenz_curve, mann_kendall,
                      mann_whitney_from_counts, odds_ratio, quantile_from_counts, share_trend,
                      top_share, weighted_log_odds, wilson_interval, with_share)
 from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F401
@@ -31,9 +37,10 @@ from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F40
 from .images import (STOPWORDS, ImageResults, creator_concentration,  # noqa: F401
                      distinctive_terms, engagement_counts, engagement_nsfw_vs_sfw, image_overview,
                      image_results, images_per_user_distribution, level_composition_by_month,
-                     lora_use_by_month, markers_by_month, names_in_prompts, nsfw_share_by_adapter_use,
-                     nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker, nsfw_share_by_month,
-                     nsfw_share_trend, prompt_term_counts)
+                     lora_use_by_month, markers_by_month, markers_not_compared, names_in_prompts,
+                     nsfw_share_by_adapter_use, nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker,
+                     nsfw_share_by_month,
+                     nsfw_share_trend, prompt_term_counts, trend_frame)
 from .models import (ModelResults, adapter_share_by_month, base_models_by_month,  # noqa: F401
                      depicted_gender_split, engagement_nsfw_vs_sfw_models,
                      engagement_real_person_vs_other, model_nsfw_definition, model_overview,

@@ -9,8 +9,8 @@ import pandas as pd
 
 from .. import db
 from ..paths import RunPaths
-from ..schema import NSFW_DEFINITIONS
-from ..stats import mann_whitney_from_counts, quantile_from_counts
+from ..schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
+from ..stats import NotEstimable, mann_whitney_from_counts, quantile_from_counts
 
 # --------------------------------------------------------------------------- constants
 #: Engagement columns of the images table compared between groups.
@@ -53,6 +53,39 @@ def months_of(series: pd.Series) -> pd.Series:
 def as_bool(series: pd.Series) -> pd.Series:
     """A nullable boolean column as plain bool (null → False) for counting."""
     return series.fillna(False).astype(bool)
+
+
+def two_groups(n_a: float, n_b: float, neither: str, no_a: str, no_b: str) -> NotEstimable | None:
+    """Why two groups cannot be compared (``neither``: both empty, ``no_a``: the first is
+    empty, ``no_b``: the second), or None when both hold something."""
+    if n_a <= 0 and n_b <= 0:
+        return NotEstimable(neither)
+    if n_a <= 0:
+        return NotEstimable(no_a)
+    if n_b <= 0:
+        return NotEstimable(no_b)
+    return None
+
+
+def nsfw_wording(definition: str, unit: str = "image") -> dict[str, str]:
+    """The reasons an NSFW comparison or trend under ``definition`` is not estimable, as the
+    keyword arguments of :func:`two_groups` (NSFW first) and of :func:`~helpers.stats.share_trend`."""
+    label = NSFW_DEFINITION_LABELS[definition]
+    return {"neither": f"no {unit} has a known NSFW label under this definition ({label})",
+            "no_a": f"every {unit} is SFW under this definition ({label})",
+            "no_b": f"every {unit} is NSFW under this definition ({label})"}
+
+
+def nsfw_groups(n_nsfw: float, n_sfw: float, definition: str,
+                unit: str = "image") -> NotEstimable | None:
+    """Why NSFW and SFW ``unit``s cannot be compared under ``definition`` (None when they can)."""
+    return two_groups(n_nsfw, n_sfw, **nsfw_wording(definition, unit))
+
+
+def nsfw_trend_wording(definition: str, unit: str = "image") -> dict[str, str]:
+    """``never``/``always`` reasons of :func:`~helpers.stats.share_trend` for an NSFW share."""
+    wording = nsfw_wording(definition, unit)
+    return {"never": wording["no_a"], "always": wording["no_b"]}
 
 
 def compare_groups(counts: pd.DataFrame, metric: str, a: object, b: object,

@@ -15,12 +15,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from .. import db, schema
+from .. import db, schema, stats
 from ..db import sql_literal
 from ..schema import ADAPTER_CALL_PATTERN, MARKERS, NSFW_DEFINITIONS
-from ..stats import (gini, lorenz_curve, odds_ratio, quantile_from_counts, share_trend, top_share,
-                     weighted_log_odds, wilson_interval, with_share)
-from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, flag_column, month_sql)
+from ..stats import (NotEstimable, gini, lorenz_curve, odds_ratio, quantile_from_counts,
+                     share_trend, top_share, weighted_log_odds, wilson_interval, with_share)
+from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, flag_column, month_sql,
+                     nsfw_groups, nsfw_trend_wording, nsfw_wording, two_groups)
 from .names import personal_name_filter
 from .results import Results
 
@@ -33,8 +34,13 @@ their them they this to was were with without very into over under up down out o
 
 
 # --------------------------------------------------------------------------- images: overview
-def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, float | str]:
-    """Headline counts of the images table: rows, users, months covered, NSFW and LoRA shares."""
+def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None
+                   ) -> dict[str, float | str | NotEstimable]:
+    """Headline counts of the images table: rows, users, months covered, NSFW and LoRA shares.
+
+    A share no image has a value for (e.g. a source without the platform's flag) is
+    :class:`NotEstimable`, and so are its interval bounds.
+    """
     con = db.connection_or_default(con)
     flags = ", ".join(f"count({c}) AS n_{d}, sum(CAST({c} AS INTEGER)) AS k_{d}"
                       for d, c in NSFW_DEFINITIONS.items())
@@ -44,7 +50,7 @@ def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None) -
                count(DISTINCT {month_sql()}) AS n_months,
                sum(CAST(n_lora > 0 AS INTEGER)) AS k_lora, count(n_lora) AS n_lora, {flags}
         FROM {db.read_parquet_sql(images)}""").df().iloc[0]
-    out: dict[str, float | str] = {
+    out: dict[str, float | str | NotEstimable] = {
         "n_images": int(row["n_images"]), "n_users": int(row["n_users"]),
         "first_month": row["first_month"], "last_month": row["last_month"],
         "n_months": int(row["n_months"]),
@@ -53,7 +59,12 @@ def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None) -
         k, n = float(row[f"k_{d}"] or 0), float(row[f"n_{d}"] or 0)
         low, high = wilson_interval([k], [n])
         key = "lora_share" if d == "lora" else f"nsfw_share_{d}"
-        out[key] = k / n if n else math.nan
+        if not n:
+            reason = NotEstimable("no image has a prompt" if d == "lora"
+                                  else nsfw_wording(d)["neither"])
+            out[key] = out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = reason
+            continue
+        out[key] = k / n
         out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(low[0]), float(high[0])
     return out
 
@@ -83,14 +94,19 @@ def nsfw_share_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = No
     return out.sort_values(["definition", "month"], ignore_index=True)
 
 
-def nsfw_share_trend(monthly: pd.DataFrame) -> pd.DataFrame:
-    """Trend test of the monthly NSFW share, one row per definition (from :func:`nsfw_share_by_month`)."""
-    rows = []
-    for d, part in monthly.groupby("definition", sort=True):
-        if part["n"].sum() == 0:
-            continue
-        rows.append({"definition": d, **share_trend(part)})
-    return pd.DataFrame(rows)
+def nsfw_share_trend(monthly: pd.DataFrame) -> dict[str, dict[str, float] | NotEstimable]:
+    """Trend test of the monthly NSFW share under each definition (from :func:`nsfw_share_by_month`):
+    definition → :func:`~helpers.stats.share_trend`, or :class:`NotEstimable` with the reason."""
+    return {d: share_trend(part, **nsfw_trend_wording(d))
+            for d, part in monthly.groupby("definition", sort=True)}
+
+
+def trend_frame(trends: dict[str, dict[str, float] | NotEstimable],
+                key: str = "definition") -> pd.DataFrame:
+    """The estimable trends of :func:`nsfw_share_trend` as a table, one row per ``key``."""
+    return pd.DataFrame([{key: name, **trend} for name, trend in trends.items()
+                         if not isinstance(trend, NotEstimable)],
+                        columns=[key, *stats.TREND_FIELDS])
 
 
 def level_composition_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
@@ -125,12 +141,20 @@ def lora_use_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None
     return with_share(out)
 
 
+def adapter_groups(n_with: float, n_without: float) -> NotEstimable | None:
+    """Why images with and without adapter calls cannot be compared (None when they can)."""
+    return two_groups(n_with, n_without, "no image has a prompt", "no image calls an adapter",
+                      "every image calls an adapter")
+
+
 def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
-                              con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+                              con: duckdb.DuckDBPyConnection | None = None
+                              ) -> pd.DataFrame | NotEstimable:
     """NSFW share of images with and without adapter calls, with Wilson intervals.
 
     Two rows (``uses_adapter`` False, True); the odds ratio (with vs without) and its Woolf
     95% interval are repeated on both rows so the frame is self-contained.
+    :class:`NotEstimable` when one of the two groups is empty.
     """
     con = db.connection_or_default(con)
     flag = flag_column(definition)
@@ -140,6 +164,9 @@ def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
     out = (out.set_index("uses_adapter").reindex([False, True], fill_value=0)
            .rename_axis("uses_adapter").reset_index())
     out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    empty = adapter_groups(out["n"].iloc[1], out["n"].iloc[0])
+    if empty is not None:
+        return empty
     out.insert(0, "definition", definition)
     out = with_share(out)
     with_, without = out.iloc[1], out.iloc[0]
@@ -151,8 +178,10 @@ def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
 
 
 def nsfw_share_by_adapter_use_by_month(images: Path, definition: str = "r",
-                                       con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Monthly NSFW share of images with and without adapter calls (Wilson intervals)."""
+                                       con: duckdb.DuckDBPyConnection | None = None
+                                       ) -> pd.DataFrame | NotEstimable:
+    """Monthly NSFW share of images with and without adapter calls (Wilson intervals);
+    :class:`NotEstimable` when one of the two groups is empty."""
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     out = con.execute(f"""
@@ -160,6 +189,10 @@ def nsfw_share_by_adapter_use_by_month(images: Path, definition: str = "r",
                count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
         FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
     out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
+    empty = adapter_groups(out.loc[out["uses_adapter"] == True, "n"].sum(),  # noqa: E712
+                           out.loc[out["uses_adapter"] == False, "n"].sum())  # noqa: E712
+    if empty is not None:
+        return empty
     out.insert(1, "definition", definition)
     return with_share(out)
 
@@ -180,12 +213,14 @@ def engagement_counts(images: Path, metric: str = "reaction_count", definition: 
 
 def engagement_nsfw_vs_sfw(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEMENT,
                            definition: str = "r",
-                           con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+                           con: duckdb.DuckDBPyConnection | None = None
+                           ) -> pd.DataFrame | NotEstimable:
     """Engagement of NSFW vs SFW images: medians, means, Mann-Whitney U, rank-biserial r.
 
     A rank test because engagement is heavy-tailed (a few images collect most reactions), so
     means would be driven by outliers; the rank-biserial correlation says how much more likely
-    an NSFW image is to out-score an SFW one (positive = NSFW higher).
+    an NSFW image is to out-score an SFW one (positive = NSFW higher). :class:`NotEstimable`
+    when every image with engagement counts is on one side.
     """
     con = db.connection_or_default(con)
     rows = []
@@ -193,6 +228,10 @@ def engagement_nsfw_vs_sfw(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEME
         counts = engagement_counts(images, metric, definition, con).rename(columns={"nsfw": "group"})
         rows.append(compare_groups(counts, metric, True, False, "nsfw", "sfw"))
     out = pd.DataFrame(rows)
+    empty = nsfw_groups(out["n_nsfw"].sum(), out["n_sfw"].sum(), definition) if len(out) else \
+        NotEstimable("no engagement metric was asked for")
+    if empty is not None:
+        return empty
     out.insert(1, "definition", definition)
     return out
 
@@ -296,7 +335,7 @@ def names_in_prompts(counts: pd.DataFrame, titlecase_share: float = 0.5,
 def distinctive_terms(images: Path, definition: str = "r", top_n: int = 25,
                       exclude: Callable[[str], bool] | None = None, prior_scale: float = 1.0,
                       sample_percent: float | None = None, min_count: int = 5,
-                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame | NotEstimable:
     """Prompt terms that most distinguish NSFW from SFW images (weighted log-odds, z-scores).
 
     Returns the ``top_n`` terms on each side: ``side`` 'nsfw' (z > 0) and 'sfw' (z < 0), with
@@ -304,13 +343,17 @@ def distinctive_terms(images: Path, definition: str = "r", top_n: int = 25,
     (normally a :class:`PersonalNameFilter`) removes names known from the models, and
     :func:`names_in_prompts` removes terms that prompts write like names (capitalised, or
     credited with "by"). ``n_name_terms_removed`` counts the terms dropped as names (the same
-    on every row).
+    on every row). :class:`NotEstimable` when no term is frequent enough or every prompt is
+    on one side.
     """
     columns = ["side", "rank", "term", "n_nsfw", "n_sfw", "log_odds", "z", "n_name_terms_removed"]
     con = db.connection_or_default(con)
     counts = prompt_term_counts(images, definition, sample_percent, min_count, con)
     if counts.empty:
-        return pd.DataFrame(columns=columns)
+        return NotEstimable(f"no prompt term occurs in at least {min_count} prompts")
+    empty = nsfw_groups(counts["n_nsfw"].sum(), counts["n_sfw"].sum(), definition)
+    if empty is not None:
+        return empty
     scored = weighted_log_odds(counts, a="n_nsfw", b="n_sfw", prior_scale=prior_scale)
     removed = 0
     if exclude is not None:
@@ -329,6 +372,9 @@ def distinctive_terms(images: Path, definition: str = "r", top_n: int = 25,
         part.insert(1, "rank", np.arange(1, len(part) + 1))
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
+    if out.empty:
+        return NotEstimable("no prompt term is more typical of NSFW or of SFW prompts"
+                            + (" (after removing personal names)" if removed else ""))
     out["n_name_terms_removed"] = removed
     return out[columns]
 
@@ -354,12 +400,22 @@ def markers_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None)
     return with_share(out).sort_values(["marker", "month"], ignore_index=True)
 
 
+def marker_groups(n_with: float, n_without: float) -> NotEstimable | None:
+    """Why prompts with and without a marker cannot be compared (None when they can)."""
+    return two_groups(n_with, n_without, "no image has a prompt", "no prompt carries this marker",
+                      "every prompt carries this marker")
+
+
 def nsfw_share_by_marker(images: Path, definition: str = "r",
-                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio)."""
+                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame | NotEstimable:
+    """NSFW share of prompts with vs without each marker category (Wilson intervals, odds ratio).
+
+    Only markers that some prompts carry and others do not are compared (the others are named,
+    with the reason, by :func:`markers_not_compared`); :class:`NotEstimable` when none is.
+    """
     con = db.connection_or_default(con)
     flag = flag_column(definition)
-    rows = []
+    rows, reasons = [], set()
     for m, col in MARKERS.items():
         part = con.execute(f"""
             SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
@@ -367,13 +423,33 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
             GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
         k = part["k"].fillna(0).astype(int)
         n = part["n"].fillna(0).astype(int)
+        empty = marker_groups(n[True], n[False])
+        if empty is not None:
+            reasons.add(empty.reason)
+            continue
         ratio = odds_ratio(int(k[True]), int(n[True]), int(k[False]), int(n[False]))
         for has in (False, True):
             rows.append({"marker": m, "has_marker": has, "n": int(n[has]), "k": int(k[has]),
                          "odds_ratio": ratio["odds_ratio"], "or_ci_low": ratio["ci_low"],
                          "or_ci_high": ratio["ci_high"]})
+    if not rows:
+        return NotEstimable(reasons.pop() if len(reasons) == 1 else
+                            "every marker is carried by every prompt or by none")
     out = with_share(pd.DataFrame(rows))
     out.insert(1, "definition", definition)
+    return out
+
+
+def markers_not_compared(markers: pd.DataFrame) -> dict[str, NotEstimable]:
+    """Marker → why prompts with and without it cannot be compared, from :func:`markers_by_month`
+    (the markers :func:`nsfw_share_by_marker` leaves out)."""
+    out = {}
+    for m in MARKERS:
+        part = markers[markers["marker"] == m]
+        k, n = int(part["k"].sum()), int(part["n"].sum())
+        empty = marker_groups(k, n - k)
+        if empty is not None:
+            out[m] = empty
     return out
 
 
@@ -395,27 +471,30 @@ def images_per_user_distribution(images: Path,
 
 def creator_concentration(images: Path, min_users: int = MIN_USERS, lorenz_points: int = 101,
                           con: duckdb.DuckDBPyConnection | None = None
-                          ) -> tuple[dict[str, float], pd.DataFrame]:
+                          ) -> tuple[dict[str, float | NotEstimable] | NotEstimable,
+                                     pd.DataFrame | NotEstimable]:
     """Concentration of posting among hashed users: Gini, top-1% and top-10% shares, Lorenz curve.
 
     Returns ``(summary, lorenz)``. ``lorenz`` is the curve sampled at ``lorenz_points``
     population shares; points whose bottom or top group would hold fewer than ``min_users``
-    users are left out (only the trivial ends remain), and a top-share is NaN when its top
-    group is smaller than ``min_users``: no statistic describes fewer than ``min_users`` people.
+    users are left out (only the trivial ends remain), and a top-share is :class:`NotEstimable`
+    when its top group is smaller than ``min_users``: no statistic describes fewer than
+    ``min_users`` people. With fewer than ``min_users`` users both are :class:`NotEstimable`.
     """
     dist = images_per_user_distribution(images, con)
     n_users = float(dist["users"].sum())
     n_images = float((dist["images"] * dist["users"]).sum())
-    summary: dict[str, float] = {"n_users": n_users, "n_images_with_user": n_images}
+    summary: dict[str, float | NotEstimable] = {"n_users": n_users, "n_images_with_user": n_images}
     if n_users < min_users:
-        summary.update({"gini": math.nan, "top1_share": math.nan, "top10_share": math.nan,
-                        "median_images_per_user": math.nan})
-        return summary, pd.DataFrame({"population_share": [0.0, 1.0], "image_share": [0.0, 1.0]})
+        floor = NotEstimable(f"fewer than {min_users} users posted images (privacy floor)")
+        return floor, floor
     values, weights = dist["images"].to_numpy(float), dist["users"].to_numpy(float)
     summary["gini"] = gini(values, weights)
     for label, frac in (("top1_share", 0.01), ("top10_share", 0.10)):
         summary[label] = (top_share(values, weights, frac)
-                          if math.ceil(frac * n_users) >= min_users else math.nan)
+                          if math.ceil(frac * n_users) >= min_users else
+                          NotEstimable(f"the top {frac:.0%} of users are fewer than {min_users} "
+                                       "(privacy floor)"))
     summary["median_images_per_user"] = quantile_from_counts(values, weights, 0.5)
     summary["mean_images_per_user"] = n_images / n_users
     curve = lorenz_curve(values, weights)
@@ -433,7 +512,8 @@ class ImageResults(Results):
     """Everything notebook 03 shows, computed by :func:`image_results`.
 
     Parameters: ``definition`` (NSFW definition of the comparisons), ``top_terms`` and
-    ``term_sample_percent``. Frames and summaries are named after the function that made them.
+    ``term_sample_percent``. Frames and summaries are named after the function that made them;
+    a field this snapshot cannot estimate is a :class:`~helpers.stats.NotEstimable`.
     """
 
     part: ClassVar[str] = "images"
@@ -441,21 +521,21 @@ class ImageResults(Results):
     definition: str
     top_terms: int
     term_sample_percent: float | None
-    overview: dict[str, Any]            # image_overview
-    monthly: pd.DataFrame               # nsfw_share_by_month
-    trend: pd.DataFrame                 # nsfw_share_trend
-    levels: pd.DataFrame                # level_composition_by_month
-    lora_monthly: pd.DataFrame          # lora_use_by_month
-    lora_trend: dict[str, float]        # share_trend of lora_monthly
-    adapter: pd.DataFrame               # nsfw_share_by_adapter_use
-    adapter_monthly: pd.DataFrame       # nsfw_share_by_adapter_use_by_month
-    engagement: pd.DataFrame            # engagement_nsfw_vs_sfw
-    reaction_counts: pd.DataFrame       # engagement_counts of reactions
-    terms: pd.DataFrame                 # distinctive_terms
-    markers: pd.DataFrame               # markers_by_month
-    markers_nsfw: pd.DataFrame          # nsfw_share_by_marker
-    concentration: dict[str, float]     # creator_concentration (summary)
-    lorenz: pd.DataFrame                # creator_concentration (curve)
+    overview: dict[str, Any]                    # image_overview
+    monthly: pd.DataFrame                       # nsfw_share_by_month
+    trend: dict[str, Any]                       # nsfw_share_trend (definition → trend)
+    levels: pd.DataFrame                        # level_composition_by_month
+    lora_monthly: pd.DataFrame                  # lora_use_by_month
+    lora_trend: dict[str, float] | NotEstimable  # share_trend of lora_monthly
+    adapter: pd.DataFrame | NotEstimable        # nsfw_share_by_adapter_use
+    adapter_monthly: pd.DataFrame | NotEstimable  # nsfw_share_by_adapter_use_by_month
+    engagement: pd.DataFrame | NotEstimable     # engagement_nsfw_vs_sfw
+    reaction_counts: pd.DataFrame               # engagement_counts of reactions
+    terms: pd.DataFrame | NotEstimable          # distinctive_terms
+    markers: pd.DataFrame                       # markers_by_month
+    markers_nsfw: pd.DataFrame | NotEstimable   # nsfw_share_by_marker
+    concentration: dict[str, Any] | NotEstimable  # creator_concentration (summary)
+    lorenz: pd.DataFrame | NotEstimable         # creator_concentration (curve)
 
 
 def image_results(images: Path, models: pd.DataFrame | None = None, definition: str = "r",
@@ -472,14 +552,18 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     lora_monthly = lora_use_by_month(images, con)
     concentration, lorenz = creator_concentration(images, con=con)
     name_filter = personal_name_filter(models) if models is not None else None
+    overview = image_overview(images, con)
+    no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
-        overview=image_overview(images, con),
+        overview=overview,
         monthly=monthly,
         trend=nsfw_share_trend(monthly),
         levels=level_composition_by_month(images, con),
         lora_monthly=lora_monthly,
-        lora_trend=share_trend(lora_monthly),
+        lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
+                    share_trend(lora_monthly, never="no image calls an adapter",
+                                always="every image calls an adapter")),
         adapter=nsfw_share_by_adapter_use(images, definition, con),
         adapter_monthly=nsfw_share_by_adapter_use_by_month(images, definition, con),
         engagement=engagement_nsfw_vs_sfw(images, definition=definition, con=con),

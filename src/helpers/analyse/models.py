@@ -5,7 +5,6 @@ rows at most) arrives as a pandas frame; each function returns a small tidy fram
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -13,10 +12,25 @@ import numpy as np
 import pandas as pd
 
 from ..schema import GENDERS, NSFW_DEFINITIONS
-from ..stats import odds_ratio, share_trend, wilson_interval, with_share
-from .common import MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, months_of
+from ..stats import NotEstimable, odds_ratio, share_trend, wilson_interval, with_share
+from .common import (MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, months_of,
+                     nsfw_groups, nsfw_wording, two_groups)
 from .names import as_list, personal_name_filter
 from .results import Results
+
+
+#: Why a comparison of real-person models with the others cannot be made.
+NO_REAL_PERSON = "no model depicts a real person"
+ONLY_REAL_PERSON = "every model depicts a real person"
+#: Why a share of models is not estimable when no model has the value (overview keys).
+_NO_VALUE = {"adapter_share": "no model has a type",
+             "real_person_share": "no model has a real-person label"}
+
+
+def real_person_groups(n_real_person: float, n_other: float) -> NotEstimable | None:
+    """Why real-person models cannot be compared with the others (None when they can)."""
+    return two_groups(n_real_person, n_other, "there are no models", NO_REAL_PERSON,
+                      ONLY_REAL_PERSON)
 
 
 def _models_with_month(models: pd.DataFrame) -> pd.DataFrame:
@@ -35,10 +49,11 @@ def model_nsfw_definition(models: pd.DataFrame, preferred: str = "r") -> str:
     return preferred
 
 
-def model_overview(models: pd.DataFrame) -> dict[str, float | str]:
-    """Headline counts of the models table: totals, adapters, NSFW and real-person shares."""
+def model_overview(models: pd.DataFrame) -> dict[str, float | str | NotEstimable]:
+    """Headline counts of the models table: totals, adapters, NSFW and real-person shares (a
+    share no model has a value for is :class:`NotEstimable`, and so are its bounds)."""
     n = len(models)
-    out: dict[str, float | str] = {"n_models": n}
+    out: dict[str, float | str | NotEstimable] = {"n_models": n}
     months = months_of(models["created_at"])
     out["first_month"], out["last_month"] = (months.min(), months.max()) if n else ("", "")
     pairs = {"adapter_share": models["is_adapter"],
@@ -47,8 +62,13 @@ def model_overview(models: pd.DataFrame) -> dict[str, float | str]:
     for key, col in pairs.items():
         known = col.notna()
         k, total = float(as_bool(col[known]).sum()), float(known.sum())
+        if not total:
+            reason = NotEstimable(_NO_VALUE.get(key) or
+                                  nsfw_wording(key.removeprefix("nsfw_share_"), "model")["neither"])
+            out[key] = out[f"{key}_ci_low"] = out[f"{key}_ci_high"] = reason
+            continue
         low, high = wilson_interval([k], [total])
-        out[key] = k / total if total else math.nan
+        out[key] = k / total
         out[f"{key}_ci_low"], out[f"{key}_ci_high"] = float(low[0]), float(high[0])
     out["n_adapters"] = int(as_bool(models["is_adapter"]).sum())
     out["n_real_person"] = int(as_bool(models["is_real_person"]).sum())
@@ -114,13 +134,16 @@ def real_person_share_by_type(models: pd.DataFrame) -> pd.DataFrame:
     return with_share(out).sort_values(["n", "type"], ascending=[False, True], ignore_index=True)
 
 
-def depicted_gender_split(models: pd.DataFrame) -> pd.DataFrame:
+def depicted_gender_split(models: pd.DataFrame) -> pd.DataFrame | NotEstimable:
     """Depicted gender of real-person models: count, share of all and of known, Wilson CI.
 
     ``share`` is out of all real-person models (including 'unknown'); ``share_of_known`` out
     of those whose gender could be determined, which is what "targets women" means.
+    :class:`NotEstimable` when no model depicts a real person.
     """
     rp = models[as_bool(models["is_real_person"])]
+    if rp.empty:
+        return NotEstimable(NO_REAL_PERSON)
     counts = rp["depicted_gender"].fillna("unknown").value_counts().reindex(list(GENDERS), fill_value=0)
     out = pd.DataFrame({"depicted_gender": list(GENDERS), "k": counts.to_numpy(dtype="int64")})
     out["n"] = int(len(rp))
@@ -149,14 +172,20 @@ def nsfw_share_by_depicted_gender(models: pd.DataFrame, definition: str = "r") -
     return with_share(out)
 
 
-def nsfw_share_by_real_person(models: pd.DataFrame, definition: str = "r") -> pd.DataFrame:
-    """NSFW share of real-person vs other models, Wilson intervals and odds ratio."""
+def nsfw_share_by_real_person(models: pd.DataFrame,
+                              definition: str = "r") -> pd.DataFrame | NotEstimable:
+    """NSFW share of real-person vs other models, Wilson intervals and odds ratio
+    (:class:`NotEstimable` when one group is empty)."""
     flag = flag_column(definition)
     data = models[models[flag].notna()]
     rp = as_bool(data["is_real_person"])
     nsfw = as_bool(data[flag])
     rows = [{"is_real_person": v, "n": int((rp == v).sum()), "k": int((nsfw & (rp == v)).sum())}
             for v in (False, True)]
+    empty = (NotEstimable(nsfw_wording(definition, "model")["neither"]) if data.empty
+             else real_person_groups(rows[1]["n"], rows[0]["n"]))
+    if empty is not None:
+        return empty
     out = with_share(pd.DataFrame(rows))
     ratio = odds_ratio(rows[1]["k"], rows[1]["n"], rows[0]["k"], rows[0]["n"])
     out["odds_ratio"], out["or_ci_low"], out["or_ci_high"] = (ratio["odds_ratio"], ratio["ci_low"],
@@ -166,7 +195,11 @@ def nsfw_share_by_real_person(models: pd.DataFrame, definition: str = "r") -> pd
 
 
 def _model_engagement(models: pd.DataFrame, group: pd.Series, metrics: Iterable[str],
-                      a_name: str, b_name: str) -> pd.DataFrame:
+                      a_name: str, b_name: str,
+                      empty: NotEstimable | None) -> pd.DataFrame | NotEstimable:
+    """:func:`compare_groups` for each metric, or ``empty`` (a group is empty) as it is."""
+    if empty is not None:
+        return empty
     rows = []
     for metric in metrics:
         data = pd.DataFrame({"value": models[metric], "group": group}).dropna()
@@ -176,49 +209,65 @@ def _model_engagement(models: pd.DataFrame, group: pd.Series, metrics: Iterable[
 
 
 def engagement_real_person_vs_other(models: pd.DataFrame,
-                                    metrics: Iterable[str] = MODEL_ENGAGEMENT) -> pd.DataFrame:
+                                    metrics: Iterable[str] = MODEL_ENGAGEMENT
+                                    ) -> pd.DataFrame | NotEstimable:
     """Downloads and engagement of real-person vs other models: medians, Mann-Whitney, rank-biserial.
 
     Positive ``rank_biserial`` means real-person models tend to be downloaded/engaged more.
+    :class:`NotEstimable` when one group is empty.
     """
     group = as_bool(models["is_real_person"])
-    return _model_engagement(models, group, metrics, "real_person", "other")
+    return _model_engagement(models, group, metrics, "real_person", "other",
+                             real_person_groups(group.sum(), (~group).sum()))
 
 
 def engagement_nsfw_vs_sfw_models(models: pd.DataFrame, metrics: Iterable[str] = MODEL_ENGAGEMENT,
-                                  definition: str = "r") -> pd.DataFrame:
-    """Downloads and engagement of NSFW vs SFW models (Mann-Whitney U, rank-biserial)."""
+                                  definition: str = "r") -> pd.DataFrame | NotEstimable:
+    """Downloads and engagement of NSFW vs SFW models (Mann-Whitney U, rank-biserial);
+    :class:`NotEstimable` when one group is empty."""
     flag = flag_column(definition)
     data = models[models[flag].notna()]
-    out = _model_engagement(data, as_bool(data[flag]), metrics, "nsfw", "sfw")
+    nsfw = as_bool(data[flag])
+    out = _model_engagement(data, nsfw, metrics, "nsfw", "sfw",
+                            nsfw_groups(nsfw.sum(), (~nsfw).sum(), definition, "model"))
+    if isinstance(out, NotEstimable):
+        return out
     out.insert(1, "definition", definition)
     return out
 
 
-def real_person_downloads(models: pd.DataFrame) -> dict[str, float]:
-    """Total and median downloads of real-person models and their share of all downloads."""
+def real_person_downloads(models: pd.DataFrame) -> dict[str, float | NotEstimable]:
+    """Total and median downloads of real-person models and their share of all downloads
+    (a share or median without models to take it from is :class:`NotEstimable`)."""
     rp = as_bool(models["is_real_person"])
     downloads = models["download_count"].fillna(0).astype(float)
     total = float(downloads.sum())
     return {"real_person_downloads": float(downloads[rp].sum()),
-            "real_person_download_share": float(downloads[rp].sum() / total) if total else math.nan,
-            "real_person_median_downloads": float(downloads[rp].median()) if rp.any() else math.nan,
-            "other_median_downloads": float(downloads[~rp].median()) if (~rp).any() else math.nan}
+            "real_person_download_share": (float(downloads[rp].sum() / total) if total
+                                           else NotEstimable("no model was downloaded")),
+            "real_person_median_downloads": (float(downloads[rp].median()) if rp.any()
+                                             else NotEstimable(NO_REAL_PERSON)),
+            "other_median_downloads": (float(downloads[~rp].median()) if (~rp).any()
+                                       else NotEstimable(ONLY_REAL_PERSON))}
 
 
 def top_tags(models: pd.DataFrame, subset: str = "all", top_n: int = 20,
-             name_filter: Callable[[str], bool] | None = None) -> pd.DataFrame:
+             name_filter: Callable[[str], bool] | None = None) -> pd.DataFrame | NotEstimable:
     """Most frequent tags among ``subset`` ('all', 'real_person', 'other') models; no personal names.
 
     Every tag that ``name_filter`` (default: :func:`personal_name_filter` built from the whole
     models table) flags as a personal name is dropped before ranking. Returns ``rank``,
     ``tag``, ``n_models``, ``share`` (of the subset's models) and the number of distinct tags
-    removed as names, ``n_name_tags_removed`` (the same on every row).
+    removed as names, ``n_name_tags_removed`` (the same on every row). :class:`NotEstimable`
+    when the subset holds no model.
     """
     if subset not in ("all", "real_person", "other"):
         raise ValueError(f"unknown subset {subset!r}; valid: all, real_person, other")
     rp = as_bool(models["is_real_person"])
     data = models if subset == "all" else models[rp if subset == "real_person" else ~rp]
+    if data.empty:
+        return NotEstimable({"all": "there are no models", "real_person": NO_REAL_PERSON,
+                             "other": ONLY_REAL_PERSON}[subset])
     name_filter = name_filter if name_filter is not None else personal_name_filter(models)
     tags = data["tags"].map(lambda t: sorted(set(as_list(t))))
     exploded = tags.explode().dropna()
@@ -245,7 +294,8 @@ class ModelResults(Results):
 
     ``definition`` is the NSFW definition the comparisons used (the requested one, or another
     when the models lack it: :func:`model_nsfw_definition`); ``top_types`` and ``top_tags``
-    are the parameters of the type and tag lists.
+    are the parameters of the type and tag lists. A field this snapshot cannot estimate is a
+    :class:`~helpers.stats.NotEstimable`.
     """
 
     part: ClassVar[str] = "models"
@@ -253,23 +303,23 @@ class ModelResults(Results):
     definition: str
     top_types: int
     top_tags: int
-    overview: dict[str, Any]              # model_overview
-    real_person_sources: pd.DataFrame     # models by source of the real-person label
-    types: pd.DataFrame                   # model_types_by_month
-    bases: pd.DataFrame                   # base_models_by_month
-    adapter_monthly: pd.DataFrame         # adapter_share_by_month
-    adapter_trend: dict[str, float]       # share_trend of adapter_monthly
-    real_person_monthly: pd.DataFrame     # real_person_share_by_month
-    real_person_trend: dict[str, float]   # share_trend of real_person_monthly
-    by_type: pd.DataFrame                 # real_person_share_by_type
-    gender: pd.DataFrame                  # depicted_gender_split
-    nsfw_by_real_person: pd.DataFrame     # nsfw_share_by_real_person
-    nsfw_by_gender: pd.DataFrame          # nsfw_share_by_depicted_gender
-    engagement: pd.DataFrame              # engagement_real_person_vs_other
-    engagement_nsfw: pd.DataFrame         # engagement_nsfw_vs_sfw_models
-    downloads: dict[str, float]           # real_person_downloads
-    tags_real: pd.DataFrame               # top_tags of real-person models
-    tags_all: pd.DataFrame                # top_tags of all models
+    overview: dict[str, Any]                          # model_overview
+    real_person_sources: pd.DataFrame                 # models by source of the real-person label
+    types: pd.DataFrame                               # model_types_by_month
+    bases: pd.DataFrame                               # base_models_by_month
+    adapter_monthly: pd.DataFrame                     # adapter_share_by_month
+    adapter_trend: dict[str, float] | NotEstimable    # share_trend of adapter_monthly
+    real_person_monthly: pd.DataFrame                 # real_person_share_by_month
+    real_person_trend: dict[str, float] | NotEstimable  # share_trend of real_person_monthly
+    by_type: pd.DataFrame                             # real_person_share_by_type
+    gender: pd.DataFrame | NotEstimable               # depicted_gender_split
+    nsfw_by_real_person: pd.DataFrame | NotEstimable  # nsfw_share_by_real_person
+    nsfw_by_gender: pd.DataFrame                      # nsfw_share_by_depicted_gender
+    engagement: pd.DataFrame | NotEstimable           # engagement_real_person_vs_other
+    engagement_nsfw: pd.DataFrame | NotEstimable      # engagement_nsfw_vs_sfw_models
+    downloads: dict[str, Any]                         # real_person_downloads
+    tags_real: pd.DataFrame | NotEstimable            # top_tags of real-person models
+    tags_all: pd.DataFrame | NotEstimable             # top_tags of all models
 
 
 def real_person_sources(models: pd.DataFrame) -> pd.DataFrame:
@@ -296,9 +346,11 @@ def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 
         types=model_types_by_month(models, top_k=top_types),
         bases=base_models_by_month(models, top_k=top_types),
         adapter_monthly=adapter_monthly,
-        adapter_trend=share_trend(adapter_monthly),
+        adapter_trend=share_trend(adapter_monthly, never="no model is an adapter",
+                                  always="every model is an adapter"),
         real_person_monthly=real_person_monthly,
-        real_person_trend=share_trend(real_person_monthly),
+        real_person_trend=share_trend(real_person_monthly, never=NO_REAL_PERSON,
+                                      always=ONLY_REAL_PERSON),
         by_type=real_person_share_by_type(models),
         gender=depicted_gender_split(models),
         nsfw_by_real_person=nsfw_share_by_real_person(models, definition),

@@ -2,7 +2,9 @@
 
 A results object is a frozen dataclass whose fields are frames (stored as Parquet, one file
 per field), summaries (flat dicts of numbers and text) and the parameters it was computed
-with (both stored in one ``results.json``). Plain data formats only: nothing read back can run
+with (both stored in one ``results.json``). A field (or a summary value) that this snapshot
+cannot estimate is a :class:`~helpers.stats.NotEstimable` and is stored in ``results.json``
+with its reason. Plain data formats only: nothing read back can run
 code. Notebook 05 and the benchmark's figure stage read a notebook's results back this way.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 
 from .. import db
 from ..paths import RunPaths
+from ..stats import NotEstimable
 
 #: Name of the file holding a results object's summaries and parameters.
 SUMMARY_FILE = "results.json"
@@ -28,6 +31,8 @@ R = TypeVar("R", bound="Results")
 
 def _plain(value: Any) -> Any:
     """A summary value as plain JSON data (numpy scalars unwrapped, dicts and lists walked)."""
+    if isinstance(value, NotEstimable):
+        return value.as_json()
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -54,9 +59,11 @@ class Results:
         summary: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
+            frame = folder / f"{f.name}.parquet"
             if isinstance(value, pd.DataFrame):
-                db.write_parquet_atomic(pa.Table.from_pandas(value), folder / f"{f.name}.parquet")
+                db.write_parquet_atomic(pa.Table.from_pandas(value), frame)
             else:
+                frame.unlink(missing_ok=True)  # an earlier run's frame must not come back
                 summary[f.name] = _plain(value)
         # allow_nan: an estimate that cannot be made is NaN, and stays NaN when read back.
         text = json.dumps({"part": self.part, "fields": summary}, indent=1, sort_keys=True,
@@ -74,10 +81,10 @@ class Results:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             frame = folder / f"{f.name}.parquet"
-            if frame.exists():
+            if f.name in stored["fields"]:
+                values[f.name] = NotEstimable.from_json(stored["fields"][f.name])
+            elif frame.exists():
                 values[f.name] = pd.read_parquet(frame)
-            elif f.name in stored["fields"]:
-                values[f.name] = stored["fields"][f.name]
             else:
                 raise FileNotFoundError(f"{folder} lacks the results field {f.name!r}")
         return cls(**values)

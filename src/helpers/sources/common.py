@@ -270,7 +270,14 @@ IMAGE_MARKERS = frozenset({"positivePrompt", "prompt", "browsingLevel", "nsfwLev
 
 
 def classify_file(path: Path) -> str:
-    """'images' or 'models' for a Hub-format file: by folder/file name, else by its columns."""
+    """'images' or 'models' for a Hub-format file: by folder/file name, else by its columns.
+
+    A file directly in a folder named ``images/`` or ``models/`` belongs there whatever the
+    snapshot's own folder is called (e.g. ``no_real_person_models/images/``).
+    """
+    parent = path.parent.name.lower()
+    if parent in ("images", "models") and not any(w in path.name.lower() for w in ("image", "model")):
+        return parent
     lowered = [part.lower() for part in path.parts[-3:]]
     if any("model" in part for part in lowered) and not any("image" in p for p in lowered[-1:]):
         return "models"
