@@ -344,6 +344,19 @@ def test_committed_numbers_recover_the_planted_truth():
     inside("nsfw_share_with_lora", p1)
     inside("nsfw_share_without_lora", p0)
     assert got["lora_nsfw_or_ci_low"] <= p1 / (1 - p1) / (p0 / (1 - p0)) <= got["lora_nsfw_or_ci_high"]
+    # The within-month effect itself, recovered by the user × month adjusted odds ratio, and the
+    # user-clustered interval of the headline share.
+    assert got["lora_nsfw_or_adjusted_ci_low"] <= truth["lora_nsfw_odds_ratio"] \
+        <= got["lora_nsfw_or_adjusted_ci_high"]
+    assert got["nsfw_share_boot_low"] <= float(weights @ np.array(
+        [truth["nsfw_share_by_month"][m] for m in months])) <= got["nsfw_share_boot_high"]
+    # "Disproportionate": NSFW grew faster than SFW by the planted ratio (noise-free counts).
+    from helpers.analyse.growth import growth_ratio
+
+    expected = pd.DataFrame({"month": months, "n": counts,
+                             "k": counts * np.array([truth["nsfw_share_by_month"][m] for m in months])})
+    planted_ratio = growth_ratio(expected)["ratio"]
+    assert got["growth_ratio_ci_low"] <= planted_ratio <= got["growth_ratio_ci_high"], planted_ratio
     # Models: real-person share, whom they depict, and their NSFW odds ratio.
     inside("real_person_share", truth["real_person_share"])
     inside("real_person_female_share", truth["real_person_female_share"])

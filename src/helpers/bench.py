@@ -184,7 +184,9 @@ def stage_analyse_images(paths: RunPaths, snapshot: Path) -> int:
         results = analyse.image_results(
             paths.table("processed", "images"), pd.read_parquet(paths.table("processed", "models")),
             definition=params["definition"], top_terms=params["top_terms"],
-            term_sample_percent=params["term_sample_percent"], con=con)
+            term_sample_percent=params["term_sample_percent"], con=con, links=paths.links,
+            models_file=paths.table("processed", "models"),
+            boot_replicates=params["boot_replicates"], seed=params["seed"])
     finally:
         con.close()
     results.save(_results_folder(paths, "images"))
@@ -195,12 +197,13 @@ def stage_analyse_models(paths: RunPaths, snapshot: Path) -> int:
     """Notebook 04's analyses: :func:`helpers.analyse.model_results`, saved for the figures."""
     import pandas as pd
 
-    from . import analyse
+    from . import analyse, label
 
     params = study_parameters()
     models = pd.read_parquet(paths.table("processed", "models"))
     results = analyse.model_results(models, definition=params["definition"],
-                                    top_types=params["top_types"], top_tags=params["top_tags"])
+                                    top_types=params["top_types"], top_tags=params["top_tags"],
+                                    validation=label.real_person_validation_counts())
     results.save(_results_folder(paths, "models"))
     return len(models)
 

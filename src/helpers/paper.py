@@ -231,6 +231,42 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     out["creator_top_one_share"] = entry(_field(concentration, "top1_share"), "percent")
     out["creator_top_ten_share"] = entry(_field(concentration, "top10_share"), "percent")
     out["creator_median_images"] = entry(_field(concentration, "median_images_per_user"), "count")
+    out.update(personalisation_numbers(results))
+    return out
+
+
+def _nan_as(value: Any, reason: str) -> Any:
+    """A NaN estimate as :class:`NotEstimable` with ``reason`` (no ``nan`` reaches the paper)."""
+    return NotEstimable(reason) if _is_nan(value) else value
+
+
+def personalisation_numbers(results: ImageResults) -> dict[str, dict]:
+    """Numbers of notebook 03's deeper analyses: growth ratio, user-clustered intervals, the
+    adjusted adapter odds ratio and real-person adapter use through the link."""
+    out: dict[str, dict] = {}
+    growth = results.growth
+    for key, name in (("ratio", "growth_ratio"), ("ratio_low", "growth_ratio_ci_low"),
+                      ("ratio_high", "growth_ratio_ci_high"), ("nsfw_growth", "nsfw_growth_per_year"),
+                      ("sfw_growth", "sfw_growth_per_year")):
+        out[name] = entry(_field(growth, key), "float", 2)
+    clustered = results.clustered_share
+    out["nsfw_share_boot_low"] = entry(_field(clustered, 0, "boot_low"), "percent")
+    out["nsfw_share_boot_high"] = entry(_field(clustered, 0, "boot_high"), "percent")
+    crude = results.adapter_clustered
+    out["lora_nsfw_or_boot_low"] = entry(_field(crude, "boot_low"), "float", 2)
+    out["lora_nsfw_or_boot_high"] = entry(_field(crude, "boot_high"), "float", 2)
+    adjusted = results.adapter_adjusted
+    for key, name in (("odds_ratio", "lora_nsfw_or_adjusted"), ("ci_low", "lora_nsfw_or_adjusted_ci_low"),
+                      ("ci_high", "lora_nsfw_or_adjusted_ci_high")):
+        out[name] = entry(_nan_as(_field(adjusted, key), "no informative user-month stratum"), "float", 2)
+    rp = results.real_person_adapter_nsfw
+    by_use = rp if isinstance(rp, NotEstimable) else rp.set_index("uses_real_person_adapter")
+    for uses, name in ((True, "nsfw_share_with_rp_adapter"), (False, "nsfw_share_without_rp_adapter")):
+        out.update(_share_entries(name, *(_field(by_use, uses, c) for c in ("share", "ci_low", "ci_high"))))
+        out[f"n_images_{'with' if uses else 'without'}_rp_adapter"] = entry(_field(by_use, uses, "n"), "count")
+    out["rp_adapter_nsfw_or"] = entry(_field(by_use, True, "odds_ratio"), "float", 2)
+    links = results.real_person_adapter_links
+    out["rp_share_of_adapter_links"] = entry(_field(links, 0, "share"), "percent")
     return out
 
 
@@ -297,6 +333,17 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
         out["downloads_p"] = entry(_field(row, "p_value"), "pvalue")
     out["real_person_downloads"] = entry(downloads["real_person_downloads"], "count")
     out["real_person_download_share"] = entry(downloads["real_person_download_share"], "percent")
+    creators = results.real_person_creators
+    out["rp_creators"] = entry(_field(creators, "creators"), "count")
+    out["rp_creator_gini"] = entry(_field(creators, "gini"), "float", 2)
+    out["rp_creator_top_ten_share"] = entry(_field(creators, "top10_share"), "percent")
+    corrected = results.real_person_corrected
+    for key, name in (("apparent", "rp_share_predicted"), ("corrected", "rp_share_corrected"),
+                      ("ci_low", "rp_share_corrected_ci_low"), ("ci_high", "rp_share_corrected_ci_high")):
+        out[name] = entry(_nan_as(_field(corrected, key), "the label carries no information"), "percent")
+    bounds = results.female_bounds
+    out["female_share_lower"] = entry(_field(bounds, "lower"), "percent")
+    out["female_share_upper"] = entry(_field(bounds, "upper"), "percent")
     return out
 
 
@@ -642,8 +689,16 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
         trend = (f"(odds ratio per year {n('nsfw_trend_r_or')}, {n('confidence_level')} CI "
                  f"{n('nsfw_trend_r_or_ci_low')}–{n('nsfw_trend_r_or_ci_high')})"
                  if not why("nsfw_trend_r_or") else f"(trend not estimable: {why('nsfw_trend_r_or')})")
+        growth = (f" NSFW images grew {n('nsfw_growth_per_year')}-fold a year, SFW images "
+                  f"{n('sfw_growth_per_year')}-fold (ratio {n('growth_ratio')}, "
+                  f"{n('confidence_level')} CI {n('growth_ratio_ci_low')}–{n('growth_ratio_ci_high')})."
+                  if "growth_ratio" in values and not why("growth_ratio") else "")
+        adjusted = (f"; within the same user and month it is {n('lora_nsfw_or_adjusted')} "
+                    f"({n('confidence_level')} CI {n('lora_nsfw_or_adjusted_ci_low')}–"
+                    f"{n('lora_nsfw_or_adjusted_ci_high')})"
+                    if "lora_nsfw_or_adjusted" in values and not why("lora_nsfw_or_adjusted") else "")
         adapters = (f"Images that call one are NSFW in {n('nsfw_share_with_lora')} of cases, those that "
-                    f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')})."
+                    f"do not in {n('nsfw_share_without_lora')} (odds ratio {n('lora_nsfw_or')}{adjusted})."
                     if not why("lora_nsfw_or") else
                     f"Whether images that call one are more often NSFW is not estimable: "
                     f"{why('lora_nsfw_or')}.")
@@ -659,12 +714,20 @@ def readme_findings(numbers: Mapping[str, Any]) -> str:
             f"{n('image_last_month')}; {n('nsfw_share_r')} are rated R or harsher "
             f"({n('confidence_level')} CI {n('nsfw_share_r_ci_low')}–{n('nsfw_share_r_ci_high')}), from "
             f"{n('nsfw_share_r_first_month')} in the first month to {n('nsfw_share_r_last_month')} in "
-            f"the last {trend}.",
-            f"- **Adapters.** {n('lora_share')} of images call a LoRA in their prompt "
+            f"the last {trend}.{growth}",
+            f"- **Adapters.** {n('lora_share')} of images with a prompt call a LoRA in it "
             f"({n('lora_share_first_month')} in the first month, {n('lora_share_last_month')} in the "
             f"last). {adapters}",
             creators,
         ]
+        if "nsfw_share_with_rp_adapter" in values:
+            lines.append(
+                f"- **Real-person adapters.** Images whose prompt calls (or whose record names) an "
+                f"adapter of a real person are NSFW in {n('nsfw_share_with_rp_adapter')} of cases, "
+                f"other images in {n('nsfw_share_without_rp_adapter')}; real-person adapters are "
+                f"{n('rp_share_of_adapter_links')} of resolved adapter links."
+                if not why("nsfw_share_with_rp_adapter") else
+                f"- **Real-person adapters.** Not estimable: {why('nsfw_share_with_rp_adapter')}.")
     if "n_models" in values:
         gender = (f"where their gender can be told, {n('real_person_female_share')} depict women"
                   if not why("real_person_female_share") else

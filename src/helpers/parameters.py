@@ -110,6 +110,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("top_terms", int, 20, "distinctive prompt terms listed per side", _positive(1)),
     Parameter("term_sample_percent", float, None,
               "percent of prompts sampled for the vocabulary analysis (none = all)", _percent),
+    Parameter("boot_replicates", int, 1000, "replicates of every cluster-bootstrap interval (users resampled)",
+              _positive(10)),
     Parameter("top_types", int, 6, "model types shown before 'other'", _positive(1)),
     Parameter("top_tags", int, 15, "tags listed per group (personal names always excluded)", _positive(1)),
 )}

@@ -258,16 +258,18 @@ def stage_inputs(stage: str) -> list[Path]:
     """Files outside the run folder that a stage reads (besides its notebook and the code).
 
     02_label reads the real records in ``../shared/data`` when present and the committed
-    validation report; 05_figures checks the manuscript and compares with the published figures.
+    validation report, which 04_models reads too (the real-person label's error rates);
+    05_figures checks the manuscript and compares with the published figures.
     """
     root = repo_root()
     files: list[Path] = []
-    if stage == "02_label":
-        from .label import shared_real_data_file
-
+    if stage in ("02_label", "04_models"):
         folder = root / VALIDATION_DIR
         if folder.exists():
             files += sorted(p for p in folder.rglob("*") if p.is_file())
+    if stage == "02_label":
+        from .label import shared_real_data_file
+
         real = shared_real_data_file()
         if real is not None:
             files.append(real)
@@ -713,7 +715,7 @@ class StudyOutputs:
 def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "", seed: int = 1,
                          n_boot: int = 1000, memory_limit: str = "3GB", definition: str = "r",
                          top_terms: int = 20, top_types: int = 6, top_tags: int = 15,
-                         salt: str = "") -> StudyOutputs:
+                         salt: str = "", boot_replicates: int = 200) -> StudyOutputs:
     """Every stage of notebooks 00–05, in their order, calling the same functions, in this
     process: for tests that run many snapshots end to end without starting kernels.
 
@@ -741,8 +743,10 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     if images_path.exists():
         con = analyse.connect(paths, memory_limit=memory_limit)
         try:
-            image_results = analyse.image_results(images_path, models, definition=definition,
-                                                  top_terms=top_terms, con=con)
+            image_results = analyse.image_results(
+                images_path, models, definition=definition, top_terms=top_terms, con=con,
+                links=paths.links, models_file=models_path, boot_replicates=boot_replicates,
+                seed=seed)
         finally:
             con.close()
         image_results.save_to_run(paths)
@@ -751,7 +755,8 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
         analyse.ImageResults.discard(paths)
     if models is not None:
         model_results = analyse.model_results(models, definition=definition, top_types=top_types,
-                                              top_tags=top_tags)
+                                              top_tags=top_tags,
+                                              validation=label.real_person_validation_counts())
         model_results.save_to_run(paths)
         paper.write_paper_tables(paths, paper.model_tables(model_results))
     else:

@@ -33,7 +33,7 @@ from ..stats import (CONFIDENCE, NotEstimable, estimable, gini,  # noqa: F401
                      mann_whitney_from_counts, odds_ratio, quantile_from_counts, share_trend,
                      top_share, weighted_log_odds, wilson_interval, with_share)
 from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F401
-                     compare_groups, connect)
+                     compare_groups, connect, table_of)
 from .images import (STOPWORDS, ImageResults, creator_concentration,  # noqa: F401
                      distinctive_terms, engagement_counts, engagement_nsfw_vs_sfw, image_overview,
                      image_results, images_per_user_distribution, level_composition_by_month,

@@ -3,6 +3,7 @@ the privacy floor, and the comparison of one metric between two groups."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -103,3 +104,11 @@ def compare_groups(counts: pd.DataFrame, metric: str, a: object, b: object,
                 "rank_biserial": test["rank_biserial"],
                 "prob_superiority": test["prob_superiority"]})
     return row
+
+
+def table_of(value: Any) -> pd.DataFrame | NotEstimable:
+    """How a notebook shows one result: a frame as it is, a dict of numbers as a one-row frame,
+    a :class:`~helpers.stats.NotEstimable` as its sentence."""
+    if isinstance(value, (pd.DataFrame, NotEstimable)):
+        return value
+    return pd.DataFrame([value])

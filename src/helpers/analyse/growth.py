@@ -161,3 +161,24 @@ def definition_sensitivity(monthly: pd.DataFrame,
             "growth_low": ratio["ratio_low"], "growth_high": ratio["ratio_high"],
             "adapter_odds_ratio": (adapter_odds or {}).get(definition, math.nan)})
     return pd.DataFrame(rows)
+
+
+def growth_fields(monthly: pd.DataFrame, definition: str,
+                  adapter_odds: dict[str, float] | None = None) -> dict:
+    """The "disproportionate" results of notebook 03: growth ratio and segmented trend under the
+    headline definition (each :class:`~helpers.stats.NotEstimable` with its reason where the
+    months do not allow it) and the sensitivity table over every definition."""
+    from ..stats import NotEstimable
+
+    part = monthly[(monthly["definition"] == definition) & (monthly["n"] > 0)]
+    ratio = growth_ratio(part)
+    segmented = segmented_trend(part)
+    if len(part) < 4:
+        ratio = NotEstimable(f"{len(part)} month(s) with data: growth rates need at least four")
+    elif math.isnan(ratio["ratio"]):
+        ratio = NotEstimable("every image is NSFW, or every image is SFW, under this definition")
+    if not segmented["break_month"]:
+        segmented = NotEstimable(f"{len(part)} month(s) with data, or a share that never varies: a "
+                                 f"break needs at least {2 * MIN_SEGMENT} months")
+    return {"growth": ratio, "segmented": segmented,
+            "sensitivity": definition_sensitivity(monthly, adapter_odds)}

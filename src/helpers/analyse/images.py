@@ -536,23 +536,52 @@ class ImageResults(Results):
     markers_nsfw: pd.DataFrame | NotEstimable   # nsfw_share_by_marker
     concentration: dict[str, Any] | NotEstimable  # creator_concentration (summary)
     lorenz: pd.DataFrame | NotEstimable         # creator_concentration (curve)
+    # "disproportionate" defined (growth.growth_fields)
+    growth: dict[str, float] | NotEstimable       # NSFW vs SFW growth per year and their ratio
+    segmented: dict[str, Any] | NotEstimable      # logistic trend with one break
+    sensitivity: pd.DataFrame                     # every headline under every definition
+    # inference that respects users (users.user_fields)
+    clustered_share: pd.DataFrame | NotEstimable  # NSFW share: naive and cluster-bootstrap CI
+    clustered_monthly: pd.DataFrame | NotEstimable
+    adapter_clustered: dict[str, float] | NotEstimable  # adapter odds ratio, both intervals
+    adapter_adjusted: dict[str, float] | NotEstimable   # Mantel–Haenszel over user × month
+    per_user: pd.DataFrame | NotEstimable               # per-user NSFW share quantiles
+    # through the image → model link (links.link_fields)
+    family_monthly: pd.DataFrame                        # images by base-model family and month
+    real_person_adapter_monthly: pd.DataFrame | NotEstimable
+    real_person_adapter_nsfw: pd.DataFrame | NotEstimable
+    real_person_adapter_links: pd.DataFrame | NotEstimable
+    family_nsfw: pd.DataFrame | NotEstimable
 
 
 def image_results(images: Path, models: pd.DataFrame | None = None, definition: str = "r",
                   top_terms: int = 20, term_sample_percent: float | None = None,
-                  con: duckdb.DuckDBPyConnection | None = None) -> ImageResults:
+                  con: duckdb.DuckDBPyConnection | None = None, links: Path | None = None,
+                  models_file: Path | None = None, boot_replicates: int = 1000,
+                  seed: int = 0) -> ImageResults:
     """Every image-level analysis of the study on the processed images table ``images``.
 
     ``models`` (the processed models table, when there is one) feeds the personal-name filter
-    of the prompt vocabulary. The notebook, the paper's numbers, the benchmark and the tests
-    all take their image results from here, so an analysis added here reaches all of them.
+    of the prompt vocabulary; ``links`` and ``models_file`` (the link table and the processed
+    models file) feed the analyses through the image → model link; ``boot_replicates`` and
+    ``seed`` drive the cluster bootstrap over users. The notebook, the paper's numbers, the
+    benchmark and the tests all take their image results from here, so an analysis added here
+    reaches all of them.
     """
+    from .growth import growth_fields
+    from .links import link_fields
+    from .users import user_fields
+
     con = db.connection_or_default(con)
     monthly = nsfw_share_by_month(images, con)
     lora_monthly = lora_use_by_month(images, con)
     concentration, lorenz = creator_concentration(images, con=con)
     name_filter = personal_name_filter(models) if models is not None else None
     overview = image_overview(images, con)
+    adapter_odds = {}
+    for d in NSFW_DEFINITIONS:
+        by_use = nsfw_share_by_adapter_use(images, d, con)
+        adapter_odds[d] = math.nan if isinstance(by_use, NotEstimable) else float(by_use["odds_ratio"].iloc[0])
     no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
@@ -574,4 +603,7 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
         markers_nsfw=nsfw_share_by_marker(images, definition, con),
         concentration=concentration,
         lorenz=lorenz,
+        **growth_fields(monthly, definition, adapter_odds),
+        **user_fields(images, definition, boot_replicates, seed, con),
+        **link_fields(images, links, models_file, definition, con),
     )

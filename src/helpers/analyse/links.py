@@ -128,3 +128,30 @@ def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
     out = data.groupby(["month", "family"]).size().rename("k").reset_index()
     out["n"] = out.groupby("month")["k"].transform("sum")
     return _family_frame(with_share(out), ["month", "family"])
+
+
+def link_fields(images: Path, links: Path | None, models: Path | None, definition: str,
+                con: duckdb.DuckDBPyConnection | None = None) -> dict:
+    """Notebook 03's results that need the image → model link: real-person adapter use by month,
+    NSFW with vs without a real-person adapter, the real-person share of adapter links, and
+    base-model families (images by month, NSFW by family). Without a link table or a models
+    table the link results are :class:`~helpers.stats.NotEstimable`."""
+    from ..stats import NotEstimable
+
+    out: dict = {"family_monthly": images_by_family_by_month(images, con)}
+    if links is None or models is None or not Path(links).exists() or not Path(models).exists():
+        reason = NotEstimable("no models table: no image can be linked to a model")
+        return {**out, "real_person_adapter_monthly": reason, "real_person_adapter_nsfw": reason,
+                "real_person_adapter_links": reason, "family_nsfw": reason}
+    nsfw = nsfw_share_by_real_person_adapter(images, links, models, definition, con)
+    groups = nsfw.set_index("uses_real_person_adapter")["n"]
+    if groups.get(True, 0) == 0:
+        nsfw = NotEstimable("no image uses a resolved real-person adapter")
+    elif groups.get(False, 0) == 0:
+        nsfw = NotEstimable("every image uses a real-person adapter")
+    shares = real_person_share_of_adapter_links(links, models, con)
+    return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(images, links, models, con),
+            "real_person_adapter_nsfw": nsfw,
+            "real_person_adapter_links": (NotEstimable("no adapter call resolved to a model")
+                                          if shares["n"].iloc[0] == 0 else shares),
+            "family_nsfw": nsfw_share_by_family(images, links, models, definition, con)}

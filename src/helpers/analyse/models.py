@@ -16,6 +16,7 @@ from ..stats import NotEstimable, odds_ratio, share_trend, wilson_interval, with
 from .common import (MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, months_of,
                      nsfw_groups, nsfw_wording, two_groups)
 from .names import as_list, personal_name_filter
+from .real_person import real_person_fields
 from .results import Results
 
 
@@ -320,6 +321,15 @@ class ModelResults(Results):
     downloads: dict[str, Any]                         # real_person_downloads
     tags_real: pd.DataFrame | NotEstimable            # top_tags of real-person models
     tags_all: pd.DataFrame | NotEstimable             # top_tags of all models
+    # models over time and the real-person models in full (real_person.real_person_fields)
+    model_nsfw_monthly: pd.DataFrame                  # NSFW share by month of creation
+    model_nsfw_trend: dict[str, float] | NotEstimable
+    real_person_downloads_monthly: pd.DataFrame       # real-person share of downloads by month
+    real_person_creators: dict[str, float] | NotEstimable  # concentration among creators
+    real_person_creators_lorenz: pd.DataFrame
+    real_person_corrected: dict[str, float] | NotEstimable  # Rogan–Gladen corrected share
+    female_bounds: dict[str, float] | NotEstimable    # female share, unknowns both ways
+    threshold_curve: pd.DataFrame                     # real-person share by score threshold
 
 
 def real_person_sources(models: pd.DataFrame) -> pd.DataFrame:
@@ -329,8 +339,12 @@ def real_person_sources(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 6,
-                  top_tags: int = 15) -> ModelResults:
+                  top_tags: int = 15, validation: dict | None = None) -> ModelResults:
     """Every model-level analysis of the study on the processed models table.
+
+    ``validation`` (confusion counts of the predicted real-person label against ``poi``, see
+    :func:`~helpers.label.real_person_validation_counts`) lets the real-person share be
+    corrected for the label's error.
 
     The notebook, the paper's numbers, the benchmark and the tests all take their model
     results from here, so an analysis added here reaches all of them.
@@ -360,4 +374,5 @@ def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 
         downloads=real_person_downloads(models),
         tags_real=_ranked_tags(models, "real_person", top_tags, name_filter),
         tags_all=_ranked_tags(models, "all", top_tags, name_filter),
+        **real_person_fields(models, definition, validation),
     )

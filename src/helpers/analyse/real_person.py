@@ -112,3 +112,39 @@ def real_person_share_by_threshold(models: pd.DataFrame,
     rows = [{"threshold": float(t), "n": int(len(scores)), "k": int((scores >= t).sum())}
             for t in thresholds]
     return with_share(pd.DataFrame(rows, columns=["threshold", "n", "k"]))
+
+
+def real_person_fields(models: pd.DataFrame, definition: str,
+                       validation: dict | None = None) -> dict:
+    """Notebook 04's results on models over time and the real-person models in full. The
+    Rogan–Gladen correction uses ``validation`` (``true_positives``, ``condition_positives``,
+    ``true_negatives``, ``condition_negatives`` of the predicted label against ``poi``, from the
+    real-data report) and corrects the share of models the labeller predicts as real-person (the
+    label a snapshot without ``poi`` would carry)."""
+    from ..stats import NotEstimable
+
+    monthly, trend = model_nsfw_share_by_month(models, definition)
+    if "creator_hash" in models:
+        creators, lorenz = real_person_creator_concentration(models)
+    else:
+        creators = {"creators": 0}
+        lorenz = pd.DataFrame(columns=["population_share", "value_share"])
+    bounds = female_share_bounds(models)
+    scores = models["real_person_score"] if "real_person_score" in models else pd.Series([], dtype=float)
+    predicted = scores.dropna() >= 0.5
+    if validation and len(predicted):
+        corrected = rogan_gladen(int(predicted.sum()), int(len(predicted)), **validation)
+    else:
+        corrected = NotEstimable("no validation of the real-person label against poi is available")
+    return {
+        "model_nsfw_monthly": monthly,
+        "model_nsfw_trend": trend if trend else NotEstimable(
+            f"{len(monthly)} month(s) of model creation: a trend needs at least three"),
+        "real_person_downloads_monthly": real_person_downloads_by_month(models),
+        "real_person_creators": creators if creators["creators"] else NotEstimable(
+            "no real-person model with a creator hash"),
+        "real_person_creators_lorenz": lorenz,
+        "real_person_corrected": corrected,
+        "female_bounds": bounds if bounds["real_person_models"] else NotEstimable("no model depicts a real person"),
+        "threshold_curve": real_person_share_by_threshold(pd.DataFrame({"real_person_score": scores})),
+    }

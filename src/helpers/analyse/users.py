@@ -167,3 +167,32 @@ def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
     out = pd.DataFrame(rows)
     out.attrs["users"] = int(len(share))
     return out
+
+
+def user_fields(images: Path, definition: str, n_boot: int, seed: int,
+                con: duckdb.DuckDBPyConnection | None = None) -> dict:
+    """Notebook 03's results that respect users: the NSFW share overall and by month with naive
+    and cluster-bootstrap intervals, the adapter odds ratio (pooled, with both intervals) and
+    adjusted for user × month (Mantel–Haenszel), and the per-user share distribution. A result
+    the snapshot cannot give is :class:`~helpers.stats.NotEstimable` with the reason."""
+    from ..stats import NotEstimable
+
+    counts = user_counts(images, definition, con=con)
+    if counts["n"].sum() == 0:
+        reason = NotEstimable("no image has a known NSFW label under this definition")
+        return {"clustered_share": reason, "clustered_monthly": reason, "adapter_clustered": reason,
+                "adapter_adjusted": reason, "per_user": reason}
+    with_adapter, without = counts["n_adapter"].sum(), (counts["n"] - counts["n_adapter"]).sum()
+    adapter_reason = (NotEstimable("no image calls an adapter") if with_adapter == 0 else
+                      NotEstimable("every image calls an adapter") if without == 0 else None)
+    adjusted = adapter_reason or mantel_haenszel_odds_ratio(counts)
+    if not isinstance(adjusted, NotEstimable) and adjusted["informative_strata"] == 0:
+        adjusted = NotEstimable("no user posted images both with and without an adapter call in "
+                                "the same month (or the images carry no user)")
+    per_user = per_user_share_distribution(counts)
+    if per_user.attrs.get("users", 0) == 0:
+        per_user = NotEstimable("no user has at least 5 images with a known NSFW label")
+    return {"clustered_share": cluster_bootstrap_shares(counts, n_boot=n_boot, seed=seed),
+            "clustered_monthly": cluster_bootstrap_shares(counts, group="month", n_boot=n_boot, seed=seed),
+            "adapter_clustered": adapter_reason or cluster_bootstrap_odds_ratio(counts, n_boot=n_boot, seed=seed),
+            "adapter_adjusted": adjusted, "per_user": per_user}

@@ -53,7 +53,8 @@ from .validation import (binary_metrics, bootstrap_metrics, confusion_table, eva
                          REPORT_TABLES, REPORT_TABLE_TITLES, shared_real_data_file, report_paths,
                          sample_composition, real_records_report, source_description,
                          compute_real_records_report, markdown_table, report_markdown,
-                         write_real_records_report, load_real_records_report, real_records_frames)
+                         write_real_records_report, load_real_records_report, real_records_frames,
+                         real_person_validation_counts)
 
 
 def label_all(paths: RunPaths, seed: int, memory_limit: str = "3GB", n_boot: int = 1000) -> dict[str, Any]:

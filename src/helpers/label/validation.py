@@ -617,6 +617,20 @@ def load_real_records_report(path: Path | None = None) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def real_person_validation_counts(report: dict[str, Any] | None = None) -> dict[str, int] | None:
+    """The predicted real-person label's confusion counts against ``poi`` on the real records,
+    as the arguments of :func:`helpers.analyse.real_person.rogan_gladen`; None without a report."""
+    report = load_real_records_report() if report is None else report
+    if report is None:
+        return None
+    conf = real_records_frames(report)["confusion"]
+    n = {(bool(r.poi), bool(r.predicted)): int(r.n) for r in conf.itertuples()}
+    tp, fn = n.get((True, True), 0), n.get((True, False), 0)
+    tn, fp = n.get((False, False), 0), n.get((False, True), 0)
+    return {"true_positives": tp, "condition_positives": tp + fn,
+            "true_negatives": tn, "condition_negatives": tn + fp}
+
+
 def real_records_frames(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """The report's tables as frames, in the order they are shown."""
     return {name: pd.DataFrame(report["tables"][name]["rows"], columns=report["tables"][name]["columns"])
