@@ -515,6 +515,96 @@ FIGURES.update({f.__name__: f for f in (
     fig09_real_person, fig10_top_tags)})
 
 
+@styled
+def fig11_personalisation(rp_monthly: pd.DataFrame | NotEstimable,
+                          rp_nsfw: pd.DataFrame | NotEstimable,
+                          family_nsfw: pd.DataFrame | NotEstimable, synthetic: bool = False) -> Figure:
+    """Personalisation through the link: images using a real-person adapter per month (a), NSFW
+    share with vs without one (b) and NSFW share by base-model family (c), with Wilson intervals.
+
+    Inputs: :func:`~helpers.analyse.links.real_person_adapter_use_by_month`,
+    :func:`~helpers.analyse.links.nsfw_share_by_real_person_adapter`,
+    :func:`~helpers.analyse.links.nsfw_share_by_family`; a panel says why when not estimable.
+    """
+    fig = Figure(figsize=(COLUMN_WIDTH, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 2)
+    ax_m, ax_r, ax_f = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    ax_m.set_title("a  Images using a real-person adapter")
+    if isinstance(rp_monthly, NotEstimable):
+        say_not_estimable(ax_m, rp_monthly)
+    else:
+        _share_with_band(ax_m, rp_monthly[rp_monthly["n"] > 0], GROUP_COLOURS[0], "real-person adapter")
+        ax_m.set_ylim(0, None)
+        _percent_axis(ax_m)
+        _date_axis(ax_m)
+    ax_m.set_ylabel("share of images")
+    for ax, result, key, labels, title in (
+            (ax_r, rp_nsfw, "uses_real_person_adapter", {True: "with", False: "without"},
+             "b  By real-person adapter"),
+            (ax_f, family_nsfw, "family", None, "c  By base model")):
+        ax.set_title(title)
+        ax.set_ylim(0, 1)
+        _percent_axis(ax)
+        ax.grid(axis="x", visible=False)
+        if isinstance(result, NotEstimable):
+            say_not_estimable(ax, result)
+            ax.set_xticks([])
+            continue
+        data = result[result["n"] > 0]
+        if key == "uses_real_person_adapter":
+            data = data.set_index(key).reindex([True, False]).dropna(subset=["share"]).reset_index()
+        x = np.arange(len(data))
+        err = np.clip(np.vstack([data["share"] - data["ci_low"], data["ci_high"] - data["share"]]), 0, None)
+        colours = [GROUP_COLOURS[0] if (labels and v) else GROUP_COLOURS[1] for v in data[key]]
+        ax.bar(x, data["share"], yerr=err, color=colours, error_kw=dict(ERROR_KW))
+        names = [labels[v] if labels else str(v) for v in data[key]]
+        ax.set_xticks(x, names, rotation=45 if not labels else 0, ha="right" if not labels else "center",
+                      rotation_mode="anchor")
+        definition = str(data["definition"].iloc[0]) if len(data) else "r"
+        ax.set_ylabel(f"NSFW share ({NSFW_DEFINITION_LABELS[definition]})")
+    return _finish(fig, synthetic)
+
+
+@styled
+def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | NotEstimable,
+                            model_nsfw: pd.DataFrame, synthetic: bool = False) -> Figure:
+    """How the real-person share depends on the label (a: share by classifier threshold, with the
+    Rogan–Gladen corrected share at the shipped threshold) and models' NSFW share by month of
+    creation (b), with Wilson intervals."""
+    fig, (ax_t, ax_n) = new_figure(3.6, nrows=2)
+    ax_t.set_title("a  Real-person share by classifier threshold")
+    if len(curve) and curve["n"].max() > 0:
+        ax_t.fill_between(curve["threshold"], curve["ci_low"], curve["ci_high"], color=GROUP_COLOURS[0],
+                          alpha=0.2, linewidth=0)
+        ax_t.plot(curve["threshold"], curve["share"], color=GROUP_COLOURS[0], marker="o",
+                  markersize=1.8, label="predicted share")
+        if not isinstance(corrected, NotEstimable):
+            ax_t.errorbar([0.5], [corrected["corrected"]],
+                          yerr=[[max(0.0, corrected["corrected"] - corrected["ci_low"])],
+                                [max(0.0, corrected["ci_high"] - corrected["corrected"])]],
+                          fmt="s", color=GROUP_COLOURS[1], markersize=3, label="corrected for label error",
+                          **{k: v for k, v in ERROR_KW.items() if k != "ecolor"})
+        ax_t.legend(loc="lower left")
+        ax_t.set_ylim(0, None)
+        _percent_axis(ax_t)
+    else:
+        say_not_estimable(ax_t, "no model has a real-person score")
+    ax_t.set_xlabel("classifier threshold")
+    ax_t.set_ylabel("share of models")
+    ax_n.set_title("b  NSFW share of new models")
+    data = model_nsfw[model_nsfw["n"] > 0]
+    if len(data):
+        _share_with_band(ax_n, data, GROUP_COLOURS[0], "NSFW models")
+        ax_n.set_ylim(0, 1)
+        _percent_axis(ax_n)
+        _date_axis(ax_n)
+    else:
+        say_not_estimable(ax_n, "no model has a known NSFW label")
+    ax_n.set_ylabel("share of new models")
+    return _finish(fig, synthetic)
+
+
 # --------------------------------------------------------------------------- figures of results
 #: The figures of notebook 03, each drawn from the notebook's results object.
 IMAGE_FIGURES: dict[str, Callable[[ImageResults, bool], Figure]] = {
@@ -528,6 +618,8 @@ IMAGE_FIGURES: dict[str, Callable[[ImageResults, bool], Figure]] = {
     "fig06_markers": lambda r, s: fig06_markers(r.markers, synthetic=s),
     "fig07_creator_lorenz": lambda r, s: fig07_creator_lorenz(r.lorenz, r.concentration,
                                                               synthetic=s),
+    "fig11_personalisation": lambda r, s: fig11_personalisation(
+        r.real_person_adapter_monthly, r.real_person_adapter_nsfw, r.family_nsfw, synthetic=s),
 }
 #: The figures of notebook 04, each drawn from the notebook's results object.
 MODEL_FIGURES: dict[str, Callable[[ModelResults, bool], Figure]] = {
@@ -536,6 +628,8 @@ MODEL_FIGURES: dict[str, Callable[[ModelResults, bool], Figure]] = {
                                                         r.nsfw_by_gender, synthetic=s),
     "fig10_top_tags": lambda r, s: fig10_top_tags(r.tags_real, r.tags_all, top_n=r.top_tags,
                                                   synthetic=s),
+    "fig12_real_person_label": lambda r, s: fig12_real_person_label(
+        r.threshold_curve, r.real_person_corrected, r.model_nsfw_monthly, synthetic=s),
 }
 
 
