@@ -213,3 +213,50 @@ def test_family_analyses_agree_with_a_pandas_count(linked_sample):
     new = link_analyses.new_models_by_family_by_month(models)
     assert new["k"].sum() == len(models)
     assert (new.groupby("month")["share"].sum() - 1).abs().max() < 1e-9
+
+
+@pytest.mark.realdata
+def test_real_records_real_person_adapter_nsfw_matches_a_straightforward_count(real_data, tmp_path):
+    """Showcase images that use a real-person adapter (their own model is a flagged adapter, or a
+    call names a flagged model's file) are NSFW far less often on the 2023 records: the pipeline's
+    shares against a count written out from the JSON."""
+    from helpers.analyse import links as link_analyses
+
+    paths = RunPaths(tmp_path / "api").ensure()
+    sources.acquire("api", paths, path=str(real_data), salt="test-salt")
+    clean.clean_all(paths)
+    label.label_all(paths, seed=1, n_boot=20)
+    link.link_images(paths)
+    got = link_analyses.nsfw_share_by_real_person_adapter(
+        paths.table("processed", "images"), paths.links, paths.table("processed", "models")
+    ).set_index("uses_real_person_adapter")
+
+    def key(text):
+        return re.sub(r"[\W_]+", "", re.sub(r"\.(safetensors|ckpt|pt|pth|bin)$", "", text.strip(),
+                                            flags=re.I).casefold())
+    owners, images = {}, []
+    with gzip.open(real_data, "rt", encoding="utf-8") as handle:
+        models = [json.loads(line) for line in handle]
+    for model in models:
+        for version in model.get("modelVersions") or []:
+            for f in version.get("files") or []:
+                if f.get("name"):
+                    owners.setdefault(key(f["name"]), set()).add(model["id"])
+    poi = {m["id"] for m in models if m.get("poi")}
+    adapter = {m["id"] for m in models if m.get("type") != "Checkpoint"}
+    for model in models:
+        for version in model.get("modelVersions") or []:
+            for image in version.get("images") or []:
+                meta = image.get("meta") if isinstance(image.get("meta"), dict) else {}
+                prompt = meta.get("prompt") if isinstance(meta.get("prompt"), str) else ""
+                called = {next(iter(owners[key(n)])) for n in re.findall(
+                    r"(?i)<\s*(?:lora|lyco|lycoris|locon|loha|lokr|hypernet)\s*:\s*([^:<>]*)", prompt)
+                    if key(n) and len(owners.get(key(n), ())) == 1}
+                uses = (model["id"] in poi and model["id"] in adapter) or bool(called & poi)
+                images.append((uses, image.get("nsfw") in ("Mature", "X")))
+    for flag in (True, False):
+        part = [nsfw for uses, nsfw in images if uses == flag]
+        assert abs(got.loc[flag, "share"] - sum(part) / len(part)) < 0.015, (flag, got.loc[flag, "share"])
+        assert abs(got.loc[flag, "n"] - len(part)) <= 0.05 * len(part)
+    # enforcement is visible: images made with a real-person adapter are NSFW far less often
+    assert got.loc[True, "ci_high"] < got.loc[False, "ci_low"]

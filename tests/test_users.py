@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.special import expit
 
 from helpers.analyse import users
@@ -99,3 +100,42 @@ def test_user_counts_on_the_sample_add_up(synthetic_run):
     assert counts["n_adapter"].sum() == (table["is_nsfw_r"].notna() & (table["n_lora"] > 0)).sum()
     out = users.cluster_bootstrap_shares(counts, group="month", n_boot=100, seed=1)
     assert (out["boot_high"] - out["boot_low"] >= 0).all()
+
+
+def _two_periods(shares_a, shares_b, n_a, n_b):
+    rows = []
+    for u, (sa, sb, na, nb) in enumerate(zip(shares_a, shares_b, n_a, n_b)):
+        if na:
+            rows.append({"user": f"u{u}", "month": "2023-01", "n": na, "k": round(sa * na)})
+        if nb:
+            rows.append({"user": f"u{u}", "month": "2023-07", "n": nb, "k": round(sb * nb)})
+    return pd.DataFrame(rows)
+
+
+def test_shift_share_splits_a_planted_within_user_rise():
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0.1, 0.6, 200)
+    n = rng.integers(20, 200, 200)
+    out = users.shift_share(_two_periods(base, base + 0.2, n, n), "2023-07", n_boot=300, seed=1).set_index("part")
+    assert out.loc["change", "estimate"] == pytest.approx(0.2, abs=0.01)
+    assert out.loc["within users", "estimate"] == pytest.approx(0.2, abs=0.01)
+    assert out.loc["who posts", "boot_low"] <= 0 <= out.loc["who posts", "boot_high"]
+    assert out["estimate"].iloc[0] == pytest.approx(out["estimate"].iloc[1] + out["estimate"].iloc[2])
+
+
+def test_shift_share_splits_a_planted_change_in_who_posts():
+    shares = np.r_[np.full(100, 0.1), np.full(100, 0.9)]
+    n_a = np.r_[np.full(100, 90), np.full(100, 10)]   # period A: mostly SFW posters
+    n_b = np.r_[np.full(100, 10), np.full(100, 90)]   # period B: mostly NSFW posters
+    out = users.shift_share(_two_periods(shares, shares, n_a, n_b), "2023-07", n_boot=300, seed=1).set_index("part")
+    assert out.loc["change", "estimate"] == pytest.approx(0.8 * 0.9 - 0.8 * 0.1, abs=0.01)
+    assert abs(out.loc["within users", "estimate"]) < 0.01
+    assert out.loc["who posts", "boot_low"] > 0.5
+
+
+def test_shift_share_on_the_sample_is_a_rise_within_users(synthetic_run):
+    counts = users.user_counts(synthetic_run.paths.table("processed", "images"), "r")
+    out = users.shift_share(counts, n_boot=200, seed=1).set_index("part")
+    assert out.loc["change", "estimate"] > 0.1          # the planted rise
+    assert out.loc["within users", "boot_low"] > 0      # users post more NSFW over time
+    assert out["users_in_both"].iloc[0] > 50

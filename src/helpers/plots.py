@@ -509,10 +509,6 @@ def fig10_top_tags(tags_real: pd.DataFrame | NotEstimable, tags_all: pd.DataFram
     return _finish(fig, synthetic)
 
 
-FIGURES.update({f.__name__: f for f in (
-    fig01_volume_nsfw, fig02_level_composition, fig03_adapter_use, fig04_engagement,
-    fig05_distinctive_terms, fig06_markers, fig07_creator_lorenz, fig08_model_types,
-    fig09_real_person, fig10_top_tags)})
 
 
 @styled
@@ -603,6 +599,12 @@ def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | N
         say_not_estimable(ax_n, "no model has a known NSFW label")
     ax_n.set_ylabel("share of new models")
     return _finish(fig, synthetic)
+
+
+FIGURES.update({f.__name__: f for f in (
+    fig01_volume_nsfw, fig02_level_composition, fig03_adapter_use, fig04_engagement,
+    fig05_distinctive_terms, fig06_markers, fig07_creator_lorenz, fig08_model_types,
+    fig09_real_person, fig10_top_tags, fig11_personalisation, fig12_real_person_label)})
 
 
 # --------------------------------------------------------------------------- figures of results

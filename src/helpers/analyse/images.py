@@ -546,6 +546,7 @@ class ImageResults(Results):
     adapter_clustered: dict[str, float] | NotEstimable  # adapter odds ratio, both intervals
     adapter_adjusted: dict[str, float] | NotEstimable   # Mantel–Haenszel over user × month
     per_user: pd.DataFrame | NotEstimable               # per-user NSFW share quantiles
+    decomposition: pd.DataFrame | NotEstimable          # rise within users vs who posts
     # through the image → model link (links.link_fields)
     family_monthly: pd.DataFrame                        # images by base-model family and month
     real_person_adapter_monthly: pd.DataFrame | NotEstimable

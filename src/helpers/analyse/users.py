@@ -169,11 +169,60 @@ def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
     return out
 
 
+# --------------------------------------------------------------------------- who posts vs how they post
+def _period_parts(counts: pd.DataFrame, split_month: str) -> pd.DataFrame:
+    """Per user: images and NSFW images before ``split_month`` (A) and from it on (B)."""
+    before = counts["month"] < split_month
+    parts = [counts[before].groupby("user")[["n", "k"]].sum().add_suffix("_a"),
+             counts[~before].groupby("user")[["n", "k"]].sum().add_suffix("_b")]
+    return pd.concat(parts, axis=1).fillna(0.0)
+
+
+def _decompose(n_a: np.ndarray, k_a: np.ndarray, n_b: np.ndarray, k_b: np.ndarray) -> np.ndarray:
+    """(change, within, composition) of the NSFW share between two periods; columns of the inputs
+    are replicates (users × replicates), so one call decomposes every bootstrap replicate."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w_a, w_b = n_a / n_a.sum(axis=0), n_b / n_b.sum(axis=0)
+        s_a, s_b = k_a / n_a, k_b / n_b
+        both = (n_a > 0) & (n_b > 0)
+        within = np.where(both, (w_a + w_b) / 2 * (s_b - s_a), 0.0).sum(axis=0)
+        change = (k_b.sum(axis=0) / n_b.sum(axis=0)) - (k_a.sum(axis=0) / n_a.sum(axis=0))
+    return np.vstack([change, within, change - within])
+
+
+def shift_share(counts: pd.DataFrame, split_month: str | None = None, n_boot: int = N_BOOT,
+                seed: int = 0, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """The change of the NSFW share between two periods split into change *within* users active
+    in both (each weighted by their mean share of images) and change in *who posts* (users'
+    shifting weights, users who joined and users who left), with cluster-bootstrap intervals.
+
+    ``counts`` is :func:`user_counts` by month; ``split_month`` starts the second period
+    (default: the month that halves the images). The two parts add up to the change exactly
+    (the symmetric shift-share decomposition).
+    """
+    if split_month is None:
+        by_month = counts.groupby("month")["n"].sum().sort_index()
+        split_month = str(by_month.index[np.searchsorted(by_month.cumsum().to_numpy(), by_month.sum() / 2)])
+    parts = _period_parts(counts, split_month)
+    arrays = [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")]
+    point = _decompose(*arrays)[:, 0]
+    replicates = [_decompose(*(a * w for a in arrays))
+                  for w in poisson_weights(len(parts), n_boot, seed)]
+    boot = np.concatenate(replicates, axis=1) if replicates else np.full((3, 1), np.nan)
+    tail = (1 - confidence) / 2
+    return pd.DataFrame({
+        "part": ["change", "within users", "who posts"], "estimate": point,
+        "boot_low": np.nanquantile(boot, tail, axis=1), "boot_high": np.nanquantile(boot, 1 - tail, axis=1),
+        "split_month": split_month,
+        "users_in_both": int(((parts["n_a"] > 0) & (parts["n_b"] > 0)).sum())})
+
+
 def user_fields(images: Path, definition: str, n_boot: int, seed: int,
                 con: duckdb.DuckDBPyConnection | None = None) -> dict:
     """Notebook 03's results that respect users: the NSFW share overall and by month with naive
     and cluster-bootstrap intervals, the adapter odds ratio (pooled, with both intervals) and
-    adjusted for user × month (Mantel–Haenszel), and the per-user share distribution. A result
+    adjusted for user × month (Mantel–Haenszel), the per-user share distribution, and the change
+    of the share split into change within users and change in who posts. A result
     the snapshot cannot give is :class:`~helpers.stats.NotEstimable` with the reason."""
     from ..stats import NotEstimable
 
@@ -181,7 +230,7 @@ def user_fields(images: Path, definition: str, n_boot: int, seed: int,
     if counts["n"].sum() == 0:
         reason = NotEstimable("no image has a known NSFW label under this definition")
         return {"clustered_share": reason, "clustered_monthly": reason, "adapter_clustered": reason,
-                "adapter_adjusted": reason, "per_user": reason}
+                "adapter_adjusted": reason, "per_user": reason, "decomposition": reason}
     with_adapter, without = counts["n_adapter"].sum(), (counts["n"] - counts["n_adapter"]).sum()
     adapter_reason = (NotEstimable("no image calls an adapter") if with_adapter == 0 else
                       NotEstimable("every image calls an adapter") if without == 0 else None)
@@ -192,7 +241,11 @@ def user_fields(images: Path, definition: str, n_boot: int, seed: int,
     per_user = per_user_share_distribution(counts)
     if per_user.attrs.get("users", 0) == 0:
         per_user = NotEstimable("no user has at least 5 images with a known NSFW label")
-    return {"clustered_share": cluster_bootstrap_shares(counts, n_boot=n_boot, seed=seed),
+    months = counts.loc[counts["n"] > 0, "month"].nunique()
+    decomposition = (shift_share(counts, n_boot=n_boot, seed=seed) if months >= 2 else
+                     NotEstimable("one month only: no change to decompose"))
+    return {"decomposition": decomposition,
+            "clustered_share": cluster_bootstrap_shares(counts, n_boot=n_boot, seed=seed),
             "clustered_monthly": cluster_bootstrap_shares(counts, group="month", n_boot=n_boot, seed=seed),
             "adapter_clustered": adapter_reason or cluster_bootstrap_odds_ratio(counts, n_boot=n_boot, seed=seed),
             "adapter_adjusted": adjusted, "per_user": per_user}
