@@ -73,6 +73,12 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                                 **_shares(np.array([40, 3, 0, 2, 100]), np.array([80, 10, 0, 8, 900]))})
     tags = pd.DataFrame({"rank": [1, 2, 3], "tag": ["celebrity", "woman", "realistic"],
                          "share": [0.9, 0.6, 0.3]})
+    rp_nsfw = pd.DataFrame({"definition": "r", "uses_real_person_adapter": [False, True],
+                            **_shares(np.array([400, 80]), np.array([900, 100]))})
+    families = pd.DataFrame({"definition": "r", "family": ["SD 1.x", "SDXL", "Pony"],
+                             **_shares(np.array([50, 60, 80]), np.array([100, 100, 100]))})
+    curve = pd.DataFrame({"threshold": [0.2, 0.5, 0.8], **_shares(np.array([30, 20, 10]), np.full(3, 200))})
+    corrected = {"corrected": 0.11, "ci_low": 0.09, "ci_high": 0.13}
     return {
         "fig01_volume_nsfw": (monthly,),
         "fig02_level_composition": (levels,),
@@ -84,6 +90,8 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig08_model_types": (types, bases),
         "fig09_real_person": (rp_month, gender, nsfw_gender),
         "fig10_top_tags": (tags, tags),
+        "fig11_personalisation": (rp_month, rp_nsfw, families),
+        "fig12_real_person_label": (curve, corrected, rp_month),
     }
 
 
