@@ -180,6 +180,19 @@ def month_key(month: str) -> str:
     return month.replace("-", "_")
 
 
+def _engagement_entries(engagement: pd.DataFrame | NotEstimable, metric: str, prefix: str,
+                        groups: tuple[str, str]) -> dict[str, dict]:
+    """Medians of ``metric`` in the two ``groups``, the rank-biserial correlation and the p-value
+    of an engagement comparison (nothing when the metric was not compared)."""
+    eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
+    if not isinstance(eng, NotEstimable) and metric not in eng.index:
+        return {}
+    row = eng if isinstance(eng, NotEstimable) else eng.loc[metric]
+    return {**{f"{prefix}_median_{g}": entry(_field(row, f"median_{g}"), "count") for g in groups},
+            f"{prefix}_rank_biserial": entry(_field(row, "rank_biserial"), "float", 2),
+            f"{prefix}_p": entry(_field(row, "p_value"), "pvalue")}
+
+
 def image_numbers(results: ImageResults) -> dict[str, dict]:
     """The image-level numbers the paper and README quote, from notebook 03's results."""
     overview, monthly, trend = results.overview, results.monthly, results.trend
@@ -213,13 +226,7 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     out["lora_nsfw_or"] = entry(_field(by_use, True, "odds_ratio"), "float", 2)
     out["lora_nsfw_or_ci_low"] = entry(_field(by_use, True, "or_ci_low"), "float", 2)
     out["lora_nsfw_or_ci_high"] = entry(_field(by_use, True, "or_ci_high"), "float", 2)
-    eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
-    if isinstance(eng, NotEstimable) or "reaction_count" in eng.index:
-        row = eng if isinstance(eng, NotEstimable) else eng.loc["reaction_count"]
-        out["reactions_median_nsfw"] = entry(_field(row, "median_nsfw"), "count")
-        out["reactions_median_sfw"] = entry(_field(row, "median_sfw"), "count")
-        out["reactions_rank_biserial"] = entry(_field(row, "rank_biserial"), "float", 2)
-        out["reactions_p"] = entry(_field(row, "p_value"), "pvalue")
+    out.update(_engagement_entries(engagement, "reaction_count", "reactions", ("nsfw", "sfw")))
     for marker in sorted(MARKERS):
         part = markers[markers["marker"] == marker]
         k, n = float(part["k"].sum()), float(part["n"].sum())
@@ -324,13 +331,7 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
         else:
             none = NotEstimable(f"no real-person model with a known NSFW label is labelled {gname}")
             out.update(_share_entries(f"nsfw_share_real_person_{gname}", none, none, none))
-    eng = engagement if isinstance(engagement, NotEstimable) else engagement.set_index("metric")
-    if isinstance(eng, NotEstimable) or "download_count" in eng.index:
-        row = eng if isinstance(eng, NotEstimable) else eng.loc["download_count"]
-        out["downloads_median_real_person"] = entry(_field(row, "median_real_person"), "count")
-        out["downloads_median_other"] = entry(_field(row, "median_other"), "count")
-        out["downloads_rank_biserial"] = entry(_field(row, "rank_biserial"), "float", 2)
-        out["downloads_p"] = entry(_field(row, "p_value"), "pvalue")
+    out.update(_engagement_entries(engagement, "download_count", "downloads", ("real_person", "other")))
     out["real_person_downloads"] = entry(downloads["real_person_downloads"], "count")
     out["real_person_download_share"] = entry(downloads["real_person_download_share"], "percent")
     creators = results.real_person_creators
