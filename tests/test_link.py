@@ -175,13 +175,14 @@ def test_real_person_adapter_analyses_agree_with_a_pandas_count(linked_sample):
     paths, _, _ = linked_sample
     images, models, links, real = _joined(paths)
     files = (paths.table("processed", "images"), paths.links, paths.table("processed", "models"))
-    by_month = link_analyses.real_person_adapter_use_by_month(*files)
+    counts = link_analyses.link_counts(*files, definition="r")
+    by_month = link_analyses.real_person_adapter_use_by_month(counts)
     want = images.groupby("month")["uses_rp"].agg(["size", "sum"])
     assert by_month["n"].tolist() == want["size"].tolist()
     assert by_month["k"].tolist() == want["sum"].tolist()
     assert images["uses_rp"].sum() > 50  # the sample's real-person LoRAs are called
 
-    nsfw = link_analyses.nsfw_share_by_real_person_adapter(*files, definition="r").set_index(
+    nsfw = link_analyses.nsfw_share_by_real_person_adapter(counts).set_index(
         "uses_real_person_adapter")
     for flag in (False, True):
         part = images[images["uses_rp"] == flag]
@@ -198,7 +199,7 @@ def test_family_analyses_agree_with_a_pandas_count(linked_sample):
     paths, _, _ = linked_sample
     images, models, _, _ = _joined(paths)
     files = (paths.table("processed", "images"), paths.links, paths.table("processed", "models"))
-    by_family = link_analyses.nsfw_share_by_family(*files).set_index("family")
+    by_family = link_analyses.nsfw_share_by_family(link_analyses.link_counts(*files)).set_index("family")
     want = images.groupby("family").agg(n=("is_nsfw_r", "count"), k=("is_nsfw_r", "sum"),
                                         rp=("uses_rp", "sum"))
     assert set(by_family.index) == set(want.index) and len(want) >= 3
@@ -227,9 +228,9 @@ def test_real_records_real_person_adapter_nsfw_matches_a_straightforward_count(r
     clean.clean_all(paths)
     label.label_all(paths, seed=1, n_boot=20)
     link.link_images(paths)
-    got = link_analyses.nsfw_share_by_real_person_adapter(
+    got = link_analyses.nsfw_share_by_real_person_adapter(link_analyses.link_counts(
         paths.table("processed", "images"), paths.links, paths.table("processed", "models")
-    ).set_index("uses_real_person_adapter")
+    )).set_index("uses_real_person_adapter")
 
     def key(text):
         return re.sub(r"[\W_]+", "", re.sub(r"\.(safetensors|ckpt|pt|pth|bin)$", "", text.strip(),

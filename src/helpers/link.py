@@ -127,11 +127,8 @@ def _distinct_names(con: duckdb.DuckDBPyConnection, sql: str) -> pd.Series:
 
 
 def _mapping_table(resolved: pd.DataFrame) -> pa.Table:
-    return pa.table({"name": pa.array(resolved["name"].tolist(), pa.string()),
-                     "status": pa.array(resolved["status"].tolist(), pa.string()),
-                     "model_id": pa.array(resolved["model_id"].astype("object").where(
-                         resolved["model_id"].notna(), None).tolist(), pa.int64()),
-                     "how": pa.array(resolved["how"].tolist(), pa.string())})
+    """The resolved names as an Arrow table for DuckDB (model id null unless resolved)."""
+    return pa.Table.from_pandas(resolved[["name", "status", "model_id", "how"]], preserve_index=False)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -158,7 +155,11 @@ def link_images(paths: RunPaths, memory_limit: str = "3GB") -> dict[str, Any]:
                                    **{c: pd.Series([], dtype="object")
                                       for c in ("name", "type", "file_names", "version_names")}})
         index = name_index(models)
-        calls, resources = call_names_sql(images), resource_names_sql(images)
+        # The prompts are scanned for calls once: the names, the link table and the report all
+        # read the narrow extracted rows (DuckDB spills them under the run's tmp folder).
+        con.execute(f"CREATE TEMP TABLE image_calls AS {call_names_sql(images)}")
+        con.execute(f"CREATE TEMP TABLE image_resources AS {resource_names_sql(images)}")
+        calls, resources = "SELECT * FROM image_calls", "SELECT * FROM image_resources"
         names = pd.concat([_distinct_names(con, calls), _distinct_names(con, resources)])
         con.register("name_map", _mapping_table(resolve_names(names, index)))
         con.register("known_models", pa.table({

@@ -184,9 +184,12 @@ def base_model_family_sql(expr: str) -> str:
 
     The patterns are ASCII-only, so Python ``re`` and DuckDB's RE2 agree (a test checks it).
     """
-    cases = " ".join(f"WHEN regexp_matches({expr}, '{pattern}') THEN '{family}'"
+    from .db import sql_literal
+
+    other = sql_literal(OTHER_FAMILY)
+    cases = " ".join(f"WHEN regexp_matches({expr}, {sql_literal(pattern)}) THEN {sql_literal(family)}"
                      for family, pattern in BASE_MODEL_FAMILY_RULES)
-    return f"(CASE WHEN {expr} IS NULL THEN '{OTHER_FAMILY}' {cases} ELSE '{OTHER_FAMILY}' END)"
+    return f"(CASE WHEN {expr} IS NULL THEN {other} {cases} ELSE {other} END)"
 
 
 # --------------------------------------------------------------------------- images

@@ -5,6 +5,12 @@ and one results object per analysis notebook.
   images table, never loaded into pandas; :func:`image_results` → :class:`ImageResults`.
 * :mod:`.models` (notebook 04): model-level analyses on the processed models frame;
   :func:`model_results` → :class:`ModelResults`.
+* :mod:`.growth` ("disproportionate": NSFW vs SFW growth, a trend with a break, every headline
+  under every definition), :mod:`.users` (user-clustered intervals, the user × month adjusted
+  adapter odds ratio, the shift-share decomposition), :mod:`.links` (analyses through the
+  image → model link and base-model families) and :mod:`.real_person` (models over time, the
+  real-person label's error carried into its share): their results are fields of the two
+  results objects.
 * :mod:`.names`: the personal-name filter that keeps names out of every published list.
 * :mod:`.results`: how a results object is saved to a run folder and read back.
 * The statistics (Wilson intervals, trend tests, rank tests, concentration, log-odds) live in
@@ -50,3 +56,4 @@ from .models import (ModelResults, adapter_share_by_month, base_models_by_month,
 from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F401
                     personal_name_filter, word_tokens)
 from .results import Results  # noqa: F401
+from . import growth, links, real_person, users  # noqa: E402,F401  (analyse.users.…)

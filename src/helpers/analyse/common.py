@@ -11,7 +11,7 @@ import pandas as pd
 from .. import db
 from ..paths import RunPaths
 from ..schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
-from ..stats import NotEstimable, mann_whitney_from_counts, quantile_from_counts
+from ..stats import NotEstimable, mann_whitney_from_counts, quantile_from_counts, with_share
 
 # --------------------------------------------------------------------------- constants
 #: Engagement columns of the images table compared between groups.
@@ -54,6 +54,16 @@ def months_of(series: pd.Series) -> pd.Series:
 def as_bool(series: pd.Series) -> pd.Series:
     """A nullable boolean column as plain bool (null → False) for counting."""
     return series.fillna(False).astype(bool)
+
+
+def flag_share_by_month(created_at: pd.Series, flag: pd.Series) -> pd.DataFrame:
+    """Per month of ``created_at``: items whose ``flag`` is known (``n``), items flagged (``k``),
+    and the share with its Wilson interval. A null flag is left out of ``n``."""
+    data = pd.DataFrame({"month": months_of(created_at), "flag": flag})
+    data = data[data["flag"].notna()]
+    out = (data.assign(k=data["flag"].astype(bool).astype(int))
+           .groupby("month", sort=True).agg(n=("k", "size"), k=("k", "sum")).reset_index())
+    return with_share(out)
 
 
 def two_groups(n_a: float, n_b: float, neither: str, no_a: str, no_b: str) -> NotEstimable | None:

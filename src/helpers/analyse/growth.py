@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,22 +136,29 @@ def segmented_trend(monthly: pd.DataFrame, month: str = "month", k: str = "k", n
     return out
 
 
-def definition_sensitivity(monthly: pd.DataFrame,
-                           adapter_odds: dict[str, float] | None = None) -> pd.DataFrame:
+def definition_sensitivity(monthly: pd.DataFrame, adapter_odds: dict[str, float] | None = None,
+                           trends: dict[str, Any] | None = None,
+                           ratios: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
     """The headline estimates under every NSFW definition, one row each: overall share, first and
     last month's share, the logistic trend (odds ratio per year), the NSFW/SFW growth ratio and,
     when given (``definition → odds ratio``), the adapter odds ratio. ``monthly`` is the long
     frame of :func:`~helpers.analyse.images.nsfw_share_by_month`. A definition the snapshot cannot
-    evaluate (no image has its flag) has a row of NaN."""
-    from ..stats import logistic_trend, wilson_interval
+    evaluate (no image has its flag) has a row of NaN. ``trends`` (definition → logistic trend,
+    as notebook 03 computes them) and ``ratios`` (definition → :func:`growth_ratio`) are reused
+    when given instead of being fitted again."""
+    from ..stats import estimable, logistic_trend, wilson_interval
+
+    nan_trend = {"odds_ratio_per_year": math.nan, "ci_low": math.nan, "ci_high": math.nan}
 
     rows = []
     for definition, part in monthly.groupby("definition", sort=False):
         part = part[part["n"] > 0].sort_values("month")
         n, k = int(part["n"].sum()), int(part["k"].sum())
         low, high = wilson_interval([k], [n])
-        trend = logistic_trend(part)
-        ratio = growth_ratio(part)
+        trend = trends.get(definition) if trends is not None else logistic_trend(part)
+        if trend is None or not estimable(trend):
+            trend = nan_trend
+        ratio = ratios[definition] if ratios is not None else growth_ratio(part)
         rows.append({
             "definition": definition, "images": n,
             "share": k / n if n else math.nan, "share_low": float(low[0]), "share_high": float(high[0]),
@@ -164,14 +172,16 @@ def definition_sensitivity(monthly: pd.DataFrame,
 
 
 def growth_fields(monthly: pd.DataFrame, definition: str,
-                  adapter_odds: dict[str, float] | None = None) -> dict:
+                  adapter_odds: dict[str, float] | None = None,
+                  trends: dict[str, Any] | None = None) -> dict:
     """The "disproportionate" results of notebook 03: growth ratio and segmented trend under the
     headline definition (each :class:`~helpers.stats.NotEstimable` with its reason where the
     months do not allow it) and the sensitivity table over every definition."""
     from ..stats import NotEstimable
 
+    ratios = {d: growth_ratio(p[p["n"] > 0]) for d, p in monthly.groupby("definition", sort=False)}
     part = monthly[(monthly["definition"] == definition) & (monthly["n"] > 0)]
-    ratio = growth_ratio(part)
+    ratio = ratios[definition]
     segmented = segmented_trend(part)
     if len(part) < 4:
         ratio = NotEstimable(f"{len(part)} month(s) with data: growth rates need at least four")
@@ -181,4 +191,4 @@ def growth_fields(monthly: pd.DataFrame, definition: str,
         segmented = NotEstimable(f"{len(part)} month(s) with data, or a share that never varies: a "
                                  f"break needs at least {2 * MIN_SEGMENT} months")
     return {"growth": ratio, "segmented": segmented,
-            "sensitivity": definition_sensitivity(monthly, adapter_odds)}
+            "sensitivity": definition_sensitivity(monthly, adapter_odds, trends, ratios)}

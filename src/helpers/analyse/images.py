@@ -579,22 +579,22 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     concentration, lorenz = creator_concentration(images, con=con)
     name_filter = personal_name_filter(models) if models is not None else None
     overview = image_overview(images, con)
-    adapter_odds = {}
-    for d in NSFW_DEFINITIONS:
-        by_use = nsfw_share_by_adapter_use(images, d, con)
-        adapter_odds[d] = math.nan if isinstance(by_use, NotEstimable) else float(by_use["odds_ratio"].iloc[0])
+    by_definition = {d: nsfw_share_by_adapter_use(images, d, con) for d in NSFW_DEFINITIONS}
+    adapter_odds = {d: math.nan if isinstance(by_use, NotEstimable) else float(by_use["odds_ratio"].iloc[0])
+                    for d, by_use in by_definition.items()}
+    trends = nsfw_share_trend(monthly)
     no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
         overview=overview,
         monthly=monthly,
-        trend=nsfw_share_trend(monthly),
+        trend=trends,
         levels=level_composition_by_month(images, con),
         lora_monthly=lora_monthly,
         lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
                     share_trend(lora_monthly, never="no image calls an adapter",
                                 always="every image calls an adapter")),
-        adapter=nsfw_share_by_adapter_use(images, definition, con),
+        adapter=by_definition[definition],
         adapter_monthly=nsfw_share_by_adapter_use_by_month(images, definition, con),
         engagement=engagement_nsfw_vs_sfw(images, definition=definition, con=con),
         reaction_counts=engagement_counts(images, "reaction_count", definition, con),
@@ -604,7 +604,7 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
         markers_nsfw=nsfw_share_by_marker(images, definition, con),
         concentration=concentration,
         lorenz=lorenz,
-        **growth_fields(monthly, definition, adapter_odds),
+        **growth_fields(monthly, definition, adapter_odds, trends),
         **user_fields(images, definition, boot_replicates, seed, con),
         **link_fields(images, links, models_file, definition, con),
     )

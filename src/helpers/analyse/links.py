@@ -17,51 +17,49 @@ import pandas as pd
 from .. import db
 from ..schema import BASE_MODEL_FAMILIES, base_model_family_sql
 from ..stats import odds_ratio, with_share
-from .common import flag_column, month_sql
+from .common import flag_column, month_sql, months_of
 
 
-def _images_with_links_sql(images: Path, links: Path, models: Path) -> str:
-    """One row per image: month, family, NSFW flags, whether it calls an adapter (in its prompt)
-    and whether a resolved adapter link points to a real-person model."""
-    return f"""
-        SELECT i.image_id, {month_sql('i.created_at')} AS month,
-               {base_model_family_sql('i.base_model')} AS family,
-               i.is_nsfw_platform, i.is_nsfw_r, i.is_nsfw_x,
-               coalesce(i.n_lora, 0) > 0 AS calls_adapter,
-               coalesce(rp.uses_real_person_adapter, false) AS uses_real_person_adapter
+def link_counts(images: Path, links: Path, models: Path, definition: str = "r",
+                con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """One pass over the images and their links: images (``images``), images whose NSFW label is
+    known (``n``) and NSFW images (``k``) per month, base-model family and whether the image uses
+    a real-person adapter (a resolved adapter link to a model labelled ``is_real_person``). The
+    analyses below reduce this small frame; none reads the images again."""
+    con = db.connection_or_default(con)
+    flag = flag_column(definition)
+    out = con.execute(f"""
+        SELECT {month_sql('i.created_at')} AS month, {base_model_family_sql('i.base_model')} AS family,
+               coalesce(rp.uses_real_person_adapter, false) AS uses_real_person_adapter,
+               count(*) AS images, count(i.{flag}) AS n, count(*) FILTER (WHERE i.{flag}) AS k
         FROM {db.read_parquet_sql(images)} i
         LEFT JOIN (
             SELECT l.image_id, bool_or(coalesce(m.is_real_person, false)) AS uses_real_person_adapter
             FROM {db.read_parquet_sql(links)} l
             JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
             WHERE l.kind = 'adapter' GROUP BY l.image_id
-        ) rp ON rp.image_id = i.image_id"""
+        ) rp ON rp.image_id = i.image_id
+        GROUP BY ALL ORDER BY ALL""").df()
+    out.attrs["definition"] = definition
+    return out
 
 
-def real_person_adapter_use_by_month(images: Path, links: Path, models: Path,
-                                     con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+def real_person_adapter_use_by_month(counts: pd.DataFrame) -> pd.DataFrame:
     """Per month: images (``n``), images using at least one real-person adapter (``k``), share
-    with its Wilson interval."""
-    con = db.connection_or_default(con)
-    out = con.execute(f"""
-        SELECT month, count(*) AS n, count(*) FILTER (WHERE uses_real_person_adapter) AS k
-        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY month ORDER BY month""").df()
+    with its Wilson interval (from :func:`link_counts`)."""
+    out = (counts.assign(rp=counts["images"].where(counts["uses_real_person_adapter"], 0))
+           .groupby("month", sort=True).agg(n=("images", "sum"), k=("rp", "sum")).reset_index())
     return with_share(out)
 
 
-def nsfw_share_by_real_person_adapter(images: Path, links: Path, models: Path, definition: str = "r",
-                                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+def nsfw_share_by_real_person_adapter(counts: pd.DataFrame) -> pd.DataFrame:
     """NSFW share of images that use a real-person adapter vs images that do not, with Wilson
-    intervals and the odds ratio (with vs without, Woolf interval) repeated on both rows."""
-    con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    out = con.execute(f"""
-        SELECT uses_real_person_adapter, count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k
-        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY 1""").df()
-    out = (out.set_index("uses_real_person_adapter").reindex([False, True], fill_value=0)
-           .rename_axis("uses_real_person_adapter").reset_index())
-    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
-    out.insert(0, "definition", definition)
+    intervals and the odds ratio (with vs without, Woolf interval) repeated on both rows (from
+    :func:`link_counts`)."""
+    out = (counts.groupby("uses_real_person_adapter")[["n", "k"]].sum()
+           .reindex([False, True], fill_value=0).rename_axis("uses_real_person_adapter").reset_index())
+    out[["n", "k"]] = out[["n", "k"]].astype("int64")
+    out.insert(0, "definition", counts.attrs.get("definition", "r"))
     out = with_share(out)
     with_, without = out.iloc[1], out.iloc[0]
     ratio = odds_ratio(int(with_.k), int(with_.n), int(without.k), int(without.n))
@@ -101,17 +99,13 @@ def images_by_family_by_month(images: Path, con: duckdb.DuckDBPyConnection | Non
     return _family_frame(with_share(out), ["month", "family"])
 
 
-def nsfw_share_by_family(images: Path, links: Path, models: Path, definition: str = "r",
-                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+def nsfw_share_by_family(counts: pd.DataFrame) -> pd.DataFrame:
     """Per base-model family: images, NSFW share (Wilson interval), and the share of images that
-    use a real-person adapter."""
-    con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    out = con.execute(f"""
-        SELECT family, count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k,
-               count(*) AS images, count(*) FILTER (WHERE uses_real_person_adapter) AS real_person_adapter_images
-        FROM ({_images_with_links_sql(images, links, models)}) GROUP BY family""").df()
-    out.insert(0, "definition", definition)
+    use a real-person adapter (from :func:`link_counts`)."""
+    out = (counts.assign(rp=counts["images"].where(counts["uses_real_person_adapter"], 0))
+           .groupby("family").agg(n=("n", "sum"), k=("k", "sum"), images=("images", "sum"),
+                                  real_person_adapter_images=("rp", "sum")).reset_index())
+    out.insert(0, "definition", counts.attrs.get("definition", "r"))
     out = with_share(out)
     out["real_person_adapter_share"] = (out["real_person_adapter_images"] / out["images"]).where(
         out["images"] > 0)
@@ -122,7 +116,7 @@ def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Per month of creation and base-model family: new models (``k``) out of the month's (``n``)."""
     from ..schema import base_model_family
 
-    data = pd.DataFrame({"month": pd.to_datetime(models["created_at"], utc=True).dt.strftime("%Y-%m"),
+    data = pd.DataFrame({"month": months_of(models["created_at"]),
                          "family": [base_model_family(b if isinstance(b, str) else None)
                                     for b in models["base_model"]]})
     out = data.groupby(["month", "family"]).size().rename("k").reset_index()
@@ -143,15 +137,16 @@ def link_fields(images: Path, links: Path | None, models: Path | None, definitio
         reason = NotEstimable("no models table: no image can be linked to a model")
         return {**out, "real_person_adapter_monthly": reason, "real_person_adapter_nsfw": reason,
                 "real_person_adapter_links": reason, "family_nsfw": reason}
-    nsfw = nsfw_share_by_real_person_adapter(images, links, models, definition, con)
+    counts = link_counts(images, links, models, definition, con)
+    nsfw = nsfw_share_by_real_person_adapter(counts)
     groups = nsfw.set_index("uses_real_person_adapter")["n"]
     if groups.get(True, 0) == 0:
         nsfw = NotEstimable("no image uses a resolved real-person adapter")
     elif groups.get(False, 0) == 0:
         nsfw = NotEstimable("every image uses a real-person adapter")
     shares = real_person_share_of_adapter_links(links, models, con)
-    return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(images, links, models, con),
+    return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(counts),
             "real_person_adapter_nsfw": nsfw,
             "real_person_adapter_links": (NotEstimable("no adapter call resolved to a model")
                                           if shares["n"].iloc[0] == 0 else shares),
-            "family_nsfw": nsfw_share_by_family(images, links, models, definition, con)}
+            "family_nsfw": nsfw_share_by_family(counts)}

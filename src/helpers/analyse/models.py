@@ -13,8 +13,10 @@ import pandas as pd
 
 from ..schema import GENDERS, NSFW_DEFINITIONS
 from ..stats import NotEstimable, odds_ratio, share_trend, wilson_interval, with_share
-from .common import (MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, months_of,
+from .common import (MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, flag_share_by_month,
+                     months_of,
                      nsfw_groups, nsfw_wording, two_groups)
+from .links import new_models_by_family_by_month
 from .names import as_list, personal_name_filter
 from .real_person import real_person_fields
 from .results import Results
@@ -91,10 +93,7 @@ def model_types_by_month(models: pd.DataFrame, top_k: int = 6) -> pd.DataFrame:
 
 def adapter_share_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Share of new models per month that are adapters (LoRA & co., not checkpoints), Wilson CI."""
-    data = _models_with_month(models)
-    out = (data.assign(k=as_bool(data["is_adapter"]).astype(int))
-           .groupby("month", sort=True).agg(n=("k", "size"), k=("k", "sum")).reset_index())
-    return with_share(out)
+    return flag_share_by_month(models["created_at"], as_bool(models["is_adapter"]))
 
 
 def _category_by_month(data: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
@@ -122,10 +121,7 @@ def base_models_by_month(models: pd.DataFrame, top_k: int = 6) -> pd.DataFrame:
 
 def real_person_share_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Share of new models per month that depict a real person, with Wilson intervals."""
-    data = _models_with_month(models)
-    out = (data.assign(k=as_bool(data["is_real_person"]).astype(int))
-           .groupby("month", sort=True).agg(n=("k", "size"), k=("k", "sum")).reset_index())
-    return with_share(out)
+    return flag_share_by_month(models["created_at"], as_bool(models["is_real_person"]))
 
 
 def real_person_share_by_type(models: pd.DataFrame) -> pd.DataFrame:
@@ -330,6 +326,7 @@ class ModelResults(Results):
     real_person_corrected: dict[str, float] | NotEstimable  # Rogan–Gladen corrected share
     female_bounds: dict[str, float] | NotEstimable    # female share, unknowns both ways
     threshold_curve: pd.DataFrame                     # real-person share by score threshold
+    family_monthly: pd.DataFrame                      # new models by base-model family per month
 
 
 def real_person_sources(models: pd.DataFrame) -> pd.DataFrame:
@@ -375,4 +372,5 @@ def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 
         tags_real=_ranked_tags(models, "real_person", top_tags, name_filter),
         tags_all=_ranked_tags(models, "all", top_tags, name_filter),
         **real_person_fields(models, definition, validation),
+        family_monthly=new_models_by_family_by_month(models),
     )

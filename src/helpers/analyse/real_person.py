@@ -15,28 +15,21 @@ import numpy as np
 import pandas as pd
 
 from ..stats import CONFIDENCE, gini, lorenz_curve, share_trend, top_share, with_share
-from .common import as_bool, flag_column, months_of
+from .common import as_bool, flag_column, flag_share_by_month, months_of
 
 
 def model_nsfw_share_by_month(models: pd.DataFrame, definition: str = "r") -> tuple[pd.DataFrame, dict]:
     """NSFW share of models by month of creation (Wilson intervals) and its trend tests."""
-    flag = flag_column(definition)
-    data = pd.DataFrame({"month": months_of(models["created_at"]), "nsfw": models[flag]})
-    data = data[data["nsfw"].notna()]
-    out = data.groupby("month")["nsfw"].agg(n="size", k=lambda s: int(s.astype(bool).sum())).reset_index()
-    out = with_share(out)
+    out = flag_share_by_month(models["created_at"], models[flag_column(definition)])
     return out, share_trend(out) if len(out) >= 3 else {}
 
 
 def real_person_downloads_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Per month of creation: downloads of all models (``n``) and of real-person models (``k``)."""
-    data = pd.DataFrame({"month": months_of(models["created_at"]),
-                         "downloads": models["download_count"].fillna(0).astype("int64"),
-                         "real": as_bool(models["is_real_person"])})
-    out = data.groupby("month").apply(
-        lambda g: pd.Series({"n": int(g["downloads"].sum()), "k": int(g.loc[g["real"], "downloads"].sum())}),
-        include_groups=False).reset_index()
-    return with_share(out)
+    downloads = models["download_count"].fillna(0).astype("int64")
+    data = pd.DataFrame({"month": months_of(models["created_at"]), "n": downloads,
+                         "k": downloads.where(as_bool(models["is_real_person"]), 0)})
+    return with_share(data.groupby("month", sort=True)[["n", "k"]].sum().reset_index())
 
 
 def real_person_creator_concentration(models: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:

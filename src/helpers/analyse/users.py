@@ -52,6 +52,13 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
+def width_ratio(shares: pd.DataFrame) -> float:
+    """Median over rows of how many times wider the cluster-bootstrap interval is than the naive
+    one (from :func:`cluster_bootstrap_shares`): above 1, the naive interval overstates precision."""
+    naive = shares["ci_high"] - shares["ci_low"]
+    return float(((shares["boot_high"] - shares["boot_low"]) / naive.where(naive > 0)).median())
+
+
 def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK):
     """Yield Poisson(1) weight matrices (users × replicates), ``chunk`` replicates at a time."""
     rng = np.random.default_rng(seed)
