@@ -535,7 +535,7 @@ def test_cli_truncated_parquet_exits_non_zero_naming_file_and_remedy(tmp_path):
     _truncate(tmp_path / "snap" / "images" / "part-0.parquet")
     proc = _cli(["--source", "local", "--path", str(tmp_path / "snap"), "--out", str(tmp_path / "out")])
     assert proc.returncode == 1
-    assert "00_acquire" in proc.stderr and "SourceError" in proc.stderr
+    assert "00_acquire_snapshot" in proc.stderr and "SourceError" in proc.stderr
     assert "part-0.parquet" in proc.stderr and "truncated or corrupt" in proc.stderr
     assert "re-download or remove" in proc.stderr
     assert not (tmp_path / "out" / "data" / "raw" / "images.parquet").exists()
@@ -567,7 +567,7 @@ def test_cli_nothing_survives_cleaning_exits_non_zero(tmp_path):
     write_snapshot(tmp_path / "snap", "jsonl", images=records)
     proc = _cli(["--source", "local", "--path", str(tmp_path / "snap"), "--out", str(tmp_path / "out")])
     assert proc.returncode == 1
-    assert "01_clean" in proc.stderr and "CleaningError" in proc.stderr
+    assert "01_clean_tables" in proc.stderr and "CleaningError" in proc.stderr
     assert "created_at_before_window: 6" in proc.stderr and "window 2022-11-01 to 2025-12-31" in proc.stderr
 
 

@@ -276,13 +276,13 @@ def test_plain_prompt_snapshot_runs_through_the_notebooks(tmp_path):
         return "\n".join(o.get("text", "") + "".join(o.get("data", {}).get("text/plain", ""))
                          for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
-    images = text_of("03_images.ipynb")
+    images = text_of("03_analyse_images.ipynb")
     assert "5,000 images" in images
     assert "NSFW with vs without a LoRA call: not estimable: no image calls an adapter" in images
     assert "trend not estimable: no image calls an adapter: no trend" in images
     assert "distinctive prompt terms: not estimable" in images
-    assert "This snapshot has no models table" in text_of("04_models.ipynb")
-    figures = text_of("05_figures.ipynb")
+    assert "This snapshot has no models table" in text_of("04_analyse_models.ipynb")
+    figures = text_of("06_write_paper.ipynb")
     assert "\\LoraNsfwOr: not estimable (no image calls an adapter)" in figures
     numbers = json.loads((out / "paper" / paper.NUMBERS_JSON).read_text())["numbers"]
     assert numbers["lora_share"]["value"] == 0.0

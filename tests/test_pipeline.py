@@ -188,7 +188,7 @@ def outside_inputs(tmp_path, monkeypatch) -> dict[str, Path]:
 
 def test_stage_key_covers_every_input_a_stage_reads(tmp_path, monkeypatch, fake_papermill,
                                                     outside_inputs):
-    names = ("00_acquire", "02_label", "05_figures")
+    names = ("00_acquire_snapshot", "02_label_content", "06_write_paper")
     notebooks = [_trivial_notebook(tmp_path / "nbs" / f"{n}.ipynb") for n in names]
     params = parameters.parse_parameters({})
 
@@ -199,19 +199,19 @@ def test_stage_key_covers_every_input_a_stage_reads(tmp_path, monkeypatch, fake_
     assert executed() == list(names)
     assert executed() == []
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert set(manifest["stages"]["02_label"]["inputs"]) == {
+    assert set(manifest["stages"]["02_label_content"]["inputs"]) == {
         "docs/validation/real_records.json", "../shared/data/civitai-api-models-2023/models.jsonl.gz"}
-    assert set(manifest["stages"]["05_figures"]["inputs"]) == {"paper/main.tex", "paper/reference.csv"}
-    for which, first in (("main_tex", "05_figures"), ("reference", "05_figures"),
-                         ("validation", "02_label"), ("real", "02_label")):
+    assert set(manifest["stages"]["06_write_paper"]["inputs"]) == {"paper/main.tex", "paper/reference.csv"}
+    for which, first in (("main_tex", "06_write_paper"), ("reference", "06_write_paper"),
+                         ("validation", "02_label_content"), ("real", "02_label_content")):
         outside_inputs[which].write_text(f"changed {which}\n")
         assert executed() == list(names[names.index(first):]), which
         assert executed() == [], which
     # a new report file under docs/validation, and real records that disappear, count too
     (outside_inputs["validation"].parent / "real_records.md").write_text("# report\n")
-    assert executed() == ["02_label", "05_figures"]
+    assert executed() == ["02_label_content", "06_write_paper"]
     outside_inputs["real"].unlink()
-    assert executed() == ["02_label", "05_figures"]
+    assert executed() == ["02_label_content", "06_write_paper"]
     # an upgraded package (any installed distribution) re-runs every stage
     monkeypatch.setattr(pipeline, "environment_fingerprint", lambda: "another environment")
     assert executed() == list(names)
@@ -280,7 +280,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, fake
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
+        nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire_snapshot.ipynb")
         with pytest.raises(pipeline.RunFolderLocked) as err:
             pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                          log=lambda m: None)
@@ -299,7 +299,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, fake
         messages: list[str] = []
         result = pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                               log=messages.append)
-        assert result.executed == ["00_acquire"]
+        assert result.executed == ["00_acquire_snapshot"]
         assert any(m.startswith("taking over the lock of a run that is no longer running "
                                 f"(pid {holder.pid} on host") for m in messages), messages
         assert not (out / pipeline.LOCK_NAME).exists()  # released at the end
@@ -318,10 +318,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, fake_papermill):
     (out / pipeline.LOCK_NAME).write_text(json.dumps(
         {"pid": dead.pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
     messages: list[str] = []
-    nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire.ipynb")
+    nb = _trivial_notebook(tmp_path / "nbs" / "00_acquire_snapshot.ipynb")
     result = pipeline.run(parameters.parse_parameters({}), out=out, progress=False, notebooks=[nb],
                           log=messages.append)
-    assert result.executed == ["00_acquire"]
+    assert result.executed == ["00_acquire_snapshot"]
     assert f"taking over the lock of a run that is no longer running (pid {dead.pid} on host " \
            f"{socket.gethostname()}, started 2026-01-01T00:00:00Z)" in messages
     assert not (out / pipeline.LOCK_NAME).exists()

@@ -72,9 +72,9 @@ def assert_gone(processes: list[psutil.Process], timeout: float = 15) -> None:
 def test_partial_files_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
     paths = RunPaths(tmp_path).ensure()
     keep = [paths.table("raw", "images"), paths.report("acquire"), paths.figures / "fig.png",
-            paths.notebooks / "00_acquire.ipynb"]
+            paths.notebooks / "00_acquire_snapshot.ipynb"]
     partial = [paths.table("raw", "images").with_name("images.parquet.tmp"),
-               paths.tables / "t.csv.tmp", paths.notebooks / "01_clean.running.ipynb",
+               paths.tables / "t.csv.tmp", paths.notebooks / "01_clean_tables.running.ipynb",
                tmp_path / "manifest.json.tmp"]
     for f in keep + partial:
         f.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def test_sigterm_mid_stage_then_rerun_equals_an_uninterrupted_run(tmp_path, tmp_
     stopped = finish(proc, expect_ok=False)
     assert stopped.returncode != 0
     assert "run the same command again to resume" in stopped.stderr
-    # normally 01_clean; a loaded machine may let the runner reach the next stage first
+    # normally 01_clean_tables; a loaded machine may let the runner reach the next stage first
     stage = re.search(r"interrupted during stage (\w+);", stopped.stderr).group(1)
     names = [nb.stem for nb in pipeline.notebook_files()]
     assert stage in names[1:3]
@@ -173,10 +173,10 @@ def test_hard_kill_mid_write_leaves_only_complete_files(tmp_path, reference):
     # resume skips both stages; --force runs them again with identical results
     skipped = start_subset(out)
     stdout, _ = skipped.communicate(timeout=300)
-    assert "executed: skipped:00_acquire,01_clean" in stdout
+    assert "executed: skipped:00_acquire_snapshot,01_clean_tables" in stdout
     forced = start_subset(out, "--force")
     stdout, stderr = forced.communicate(timeout=300)
     assert forced.returncode == 0, stderr[-3000:]
-    assert "executed:00_acquire,01_clean skipped:" in stdout
+    assert "executed:00_acquire_snapshot,01_clean_tables skipped:" in stdout
     assert manifest_files(out) == produced
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"

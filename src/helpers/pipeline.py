@@ -257,23 +257,23 @@ VALIDATION_DIR = Path("docs") / "validation"
 def stage_inputs(stage: str) -> list[Path]:
     """Files outside the run folder that a stage reads (besides its notebook and the code).
 
-    02_label reads the real records in ``../shared/data`` when present and the committed
-    validation report, which 04_models reads too (the real-person label's error rates);
-    05_figures checks the manuscript and compares with the published figures.
+    02_label_content reads the real records in ``../shared/data`` when present and the committed
+    validation report, which 04_analyse_models reads too (the real-person label's error rates);
+    06_write_paper checks the manuscript and compares with the published figures.
     """
     root = repo_root()
     files: list[Path] = []
-    if stage in ("02_label", "04_models"):
+    if stage in ("02_label_content", "04_analyse_models"):
         folder = root / VALIDATION_DIR
         if folder.exists():
             files += sorted(p for p in folder.rglob("*") if p.is_file())
-    if stage == "02_label":
+    if stage == "02_label_content":
         from .label import shared_real_data_file
 
         real = shared_real_data_file()
         if real is not None:
             files.append(real)
-    elif stage == "05_figures":
+    elif stage == "06_write_paper":
         files += [root / "paper" / "main.tex", root / "paper" / "reference.csv"]
     return files
 

@@ -58,7 +58,7 @@ from .validation import (binary_metrics, bootstrap_metrics, confusion_table, eva
 
 
 def label_all(paths: RunPaths, seed: int, memory_limit: str = "3GB", n_boot: int = 1000) -> dict[str, Any]:
-    """Label both tables of a run; the returned report is what ``02_label`` stores as ``label``."""
+    """Label both tables of a run; the returned report is what ``02_label_content`` stores as ``label``."""
     lexicon = load_lexicon()
     images = label_images(paths, lexicon=lexicon, memory_limit=memory_limit)
     models = label_models(paths, seed=seed, lexicon=lexicon, n_boot=n_boot)
