@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, paper, plots
+from helpers import analyse, paper, parameters, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
@@ -53,13 +53,18 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
     image_results = analyse.image_results(images, models, con=con)
     model_results = analyse.model_results(models)
     con.close()
-    for results in (image_results, model_results):
+    intervention_results = analyse.intervention_results(
+        images, None, None, parameters.default("moderation_rules"),
+        parameters.default("policy_events"), synthetic_run=synthetic, n_boot=50)
+    for results in (image_results, model_results, intervention_results):
         results.save_to_run(paths)
         plots.save_figures(results, paths, synthetic=synthetic)
     paper.write_paper_tables(paths, {**paper.image_tables(image_results),
-                                      **paper.model_tables(model_results)})
+                                      **paper.model_tables(model_results),
+                                      **paper.intervention_tables(intervention_results)})
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
-                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic)
+                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic,
+                                  analyse.InterventionResults.load_from_run(paths))
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
     paper.write_paper_table(paths, "comparison",
                             paper.comparison_table(numbers, paper.read_reference(), synthetic))
@@ -116,8 +121,9 @@ def test_study_numbers_are_the_same_from_saved_results(study):
     paths, numbers = study
     image_results = analyse.ImageResults.load_from_run(paths)
     model_results = analyse.ModelResults.load_from_run(paths)
+    intervention_results = analyse.InterventionResults.load_from_run(paths)
     assert {p.suffix for p in analyse.ImageResults.folder(paths).iterdir()} == {".json", ".parquet"}
-    for results in (image_results, model_results):
+    for results in (image_results, model_results, intervention_results):
         back = type(results).load(results.save(paths.tmp / results.part))
         for f in dataclasses.fields(results):
             value, again = getattr(results, f.name), getattr(back, f.name)
@@ -126,7 +132,8 @@ def test_study_numbers_are_the_same_from_saved_results(study):
             else:
                 stored = dict(sort_keys=True, default=analyse.NotEstimable.as_json)
                 assert json.dumps(again, **stored) == json.dumps(value, **stored)
-    assert paper.study_numbers(image_results, model_results, "sample", True) == numbers
+    assert paper.study_numbers(image_results, model_results, "sample", True,
+                               intervention_results) == numbers
     assert paper.image_numbers(image_results)["n_images"]["value"] == 2400
 
 

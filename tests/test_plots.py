@@ -79,6 +79,12 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                              **_shares(np.array([50, 60, 80]), np.array([100, 100, 100]))})
     curve = pd.DataFrame({"threshold": [0.2, 0.5, 0.8], **_shares(np.array([30, 20, 10]), np.full(3, 200))})
     corrected = {"corrected": 0.11, "ci_low": 0.09, "ci_high": 0.13}
+    removed = {f"{c}_removed{s}": np.array([1.0, 0.8, 0.1]) + d for c in ("real_person_nsfw", "minor_nsfw")
+               for s, d in (("", 0.0), ("_low", -0.05), ("_high", 0.0))}
+    rules = pd.DataFrame({"label": ["targeted", "de-list", "blunt"], **removed,
+                          "collateral": [0.0, 0.02, 0.6], "collateral_low": [0.0, 0.01, 0.55],
+                          "collateral_high": [0.0, 0.03, 0.65]})
+    harm = pd.DataFrame({"category": ["real_person_nsfw", "minor_nsfw"], "images": [100, 0]})
     return {
         "fig01_volume_nsfw": (monthly,),
         "fig02_level_composition": (levels,),
@@ -92,6 +98,7 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig10_top_tags": (tags, tags),
         "fig11_personalisation": (rp_month, rp_nsfw, families),
         "fig12_real_person_label": (curve, corrected, rp_month),
+        "fig14_interventions": (rules, harm),
     }
 
 

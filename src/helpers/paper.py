@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from .analyse import MIN_USERS, ImageResults, ModelResults
+from .analyse.policy import MIN_MONTHS_EACH_SIDE
 from .db import write_text_atomic
 from .paths import RunPaths, repo_root
 from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
@@ -950,7 +951,8 @@ def intervention_numbers(results: Any) -> dict[str, dict]:
     harm category, each rule's harm removed and collateral with intervals and the users it
     touches, each estimable policy break, and the generated finding sentences."""
     out: dict[str, dict] = {"interventions_rules": entry(len(results.declared_rules), "count"),
-                            "interventions_events": entry(int(results.events.shape[0]), "count")}
+                            "interventions_events": entry(int(results.events.shape[0]), "count"),
+                            "its_min_months_each_side": entry(MIN_MONTHS_EACH_SIDE, "count")}
     harm, rules = results.harm, results.rules
     for category in ("real_person_nsfw", "minor_nsfw"):
         row = harm if isinstance(harm, NotEstimable) else harm.set_index("category").loc[category]
