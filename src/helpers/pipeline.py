@@ -771,8 +771,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), source, synthetic)
     paper.write_numbers(paths, numbers, synthetic=synthetic, source=source)
-    paper.write_paper_table(paths, "comparison",
-                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    paper.write_comparison(paths, numbers, synthetic)
     paper.manuscript_check(paths)
     paper.readme_findings(paper.read_numbers(paths))
     return StudyOutputs(paths, image_results, model_results, numbers, figures)
