@@ -430,6 +430,6 @@ def test_not_estimable_numbers_and_tables(tmp_path: Path):
     assert "no image calls an adapter" in files["tex"].read_text()
     trends = paper.image_trend_table({"r": why}, {"odds_ratio_per_year": 2.0, "ci_low": 1.5,
                                                    "ci_high": 2.5, "p_value": 0.01, "mk_tau": 0.5})
-    assert trends["series"].tolist() == ["NSFW share (level ≥ R): not estimable: one month only: no trend",
-                                         "prompt calls a LoRA"]
+    assert trends["series"].tolist() == ["NSFW (level ≥ R): not estimable: one month only: no trend",
+                                         "LoRA in prompt"]
     assert trends["odds_ratio_per_year"].isna().tolist() == [True, False]
