@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, paper, plots
+from helpers import analyse, comparison, paper, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
@@ -61,7 +61,7 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), "sample", synthetic)
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
-    paper.write_comparison(paths, numbers, synthetic)
+    comparison.write_comparison(paths, numbers, synthetic)
     return paths, numbers
 
 
@@ -151,8 +151,8 @@ def test_write_table_csv_and_latex(tmp_path: Path):
 
 # --------------------------------------------------------------------------- reference
 def test_reference_csv_has_the_published_figures():
-    ref = paper.read_reference().set_index("metric")
-    assert list(paper.read_reference().columns) == list(paper.REFERENCE_COLUMNS)
+    ref = comparison.read_reference().set_index("metric")
+    assert list(comparison.read_reference().columns) == list(comparison.REFERENCE_COLUMNS)
     civiverse = [ref.loc[f"civiverse_nsfw_ratio_{paper.month_key(m)}", "value"]
                  for m in paper.CIVIVERSE_MONTHS]
     assert civiverse == [0.5519, 0.5829, 0.5597, 0.5859, 0.6121, 0.6504, 0.7294]
@@ -175,18 +175,18 @@ def test_reference_csv_has_the_published_figures():
 
 
 def test_a_comparable_row_without_our_number_is_refused(tmp_path: Path):
-    ref = paper.read_reference()
+    ref = comparison.read_reference()
     ref.loc[ref["metric"] == "wagner_cetinic_images", "not_comparable_because"] = ""
     bad = tmp_path / "reference.csv"
     ref.to_csv(bad, index=False)
     with pytest.raises(ValueError, match="comparable row"):
-        paper.read_reference(bad)
+        comparison.read_reference(bad)
 
 
 def test_comparison_table(study):
     _, numbers = study
-    ref = paper.read_reference()
-    comp = paper.comparison_table(numbers, ref, synthetic=True).set_index("metric")
+    ref = comparison.read_reference()
+    comp = comparison.comparison_table(numbers, ref, synthetic=True).set_index("metric")
     comparable = set(ref.loc[ref["not_comparable_because"] == "", "metric"])
     assert set(comp.index) == comparable
     row = comp.loc["wei_deepfake_model_share"]
@@ -201,10 +201,10 @@ def test_comparison_table(study):
     # Months the run does not cover are n/a, never invented; planted months say so on the sample.
     assert comp.loc["civiverse_nsfw_ratio_2024_04", "ours"] == "n/a"
     assert comp.loc["civiverse_nsfw_ratio_2023_10", "agreement"] == "planted"
-    real = paper.comparison_table(numbers, ref, synthetic=False).set_index("metric")
+    real = comparison.comparison_table(numbers, ref, synthetic=False).set_index("metric")
     assert real.loc["civiverse_nsfw_ratio_2023_10", "agreement"] != "planted"
     # The incompatible figures are listed with their reason, never set beside a number of ours.
-    excluded = paper.not_comparable_table(ref).set_index("metric")
+    excluded = comparison.not_comparable_table(ref).set_index("metric")
     assert set(excluded.index) == set(ref["metric"]) - comparable
     assert "ghosh_deepfake_bounty_female_share" in excluded.index and "wagner_cetinic_images" in excluded.index
     assert excluded["why_not_compared"].str.len().gt(0).all()

@@ -12,8 +12,9 @@
 * **Tables.** :func:`write_table` writes a frame as CSV (raw values) and as a booktabs
   ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``;
   :func:`image_tables` and :func:`model_tables` say which results become which table.
-* **Comparison.** :func:`comparison_table` sets our numbers beside the published ones in
-  ``paper/reference.csv``.
+* **Real records.** :func:`real_records_numbers` takes the aggregates of the real 2023 API
+  records from the committed validation report. The comparison with published figures is
+  :mod:`helpers.comparison`; the interpretive sentences are :mod:`helpers.prose`.
 * **README.** :func:`readme_findings` writes the findings paragraph from ``numbers.json`` and
   says so when the numbers come from the synthetic sample; :func:`update_readme` puts it
   between the markers of the README.
@@ -38,24 +39,17 @@ from .paths import RunPaths, repo_root
 from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
 from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable, wilson_bounds
 
-#: Published figures compared with ours (committed with the repository, not a run output).
-REFERENCE_CSV = repo_root() / "paper" / "reference.csv"
 #: The manuscript (committed); it inputs the run's numbers.tex, figures/ and tables/.
 MAIN_TEX = repo_root() / "paper" / "main.tex"
 #: Capitalised macros of LaTeX itself: every other capitalised macro in main.tex is a number.
 LATEX_CAPITALISED: frozenset[str] = frozenset({"LaTeX", "TeX", "Large", "LARGE", "Huge",
                                                "AtBeginDocument"})
-REFERENCE_COLUMNS: tuple[str, ...] = ("metric", "value", "unit", "definition", "scope", "source", "citation",
-                                      "ours", "our_definition", "not_comparable_because")
 NUMBERS_JSON = "numbers.json"
 NUMBERS_TEX = "numbers.tex"
 KINDS: tuple[str, ...] = ("count", "percent", "float", "pvalue", "text")
 #: Months of the Civiverse-6M card's NSFW ratios, compared month by month.
 CIVIVERSE_MONTHS: tuple[str, ...] = ("2023-10", "2023-11", "2023-12", "2024-01", "2024-02",
                                      "2024-03", "2024-04")
-#: Published figures the synthetic generator plants (its NSFW path runs through the card's months).
-PLANTED_REFERENCES: frozenset[str] = frozenset(f"civiverse_nsfw_ratio_{m.replace('-', '_')}"
-                                               for m in CIVIVERSE_MONTHS)
 #: The README block between these markers is generated (:func:`update_readme`).
 README_START = "<!-- findings:start -->"
 README_END = "<!-- findings:end -->"
@@ -739,111 +733,6 @@ def adapter_table(adapter: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEst
     if isinstance(adapter, NotEstimable):
         return adapter
     return adapter.assign(prompt_calls_lora=adapter["uses_adapter"].map({True: "yes", False: "no"}))
-
-
-# --------------------------------------------------------------------------- comparison
-def read_reference(path: Path = REFERENCE_CSV) -> pd.DataFrame:
-    """The published figures (``paper/reference.csv``), checked for its columns and units.
-
-    Each row gives the published value with its definition and scope, the key of our number
-    that measures the same thing (``ours``) with its definition, or why no number of ours is
-    comparable (``not_comparable_because``); a row has exactly one of the two.
-    """
-    ref = pd.read_csv(path, dtype={"metric": str, "unit": str}, keep_default_na=False,
-                      na_values={"value": [""]})
-    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
-    if missing:
-        raise ValueError(f"{Path(path).name} lacks columns {missing}")
-    bad = sorted(set(ref["unit"]) - {"count", "percent", "ratio"})
-    if bad:
-        raise ValueError(f"{Path(path).name}: unknown units {bad}; use count, percent or ratio")
-    comparable = ref["not_comparable_because"].str.strip() == ""
-    if (comparable & (ref["ours"].str.strip() == "")).any() or (comparable & (ref["unit"] == "count")).any():
-        raise ValueError(f"{Path(path).name}: a comparable row needs our number (ours) and a share; "
-                         "a count of another snapshot says why it is not comparable")
-    return ref
-
-
-def signed(value: float, digits: int = 1) -> str:
-    """A signed number with a true minus sign: ``+1.2``, ``−0.4``."""
-    return f"{value:+.{digits}f}".replace("-", "−")
-
-
-def short_citation(citation: str) -> str:
-    """Authors and year of a citation, without its identifier (the bibliography gives it)."""
-    return citation.split(", arXiv:")[0]
-
-
-def _points(share_text: str) -> str:
-    """A share's text without its per cent sign (the table's header says the unit)."""
-    return share_text.removesuffix("%")
-
-
-def _published_share(value: float, unit: str) -> float:
-    return value / 100.0 if unit == "percent" else float(value)
-
-
-def _published_text(value: float, unit: str) -> str:
-    """As precise as the source: a percentage as printed, a ratio to two decimals of a percent."""
-    if unit == "count":
-        return format_value(value, "count")[0]
-    return f"{value:g}%" if unit == "percent" else format_value(value, "percent", 2)[0]
-
-
-def comparison_table(numbers: Mapping[str, dict], reference: pd.DataFrame, synthetic: bool) -> pd.DataFrame:
-    """Comparable published figures beside ours: what each side measures (definition and scope),
-    the published value, ours with its interval, and the difference in percentage points with
-    the interval our estimate gives it (the published figure taken as fixed), and what that
-    interval says (``agreement``). A number this run cannot give reads "n/a", never filled in.
-
-    On the synthetic sample the agreement of a figure the generator planted (the Civiverse-6M
-    months) is "planted": it holds by construction and is no evidence.
-    """
-    from .prose import direction  # the comparison's words come from the same rule as the prose
-
-    rows = []
-    for ref in reference[reference["not_comparable_because"].str.strip() == ""].itertuples(index=False):
-        ours = numbers.get(ref.ours, {})
-        low, high = numbers.get(f"{ref.ours}_ci_low", {}), numbers.get(f"{ref.ours}_ci_high", {})
-        value = ours.get("value")
-        published = _published_share(ref.value, ref.unit)
-        bounds = (value, low.get("value"), high.get("value"))
-        if any(v is None for v in bounds):
-            ours_text = ours.get("text", "n/a") if value is None else ours["text"]
-            diff, agreement = "n/a", "n/a"
-        else:
-            ours_text = f"{_points(ours['text'])} [{_points(low['text'])}, {_points(high['text'])}]"
-            d = [100 * (v - published) for v in bounds]
-            diff = signed(d[0]) + f" [{signed(d[1])}, {signed(d[2])}]"
-            agreement = direction(*d, null=0.0, words=("ours higher", "ours lower",
-                                                       "no detectable difference"))
-            if synthetic and ref.metric in PLANTED_REFERENCES:
-                agreement = "planted"
-        rows.append({"metric": ref.metric, "published_measure": f"{ref.definition}; {ref.scope}",
-                     "published": _published_text(ref.value, ref.unit), "our_measure": ref.our_definition,
-                     "ours": ours_text, "difference_pp": diff, "agreement": agreement,
-                     "citation": ref.citation, "source": short_citation(ref.citation)})
-    return pd.DataFrame(rows, columns=["metric", "published_measure", "published", "our_measure", "ours",
-                                       "difference_pp", "agreement", "citation", "source"])
-
-
-def write_comparison(paths: RunPaths, numbers: Mapping[str, dict], synthetic: bool,
-                     reference: pd.DataFrame | None = None) -> list[Path]:
-    """Write both comparison tables (:func:`comparison_table`, :func:`not_comparable_table`)."""
-    reference = read_reference() if reference is None else reference
-    return write_paper_tables(paths, {"comparison": comparison_table(numbers, reference, synthetic),
-                                      "not_comparable": not_comparable_table(reference)})
-
-
-def not_comparable_table(reference: pd.DataFrame) -> pd.DataFrame:
-    """Published figures that no number of ours measures, each with why it is not comparable."""
-    part = reference[reference["not_comparable_because"].str.strip() != ""]
-    return pd.DataFrame({"metric": part["metric"],
-                         "published_measure": part["definition"] + "; " + part["scope"],
-                         "published": [_published_text(v, u) for v, u in zip(part["value"], part["unit"])],
-                         "why_not_compared": part["not_comparable_because"],
-                         "citation": part["citation"],
-                         "source": [short_citation(c) for c in part["citation"]]}).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- README

@@ -725,7 +725,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     """
     import pandas as pd
 
-    from . import analyse, clean, db, label, link, paper, plots, sources
+    from . import analyse, clean, comparison, db, label, link, paper, plots, sources
 
     paths.ensure()
     synthetic = source == "sample"
@@ -771,7 +771,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), source, synthetic)
     paper.write_numbers(paths, numbers, synthetic=synthetic, source=source)
-    paper.write_comparison(paths, numbers, synthetic)
+    comparison.write_comparison(paths, numbers, synthetic)
     paper.manuscript_check(paths)
     paper.readme_findings(paper.read_numbers(paths))
     return StudyOutputs(paths, image_results, model_results, numbers, figures)
