@@ -232,6 +232,21 @@ def test_real_records_numbers_from_the_committed_report():
     with_link = paper.real_records_numbers({**report, "linkage": {"calls": {
         "found": 200, "resolved": 150, "ambiguous": 10, "unresolved": 40}}})
     assert with_link["real_records_calls_resolved_share"]["value"] == pytest.approx(0.75)
+    # The NSFW share of showcase images by real-person adapter use, in the shape the link
+    # analysis returns it (helpers.analyse.links.nsfw_share_by_real_person_adapter).
+    from helpers.analyse.links import nsfw_share_by_real_person_adapter
+
+    counts = pd.DataFrame({"uses_real_person_adapter": [False, True], "n": [1000, 100], "k": [200, 5]})
+    frame = nsfw_share_by_real_person_adapter(counts)
+    table = {"columns": list(frame.columns), "rows": frame.to_numpy(dtype=object).tolist()}
+    enforced = paper.real_records_numbers({**report, "tables": {**report["tables"],
+                                                                paper.REAL_RECORDS_ENFORCEMENT: table}})
+    assert enforced["real_records_nsfw_with_rp_adapter"]["value"] == pytest.approx(0.05)
+    assert enforced["real_records_nsfw_without_rp_adapter"]["value"] == pytest.approx(0.2)
+    from helpers import prose
+
+    sentence = prose.real_records({**enforced, **paper.method_numbers()}).markdown
+    assert "NSFW less often than the rest" in sentence
 
 
 # --------------------------------------------------------------------------- README
