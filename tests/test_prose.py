@@ -125,3 +125,18 @@ def test_sentences_flip_with_a_planted_effect(tmp_path: Path):
     assert "more slowly than SFW images" in down["growth"].markdown
     # The LaTeX rendering carries the same words.
     assert "rose" in up["nsfw_trend"].latex and "fell" in down["nsfw_trend"].latex
+
+
+def test_the_trend_sentence_names_the_definitions_that_agree():
+    def trend(prefix: str, low: float, high: float) -> dict[str, dict]:
+        return {f"nsfw_trend_{prefix}_or": paper.entry((low + high) / 2, "float", 2),
+                f"nsfw_trend_{prefix}_or_ci_low": paper.entry(low, "float", 2),
+                f"nsfw_trend_{prefix}_or_ci_high": paper.entry(high, "float", 2)}
+
+    base = {**paper.method_numbers(), **trend("r", 1.5, 2.5)}
+    both = prose.nsfw_trend({**base, **trend("platform", 1.2, 1.9), **trend("x", 1.1, 3.0)}).markdown
+    assert "rose" in both and "same under the platform flag and under level X or harsher" in both
+    split = prose.nsfw_trend({**base, **trend("platform", 1.2, 1.9), **trend("x", 0.4, 0.8)}).markdown
+    assert "same under the platform flag but not under level X or harsher" in split
+    alone = prose.nsfw_trend(base).markdown  # the other definitions are not in this run
+    assert "rose" in alone and "direction" not in alone

@@ -193,13 +193,13 @@ def _with_ci(key: str) -> tuple[str, ...]:
 
 def apart(first: tuple[float, float, float], second: tuple[float, float, float]) -> str:
     """How two disjoint groups' shares (estimate, low, high) compare, to be followed by the second
-    group: "more often than", "less often than", or "about as often as (the intervals overlap)".
+    group: "more often than", "less often than", or "about as often as" (the intervals overlap).
     Intervals that do not overlap mark a difference; overlapping ones are not read as one."""
     if first[1] > second[2]:
         return "more often than"
     if first[2] < second[1]:
         return "less often than"
-    return "about as often (the intervals overlap) as"
+    return "about as often as"
 
 
 def share_change(numbers: Mapping[str, dict], prefix: str) -> str | None:
@@ -240,15 +240,18 @@ def nsfw_trend(numbers: Mapping[str, dict]) -> Sentence:
     for d in ("platform", "x"):
         k = (f"nsfw_trend_{d}_or", f"nsfw_trend_{d}_or_ci_low", f"nsfw_trend_{d}_or_ci_high")
         others[d] = None if why_missing(numbers, *k) else direction(*(value(numbers, x) for x in k))
-    same = [d for d, v in others.items() if v == verb]
-    label = {"platform": "the platform flag", "x": "level X or harsher"}
-    if len(same) == len(others):
-        agree = " The direction is the same under the platform flag and under level X or harsher."
-    elif same:
-        differ = [label[d] for d in others if d not in same]
-        agree = f" The direction is the same under {label[same[0]]} but not under {differ[0]}."
+    known = {label: v for label, v in (("the platform flag", others["platform"]),
+                                       ("level X or harsher", others["x"])) if v is not None}
+    same = [name for name, v in known.items() if v == verb]
+    differ = [name for name, v in known.items() if v != verb]
+    if not known:
+        agree = ""
+    elif not differ:
+        agree = f" The direction is the same under {' and under '.join(same)}."
+    elif not same:
+        agree = f" Under {' and under '.join(differ)} the direction differs."
     else:
-        agree = " Under the platform flag and under level X or harsher the direction differs."
+        agree = f" The direction is the same under {same[0]} but not under {differ[0]}."
     return render("The share of images rated R or harsher {verb}" + span + "; " + odds + "." + agree,
                   numbers, {"verb": verb})
 
