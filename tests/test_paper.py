@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, paper, parameters, plots
+from helpers import analyse, comparison, paper, parameters, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
@@ -66,8 +66,7 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
                                   analyse.ModelResults.load_from_run(paths), "sample", synthetic,
                                   analyse.InterventionResults.load_from_run(paths))
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
-    paper.write_paper_table(paths, "comparison",
-                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    comparison.write_comparison(paths, numbers, synthetic)
     return paths, numbers
 
 
@@ -159,8 +158,8 @@ def test_write_table_csv_and_latex(tmp_path: Path):
 
 # --------------------------------------------------------------------------- reference
 def test_reference_csv_has_the_published_figures():
-    ref = paper.read_reference().set_index("metric")
-    assert list(paper.read_reference().columns) == list(paper.REFERENCE_COLUMNS)
+    ref = comparison.read_reference().set_index("metric")
+    assert list(comparison.read_reference().columns) == list(comparison.REFERENCE_COLUMNS)
     civiverse = [ref.loc[f"civiverse_nsfw_ratio_{paper.month_key(m)}", "value"]
                  for m in paper.CIVIVERSE_MONTHS]
     assert civiverse == [0.5519, 0.5829, 0.5597, 0.5859, 0.6121, 0.6504, 0.7294]
@@ -172,24 +171,89 @@ def test_reference_csv_has_the_published_figures():
     assert ref.loc["hawkins_deepfake_models", "value"] == 35_000
     assert ref.loc["hawkins_deepfake_downloads", "value"] == 15_000_000
     assert ref.loc["hawkins_deepfake_female_share", "value"] == 96
-    assert ref["source"].notna().all() and ref["citation"].str.contains("arXiv").all()
-    assert set(ref.index) == set(paper.REFERENCE_MAP)
+    assert ref.loc["ghosh_deepfake_bounty_female_share", "value"] == 89.5
+    assert ref["source"].str.len().gt(0).all() and ref["citation"].str.contains("arXiv").all()
+    assert ref["definition"].str.len().gt(0).all() and ref["scope"].str.len().gt(0).all()
+    # Every row either names our comparable number (with its definition) or says why none is.
+    comparable = ref["not_comparable_because"] == ""
+    assert (ref.loc[comparable, "ours"] != "").all() and (ref.loc[comparable, "our_definition"] != "").all()
+    assert not (comparable & (ref["unit"] == "count")).any()  # counts of other snapshots never compare
+    assert comparable.sum() >= 3 and (~comparable).sum() >= 3
+
+
+def test_a_comparable_row_without_our_number_is_refused(tmp_path: Path):
+    ref = comparison.read_reference()
+    ref.loc[ref["metric"] == "wagner_cetinic_images", "not_comparable_because"] = ""
+    bad = tmp_path / "reference.csv"
+    ref.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="comparable row"):
+        comparison.read_reference(bad)
 
 
 def test_comparison_table(study):
     _, numbers = study
-    comp = paper.comparison_table(numbers, paper.read_reference(), synthetic=True).set_index("metric")
-    assert (comp["basis"] == "synthetic sample").all()
-    row = comp.loc["wei_nsfw_image_share"]
-    assert row["published"] == "72.05%" and row["ours"] == numbers["nsfw_share_r"]["text"]
-    expected = 100 * (numbers["nsfw_share_r"]["value"] - 0.7205)
-    assert row["difference"] == f"{expected:+.1f} pp"
-    assert comp.loc["wagner_cetinic_images", "ours"] == numbers["n_images"]["text"]
-    assert comp.loc["wei_nsfw_model_share", "ours"] == numbers["nsfw_share_models"]["text"]
-    # Months the run does not cover are n/a, never invented.
+    ref = comparison.read_reference()
+    comp = comparison.comparison_table(numbers, ref, synthetic=True).set_index("metric")
+    comparable = set(ref.loc[ref["not_comparable_because"] == "", "metric"])
+    assert set(comp.index) == comparable
+    row = comp.loc["wei_deepfake_model_share"]
+    share, low, high = (numbers[k]["value"] for k in
+                        ("real_person_share", "real_person_share_ci_low", "real_person_share_ci_high"))
+    assert row["published"] == "23.54%" and row["ours"].startswith(numbers["real_person_share"]["text"][:-1] + " [")
+    want = [100 * (v - 0.2354) for v in (share, low, high)]
+    assert row["difference_pp"] == (f"{want[0]:+.1f} [{want[1]:+.1f}, {want[2]:+.1f}]").replace("-", "−")
+    expected = ("ours higher" if want[1] > 0 else "ours lower" if want[2] < 0
+                else "no detectable difference")
+    assert row["agreement"] == expected
+    # Months the run does not cover are n/a, never invented; planted months say so on the sample.
     assert comp.loc["civiverse_nsfw_ratio_2024_04", "ours"] == "n/a"
-    real = paper.comparison_table(numbers, paper.read_reference(), synthetic=False)
-    assert (real["basis"] == "this snapshot").all()
+    assert comp.loc["civiverse_nsfw_ratio_2023_10", "agreement"] == "planted"
+    real = comparison.comparison_table(numbers, ref, synthetic=False).set_index("metric")
+    assert real.loc["civiverse_nsfw_ratio_2023_10", "agreement"] != "planted"
+    # The incompatible figures are listed with their reason, never set beside a number of ours.
+    excluded = comparison.not_comparable_table(ref).set_index("metric")
+    assert set(excluded.index) == set(ref["metric"]) - comparable
+    assert "ghosh_deepfake_bounty_female_share" in excluded.index and "wagner_cetinic_images" in excluded.index
+    assert excluded["why_not_compared"].str.len().gt(0).all()
+
+
+def test_real_records_numbers_from_the_committed_report():
+    from helpers import label
+    from helpers.stats import wilson_bounds
+
+    report = label.load_real_records_report()
+    if report is None:
+        pytest.skip("docs/validation/real_records.json is not there")
+    numbers = paper.real_records_numbers(report)
+    rec = report["records"]
+    assert numbers["real_records_models"]["value"] == rec["models"]
+    assert numbers["real_records_real_person_share"]["value"] == pytest.approx(rec["poi_true"] / rec["with_poi"])
+    gender = dict(report["tables"]["gender_distribution"]["rows"])
+    known = sum(v for k, v in gender.items() if k != "unknown")
+    assert numbers["real_records_female_share"]["value"] == pytest.approx(gender["female"] / known)
+    assert numbers["real_records_female_share_ci_low"]["value"] == pytest.approx(
+        wilson_bounds(gender["female"], known)[0])
+    # What the report lacks is not estimable, with the reason, never a number.
+    empty = paper.real_records_numbers({})
+    assert all(v["value"] is None and v["reason"] for v in empty.values())
+    with_link = paper.real_records_numbers({**report, "linkage": {"calls": {
+        "found": 200, "resolved": 150, "ambiguous": 10, "unresolved": 40}}})
+    assert with_link["real_records_calls_resolved_share"]["value"] == pytest.approx(0.75)
+    # The NSFW share of showcase images by real-person adapter use, in the shape the link
+    # analysis returns it (helpers.analyse.links.nsfw_share_by_real_person_adapter).
+    from helpers.analyse.links import nsfw_share_by_real_person_adapter
+
+    counts = pd.DataFrame({"uses_real_person_adapter": [False, True], "n": [1000, 100], "k": [200, 5]})
+    frame = nsfw_share_by_real_person_adapter(counts)
+    table = {"columns": list(frame.columns), "rows": frame.to_numpy(dtype=object).tolist()}
+    enforced = paper.real_records_numbers({**report, "tables": {**report["tables"],
+                                                                paper.REAL_RECORDS_ENFORCEMENT: table}})
+    assert enforced["real_records_nsfw_with_rp_adapter"]["value"] == pytest.approx(0.05)
+    assert enforced["real_records_nsfw_without_rp_adapter"]["value"] == pytest.approx(0.2)
+    from helpers import prose
+
+    sentence = prose.real_records({**enforced, **paper.method_numbers()}).markdown
+    assert "NSFW less often than the rest" in sentence
 
 
 # --------------------------------------------------------------------------- README
@@ -388,6 +452,6 @@ def test_not_estimable_numbers_and_tables(tmp_path: Path):
     assert "no image calls an adapter" in files["tex"].read_text()
     trends = paper.image_trend_table({"r": why}, {"odds_ratio_per_year": 2.0, "ci_low": 1.5,
                                                    "ci_high": 2.5, "p_value": 0.01, "mk_tau": 0.5})
-    assert trends["series"].tolist() == ["NSFW share (level ≥ R): not estimable: one month only: no trend",
-                                         "prompt calls a LoRA"]
+    assert trends["series"].tolist() == ["NSFW (level ≥ R): not estimable: one month only: no trend",
+                                         "LoRA in prompt"]
     assert trends["odds_ratio_per_year"].isna().tolist() == [True, False]

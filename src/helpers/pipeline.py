@@ -728,7 +728,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     """
     import pandas as pd
 
-    from . import analyse, clean, db, label, link, paper, parameters, plots, sources
+    from . import analyse, clean, comparison, db, label, link, paper, parameters, plots, sources
 
     paths.ensure()
     synthetic = source == "sample"
@@ -787,8 +787,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
                                   analyse.ModelResults.load_from_run(paths), source, synthetic,
                                   analyse.InterventionResults.load_from_run(paths))
     paper.write_numbers(paths, numbers, synthetic=synthetic, source=source)
-    paper.write_paper_table(paths, "comparison",
-                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    comparison.write_comparison(paths, numbers, synthetic)
     paper.manuscript_check(paths)
     paper.readme_findings(paper.read_numbers(paths))
     return StudyOutputs(paths, image_results, model_results,

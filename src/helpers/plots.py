@@ -256,6 +256,7 @@ def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Fi
              if lvl in set(levels.loc[levels["n"] > 0, "level"].astype(str))]
     data = levels.assign(level=levels["level"].astype(str))
     _stacked_shares(ax, data, "level", order, LEVEL_COLOURS)
+    ax.set_title("Browsing level of the month's images")
     ax.set_ylabel("share of images")
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5),
@@ -320,6 +321,7 @@ def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
         ax.step(part["value"] + 1, surv, where="post", color=colour, label=f"{label} (n={total:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_title(f"{metric_label.capitalize()} of NSFW and SFW images")
     ax.set_xlabel(f"{metric_label} + 1")
     ax.set_ylabel("share of images with at least x")
     if ax.lines:
@@ -361,6 +363,7 @@ def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
             _share_with_band(ax, part, MARKER_COLOURS[marker], label)
     ax.set_ylim(0, 1)
     _percent_axis(ax)
+    ax.set_title("Prompts with each marker category")
     ax.set_ylabel("share of prompts")
     if ax.lines:
         ax.legend(loc="upper left", ncols=2)
@@ -377,6 +380,7 @@ def fig07_creator_lorenz(lorenz: pd.DataFrame | NotEstimable,
     """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share
     (the panel says why when too few users posted: the privacy floor)."""
     fig, (ax,) = new_figure(2.8)
+    ax.set_title("Images per hashed user (Lorenz curve)")
     for result in (lorenz, summary):
         if isinstance(result, NotEstimable):
             ax.set_aspect("equal")
