@@ -607,3 +607,57 @@ def test_cleaning_reports_exactly_the_planted_messy_rows(tmp_path: Path) -> None
     assert report["models"]["clean"] == truth["clean_model_rows"]
     assert clean.rows_by_month(paths, "images").set_index("month")["rows"].to_dict() == \
         truth["clean_images_per_month"]
+
+
+def test_real_person_calls_follow_the_planted_share_and_break(snapshot: tuple[synth.SynthParams, Path],
+                                                              images: pd.DataFrame, models: pd.DataFrame) -> None:
+    """An image drawn to use a real-person adapter names one in its first call (by its file name
+    or a renamed one) and in no other call; per month, such images are the planted share of the
+    images, given the users who posted them (their adapter use depends on the user)."""
+    params, _ = snapshot
+    stems = {f["name"].removesuffix(".safetensors"): (mid, poi) for mid, poi, versions in
+             zip(models["id"], models["poi"], models["modelVersions"]) for f in versions[0]["files"]}
+    person_names = {s for s, (_, poi) in stems.items() if poi}
+    person_names |= {f"{s}_{mid:x}" for s, (mid, poi) in stems.items() if poi}  # renamed files
+    calls = images["positivePrompt"].fillna("").str.findall(r"<lora:([^:>]+):")
+    person = calls.map(lambda names: [n in person_names for n in names])
+    assert person.map(lambda flags: sum(flags) <= 1 and not any(flags[1:])).all()
+    uses = person.map(any)
+    expected = synth.user_month_truth(params).groupby("month")[["n", "person"]].sum()
+    at = params.real_person_break_month
+    for name, rows in (("before the break", images["month"] < at), ("from the break on", images["month"] >= at)):
+        months = expected.index < at if name == "before the break" else expected.index >= at
+        share = expected.loc[months, "person"].sum() / expected.loc[months, "n"].sum()
+        assert_share(uses[rows], share, f"real-person adapter images {name}")
+    for month, rows in uses.groupby(images["month"]):  # months with enough of them for a normal check
+        if expected.loc[month, "person"] >= 30:
+            assert_share(rows, expected.loc[month, "person"] / expected.loc[month, "n"],
+                         f"real-person adapter images in {month}")
+    truth = synth.expected_truth(params)
+    before = synth.month_range(params.start_month, at)[-2]
+    planted = truth["real_person_adapter_share_of_adapter_images_by_month"]
+    assert planted[at] < 0.5 * planted[before]  # the planted break (factor 0.4 on a rising path)
+    assert uses[images["month"] == at].mean() < 0.7 * uses[images["month"] == before].mean()
+
+
+def test_forced_real_person_adapters_and_their_creators(models: pd.DataFrame, snapshot) -> None:
+    params, _ = snapshot
+    people = models[models["poi"]]
+    first = models.sort_values("id").head(len(models) // 50)
+    assert first["poi"].any()  # real-person LoRAs exist from the first month
+    creators = people["usernameHash"].value_counts()
+    assert len(creators) <= synth.real_person_creator_pool(params, synth.n_users(params))
+    assert creators.iloc[0] > 5 * creators.median()  # a few creators make many of them
+
+
+def test_user_and_real_person_parameters_are_validated() -> None:
+    with pytest.raises(ValueError, match="real_person_break_month"):
+        synth.default_params(real_person_break_month="June")
+    with pytest.raises(ValueError, match="user_propensity_sd"):
+        synth.default_params(user_propensity_sd=-1.0)
+    with pytest.raises(ValueError, match="times real_person_break_factor"):
+        synth.default_params(real_person_adapter_share_end=0.6, real_person_break_factor=2.0)
+    # Without real people there are no real-person adapters and no forced real-person models.
+    params = synth.default_params(real_person_share=0.0, n_images=2_000, n_models=100)
+    truth = synth.expected_truth(params)
+    assert truth["real_person_share"] == 0 and max(truth["real_person_adapter_image_share_by_month"].values()) == 0

@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy.special import expit
-
 from .params import STREAM_IMAGE_DRAWS, STREAM_USER_TRAITS, SynthParams
-from .plan import (SnapshotPlan, cohort_years, make_plan, n_users, seeded_rng, split_by_odds_ratio,
-                   user_nsfw_share)
+from .plan import (SnapshotPlan, cohort_years, expit, make_plan, n_users, seeded_rng,
+                   split_by_odds_ratio, user_nsfw_share)
 from .text import user_hash_pool
 
 

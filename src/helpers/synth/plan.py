@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.special import expit
 
 from .params import SynthParams, month_bounds_ms
 
@@ -87,6 +86,11 @@ def split_by_odds_ratio(share: np.ndarray, exposed_share: np.ndarray,
 
 
 # --------------------------------------------------------------------------- users, in expectation
+def expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow (and without importing scipy, slow to load)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
 #: Gauss–Hermite nodes for expectations over a user's standard normal effect.
 QUADRATURE_NODES = 32
 
