@@ -133,8 +133,10 @@ def row_months(plan: SnapshotPlan, first_row: int, n_rows: int) -> np.ndarray:
 # --------------------------------------------------------------------------- truth given the users
 def user_month_truth(params: SynthParams) -> pd.DataFrame:
     """Per user (hash) and month of the good image rows: images posted (``n``, as realised) and
-    the expected counts given that user: NSFW images (``nsfw``), adapter-calling images
-    (``adapter``) and real-person-adapter images (``person``).
+    the expected counts given that user: NSFW images (``nsfw``), images with a prompt
+    (``prompted``) and NSFW ones among them (``nsfw_prompted``), adapter-calling images
+    (``adapter``) and NSFW ones among them (``nsfw_adapter``), and real-person-adapter images
+    (``person``).
 
     Replays who posted each image (the first draws of the image stream), nothing else: the
     expectation is over the draws each image makes given its user, so an estimate from the
@@ -148,11 +150,14 @@ def user_month_truth(params: SynthParams) -> pd.DataFrame:
         month = row_months(plan, first, n_rows)
         user = people.sample(seeded_rng(params.seed, STREAM_IMAGE_DRAWS, chunk_index), month)
         adapter_p = expit(plan.lora_logit[month] + people.adapter_shift[user])
-        share = user_nsfw_share(plan.nsfw_logit[month] + people.nsfw_shift[user], adapter_p, q,
-                                params.lora_nsfw_odds_ratio)
-        parts.append(pd.DataFrame({"user": user, "month": month, "n": 1, "nsfw": share,
-                                   "adapter": q * adapter_p,
-                                   "person": q * adapter_p * plan.real_person_share[month]}))
+        logit = plan.nsfw_logit[month] + people.nsfw_shift[user]
+        with_call = expit(logit + np.log(params.lora_nsfw_odds_ratio))
+        parts.append(pd.DataFrame({
+            "user": user, "month": month, "n": 1,
+            "nsfw": user_nsfw_share(logit, adapter_p, q, params.lora_nsfw_odds_ratio),
+            "prompted": q, "nsfw_prompted": q * user_nsfw_share(logit, adapter_p, 1.0, params.lora_nsfw_odds_ratio),
+            "adapter": q * adapter_p, "nsfw_adapter": q * adapter_p * with_call,
+            "person": q * adapter_p * plan.real_person_share[month]}))
     out = pd.concat(parts).groupby(["user", "month"], sort=True).sum().reset_index()
     out["user"] = people.hashes.take(pa.array(out["user"].to_numpy())).to_numpy(zero_copy_only=False)
     out["month"] = np.array(plan.months)[out["month"].to_numpy()]
