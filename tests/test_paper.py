@@ -371,61 +371,66 @@ def test_manuscript_builds_with_latexmk(study, tmp_path: Path):
 # --------------------------------------------------------------------------- published numbers
 def test_committed_numbers_recover_the_planted_truth():
     """The published numbers are a test: ``paper/numbers.json``, committed from the sample run,
-    must recover what the synthetic generator planted (each planted value inside the published
-    95% interval, counts exact)."""
+    must recover what the synthetic generator planted (counts exact).
+
+    Users differ in NSFW propensity and adapter use, so a share is planted in expectation over
+    users: the user-clustered intervals must cover those planted values; intervals that treat
+    images as independent (Wilson, Woolf, the monthly HAC growth ratio) can only be asked to
+    cover what the users who posted give in expectation (:func:`synth.user_month_truth`)."""
     from helpers import synth
+    from helpers.analyse.growth import growth_ratio
     from helpers.parameters import PARAMETERS
     from helpers.stats import wilson_bounds
 
     payload = json.loads((repo_root() / "paper" / paper.NUMBERS_JSON).read_text(encoding="utf-8"))
     assert payload["synthetic"] is True and payload["source"] == "sample"
     got = {k: v["value"] for k, v in payload["numbers"].items()}
-    truth = synth.expected_truth(synth.default_params(
-        n_images=PARAMETERS["sample_images"].default, n_models=PARAMETERS["sample_models"].default,
-        seed=PARAMETERS["seed"].default))
+    params = synth.default_params(n_images=PARAMETERS["sample_images"].default,
+                                  n_models=PARAMETERS["sample_models"].default, seed=PARAMETERS["seed"].default)
+    truth = synth.expected_truth(params)
 
-    def inside(key: str, planted: float) -> None:
-        assert got[f"{key}_ci_low"] <= planted <= got[f"{key}_ci_high"], \
-            f"{key}: planted {planted:.4f} outside [{got[key + '_ci_low']:.4f}, {got[key + '_ci_high']:.4f}]"
+    def inside(key: str, planted: float, low: str = "_ci_low", high: str = "_ci_high") -> None:
+        assert got[f"{key}{low}"] <= planted <= got[f"{key}{high}"], \
+            f"{key}: planted {planted:.4f} outside [{got[key + low]:.4f}, {got[key + high]:.4f}]"
 
     assert got["n_images"] == truth["clean_image_rows"] and got["n_models"] == truth["clean_model_rows"]
     months = truth["months"]
     assert (got["image_first_month"], got["image_last_month"]) == (months[0], months[-1])
     counts = np.array([truth["clean_images_per_month"][m] for m in months], dtype=float)
     weights = counts / counts.sum()
-    for definition, key in (("r", "nsfw_share_by_month"), ("x", "x_share_by_month"),
-                            ("platform", "platform_flag_share_by_month")):
-        monthly = np.array([truth[key][m] for m in months])
+    # Over users: the headline share in its user-clustered interval, the planted (within user
+    # and month) adapter odds ratio in the adjusted one, the pooled ratio in its clustered one.
+    inside("nsfw_share", float(weights @ np.array([truth["nsfw_share_by_month"][m] for m in months])),
+           "_boot_low", "_boot_high")
+    inside("lora_nsfw_or_adjusted", truth["lora_nsfw_odds_ratio"])
+    inside("lora_nsfw", truth["lora_nsfw_odds_ratio_crude"], "_or_boot_low", "_or_boot_high")
+    # Given the users who posted: every monthly and pooled share in its naive interval.
+    given = synth.user_month_truth(params).groupby("month").sum(numeric_only=True).reindex(months)
+    nsfw = (given["nsfw"] / given["n"]).to_numpy()
+    x_given_nsfw = np.array([sum(truth["nsfw_level_mix_by_month"][m][x] for x in ("X", "XXX", "Blocked"))
+                             for m in months])
+    pg13 = np.array([truth["sfw_level_mix_by_month"][m]["PG13"] for m in months])
+    by_definition = {"r": nsfw, "x": nsfw * x_given_nsfw,
+                     "platform": nsfw + truth["pg13_flagged_share"] * (1 - nsfw) * pg13}
+    for definition, monthly in by_definition.items():
         inside(f"nsfw_share_{definition}", float(weights @ monthly))
-        inside(f"nsfw_share_{definition}_first_month", truth[key][months[0]])
-        inside(f"nsfw_share_{definition}_last_month", truth[key][months[-1]])
-    for month, planted in truth["civiverse_nsfw_share"].items():
+        inside(f"nsfw_share_{definition}_first_month", float(monthly[0]))
+        inside(f"nsfw_share_{definition}_last_month", float(monthly[-1]))
+    for month in truth["civiverse_nsfw_share"]:
         n = truth["clean_images_per_month"][month]
         low, high = wilson_bounds(round(got[f"nsfw_share_r_{paper.month_key(month)}"] * n), n)
-        assert low <= planted <= high, month
-    # Adapters: the planted within-month effect, pooled over months as the published shares are.
-    lora = np.array([truth["lora_share_by_month"][m] for m in months])
-    with_lora = np.array([truth["nsfw_share_by_month_lora"][m] for m in months])
-    without = np.array([truth["nsfw_share_by_month_no_lora"][m] for m in months])
-    p1 = (counts * lora * with_lora).sum() / (counts * lora).sum()
-    p0 = (counts * (1 - lora) * without).sum() / (counts * (1 - lora)).sum()
+        assert low <= nsfw[months.index(month)] <= high, month
+    lora = (given["adapter"] / given["prompted"]).to_numpy()
     inside("lora_share", float((counts * lora).sum() / counts.sum()))
-    inside("lora_share_first_month", truth["lora_share_by_month"][months[0]])
-    inside("lora_share_last_month", truth["lora_share_by_month"][months[-1]])
+    inside("lora_share_first_month", float(lora[0]))
+    inside("lora_share_last_month", float(lora[-1]))
+    p1 = given["nsfw_adapter"].sum() / given["adapter"].sum()
+    p0 = (given["nsfw_prompted"].sum() - given["nsfw_adapter"].sum()) / (given["prompted"].sum() - given["adapter"].sum())
     inside("nsfw_share_with_lora", p1)
     inside("nsfw_share_without_lora", p0)
     assert got["lora_nsfw_or_ci_low"] <= p1 / (1 - p1) / (p0 / (1 - p0)) <= got["lora_nsfw_or_ci_high"]
-    # The within-month effect itself, recovered by the user × month adjusted odds ratio, and the
-    # user-clustered interval of the headline share.
-    assert got["lora_nsfw_or_adjusted_ci_low"] <= truth["lora_nsfw_odds_ratio"] \
-        <= got["lora_nsfw_or_adjusted_ci_high"]
-    assert got["nsfw_share_boot_low"] <= float(weights @ np.array(
-        [truth["nsfw_share_by_month"][m] for m in months])) <= got["nsfw_share_boot_high"]
-    # "Disproportionate": NSFW grew faster than SFW by the planted ratio (noise-free counts).
-    from helpers.analyse.growth import growth_ratio
-
-    expected = pd.DataFrame({"month": months, "n": counts,
-                             "k": counts * np.array([truth["nsfw_share_by_month"][m] for m in months])})
+    # "Disproportionate": NSFW grew faster than SFW, by the ratio the users' expected counts give.
+    expected = pd.DataFrame({"month": months, "n": given["n"].to_numpy(), "k": given["nsfw"].to_numpy()})
     planted_ratio = growth_ratio(expected)["ratio"]
     assert got["growth_ratio_ci_low"] <= planted_ratio <= got["growth_ratio_ci_high"], planted_ratio
     # Models: real-person share, whom they depict, and their NSFW odds ratio.
