@@ -28,7 +28,7 @@ def markers(text: str | None) -> set[str]:
 
 # --------------------------------------------------------------------------- lexicon
 def test_lexicon_file_is_versioned_and_complete():
-    assert LEX.version == label.LEXICON_VERSION == 1
+    assert LEX.version == label.LEXICON_VERSION == 2
     assert tuple(LEX.categories) == schema.MARKER_CATEGORIES
     for cat, terms in LEX.categories.items():
         assert terms, cat
@@ -53,7 +53,9 @@ def test_every_lexicon_term_matches_itself_in_prompt_spellings(category):
     ("Score_9, score_8_up, score_7_up", {"pony"}),
     ("score 8 up, source_anime", {"pony"}),
     ("SCORE_9", {"pony"}),
-    ("rating_explicit", {"pony"}),
+    ("rating_explicit", {"sexual"}),                                 # a rating states content
+    ("1girl, large breasts, thighhighs", {"booru"}),                 # content tags are not booru
+    ("flat chest", set()),
     ("she scored 9 points", set()),                                  # whole words only
     ("(nude:1.3), beach", {"sexual"}),
     ("((NSFW)), [naked]", {"sexual"}),
