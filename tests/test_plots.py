@@ -79,6 +79,9 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                              **_shares(np.array([50, 60, 80]), np.array([100, 100, 100]))})
     curve = pd.DataFrame({"threshold": [0.2, 0.5, 0.8], **_shares(np.array([30, 20, 10]), np.full(3, 200))})
     corrected = {"corrected": 0.11, "ci_low": 0.09, "ci_high": 0.13}
+    lineage = pd.DataFrame({"month": MONTHS, "denominator": "all", **_shares(rng.binomial(n, 0.3), n)})
+    syntax = families.assign(marker="booru", booru_lineage=[False, False, True],
+                             boot_low=lambda f: f["ci_low"], boot_high=lambda f: f["ci_high"])
     return {
         "fig01_volume_nsfw": (monthly,),
         "fig02_level_composition": (levels,),
@@ -92,6 +95,7 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig10_top_tags": (tags, tags),
         "fig11_personalisation": (rp_month, rp_nsfw, families),
         "fig12_real_person_label": (curve, corrected, rp_month),
+        "fig13_subculture_lineage": (lineage, lineage, syntax),
     }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..paths import RunPaths
 from ..schema import (ADAPTER_CALL_PATTERN, GENDERS, IMAGE_LABEL_FIELDS, MARKER_CATEGORIES,
-                      MODEL_LABEL_FIELDS, marker_column)
+                      MARKERS_DROPPED_ON_PROMPTS, MODEL_LABEL_FIELDS, marker_column)
 from .images import (LEXICON_VERSION, Lexicon, load_lexicon, lexicon_summary, NORMALISE_STEPS,
                      normalise_text, normalised_text_sql, term_regex, category_regex,
                      match_markers, count_adapter_calls, adapter_calls_sql, nsfw_bit,
