@@ -142,3 +142,15 @@ def test_paper_numbers_carry_no_definitional_odds_ratio(synthetic_run):
     syntax = results.syntax_by_family
     pony = syntax[(syntax["marker"] == "pony") & (syntax["family"] == "Pony")]
     assert pony["share"].iloc[0] > 0.9  # the generator writes score tokens into Pony prompts
+
+
+def test_complete_separation_gives_reasons_not_infinite_ratios(tmp_path):
+    """Every lineage prompt in booru syntax and no other one: the within-stratum odds ratio is
+    infinite, so it is reported as not estimable (never as 'inf' or 'nan' in the paper)."""
+    images = _planted_syntax_images(tmp_path / "images.parquet", {"Pony": 1.0, "SDXL": 0.0})
+    by_lineage = subculture.booru_syntax_by_lineage(subculture.syntax_counts(images), n_boot=50)
+    assert isinstance(by_lineage["mh_odds_ratio"], analyse.NotEstimable)
+    sentence = paper.subculture_sentence(by_lineage)
+    assert "inf" not in sentence and "nan" not in sentence.lower()
+    numbers = {k: v for k, v in paper.entry(by_lineage["mh_ci_high"], "float", 2).items()}
+    assert numbers["value"] is None and numbers["reason"]

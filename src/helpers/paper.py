@@ -829,13 +829,18 @@ def subculture_sentence(by_lineage: Mapping[str, Any] | NotEstimable) -> str:
     adjusted = not isinstance(by_lineage["mh_odds_ratio"], NotEstimable)
     ratio, low, high = ((by_lineage["mh_odds_ratio"], by_lineage["mh_ci_low"], by_lineage["mh_ci_high"])
                         if adjusted else (by_lineage["odds_ratio"], by_lineage["boot_low"], by_lineage["boot_high"]))
-    how = _direction(low, high, "more often than", "less often than", "about as often as")
     share_in = format_value(by_lineage["share_lineage"], "percent")[0]
     share_out = format_value(by_lineage["share_other"], "percent")[0]
+    if isinstance(ratio, NotEstimable):
+        return (f"Prompts made with booru-lineage base models are written in booru tag syntax in "
+                f"{share_in} of cases, prompts made with other families in {share_out}; the odds "
+                f"ratio is not estimable ({ratio.reason}).")
+    how = _direction(low, high, "more often than", "less often than", "about as often as")
     scope = "within the same user and month" if adjusted else "pooled, users resampled"
+    level = format_value(CONFIDENCE, "percent", 0)[0]
     return (f"Prompts made with booru-lineage base models are written in booru tag syntax {how} "
             f"prompts made with other families ({share_in} vs {share_out}; odds ratio {scope} "
-            f"{ratio:.2f}, 95% CI {low:.2f} to {high:.2f}).")
+            f"{ratio:.2f}, {level} CI {low:.2f} to {high:.2f}).")
 
 
 def minor_nsfw_sentence(totals: Mapping[str, Any] | NotEstimable, definition: str) -> str:

@@ -140,20 +140,31 @@ def booru_syntax_by_lineage(counts: pd.DataFrame, n_boot: int = N_BOOT,
     k_in = float(per_user["k_adapter"].sum())
     k_out = float((per_user["k"] - per_user["k_adapter"]).sum())
     pooled = cluster_bootstrap_odds_ratio(per_user, n_boot=n_boot, seed=seed)
-    out = {"n_lineage": n_in, "k_lineage": k_in, "share_lineage": k_in / n_in,
-           "n_other": n_out, "k_other": k_out, "share_other": k_out / n_out,
-           **{key: pooled[key] for key in ("odds_ratio", "ci_low", "ci_high", "boot_low", "boot_high")}}
+    out: dict[str, float | NotEstimable] = {
+        "n_lineage": n_in, "k_lineage": k_in, "share_lineage": k_in / n_in,
+        "n_other": n_out, "k_other": k_out, "share_other": k_out / n_out,
+        **_finite({key: pooled[key] for key in ("odds_ratio", "ci_low", "ci_high", "boot_low", "boot_high")},
+                  "the pooled odds ratio or its interval is not finite")}
     adjusted = mantel_haenszel_odds_ratio(_lineage_split(counts, ["user", "month"]))
-    if adjusted.get("informative_strata", 0) == 0:
+    out["informative_strata"] = float(adjusted.get("informative_strata", 0))
+    mh = {"mh_odds_ratio": adjusted["odds_ratio"], "mh_ci_low": adjusted["ci_low"],
+          "mh_ci_high": adjusted["ci_high"]}
+    if out["informative_strata"] == 0:
         reason = NotEstimable("no user posted prompts with a booru-lineage model and with another "
                               "family in the same month")
-        out.update({"mh_odds_ratio": reason, "mh_ci_low": reason, "mh_ci_high": reason,
-                    "informative_strata": 0.0})
-    else:
-        out.update({"mh_odds_ratio": adjusted["odds_ratio"], "mh_ci_low": adjusted["ci_low"],
-                    "mh_ci_high": adjusted["ci_high"],
-                    "informative_strata": float(adjusted["informative_strata"])})
+        mh = {key: reason for key in mh}
+    out.update(_finite(mh, "the within-user-and-month odds ratio or its interval is not finite "
+                           "(every informative stratum points one way)"))
     return out
+
+
+def _finite(values: dict[str, float | NotEstimable], reason: str) -> dict[str, float | NotEstimable]:
+    """``values`` unchanged when every one is a finite number, else all :class:`NotEstimable`
+    (an estimate without its interval, or an interval without its estimate, is not reported)."""
+    if all(isinstance(v, (int, float)) and np.isfinite(v) for v in values.values()):
+        return values
+    first = next((v for v in values.values() if isinstance(v, NotEstimable)), NotEstimable(reason))
+    return {key: first for key in values}
 
 
 # --------------------------------------------------------------------------- harm co-occurrence
