@@ -617,9 +617,14 @@ def test_real_records_frames_keep_the_evaluation_columns():
     report = label.real_records_report(models, seed=3, n_boot=20)
     frames = label.real_records_frames(json.loads(json.dumps(report, sort_keys=True)))
     direct = label.real_data_evaluation(models, seed=3, n_boot=20)
-    for name in set(label.REPORT_TABLES) - {"platform_miss_sample"}:
+    for name in set(label.REPORT_TABLES) - {"platform_miss_sample", "marker_precision"}:
         assert list(frames[name].columns) == list(direct[name].columns), name
         assert len(frames[name]) == len(direct[name]), name
+    # Marker precision comes from prompts, not from the models: without prompts the table is
+    # empty but keeps its columns.
+    empty = label.marker_precision(pd.DataFrame({"image_id": [], "prompt": []}), label.load_marker_check())
+    assert list(frames["marker_precision"].columns) == list(empty.columns)
+    assert frames["marker_precision"].empty
     metrics = frames["metrics"].set_index(["method", "metric"])["estimate"]
     want = direct["metrics"].set_index(["method", "metric"])["estimate"]
     assert np.allclose(metrics.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)

@@ -626,9 +626,9 @@ def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BO
     """
     evaluation = real_data_evaluation(models, seed=seed, n_boot=n_boot)
     evaluation["platform_miss_sample"] = sample_composition(evaluation["platform_miss_sample"])
-    evaluation["marker_precision"] = (marker_precision(prompts, load_marker_check()) if prompts is not None
-                                      else marker_precision(pd.DataFrame({"image_id": [], "prompt": []}),
-                                                            load_marker_check()).iloc[0:0])
+    no_prompts = pd.DataFrame({"image_id": pd.array([], dtype="int64"), "prompt": []})
+    precision = marker_precision(no_prompts if prompts is None else prompts, load_marker_check())
+    evaluation["marker_precision"] = precision.iloc[0:0] if prompts is None else precision
     poi = models["poi"].astype("boolean")
     return _plain({
         "generated_by": "python -m helpers validate --real PATH",
