@@ -130,6 +130,8 @@ def test_real_records_linkage_matches_a_straightforward_count(real_data, tmp_pat
     sources.acquire("api", paths, path=str(real_data), salt="test-salt")
     clean.clean_all(paths)
     report = link.link_images(paths)
+    # the committed validation report (the paper's real-records section) holds these counts
+    assert label.load_real_records_report()["linkage"]["calls"] == report["calls"]
     # Independent count, straight from the JSON: calls by a file stem (case, extension and
     # separators ignored) that exactly one model of the dump has.
     def key(text):
@@ -255,9 +257,13 @@ def test_real_records_real_person_adapter_nsfw_matches_a_straightforward_count(r
                     if key(n) and len(owners.get(key(n), ())) == 1}
                 uses = (model["id"] in poi and model["id"] in adapter) or bool(called & poi)
                 images.append((uses, image.get("nsfw") in ("Mature", "X")))
+    # the committed validation report (notebook 05, the paper) carries the same table
+    committed = label.real_records_frames(label.load_real_records_report())["real_person_adapter_nsfw"]
+    committed = committed.set_index("uses_real_person_adapter")
     for flag in (True, False):
         part = [nsfw for uses, nsfw in images if uses == flag]
-        assert abs(got.loc[flag, "share"] - sum(part) / len(part)) < 0.015, (flag, got.loc[flag, "share"])
-        assert abs(got.loc[flag, "n"] - len(part)) <= 0.05 * len(part)
+        for table in (got, committed):
+            assert abs(table.loc[flag, "share"] - sum(part) / len(part)) < 0.015, (flag, table.loc[flag, "share"])
+            assert abs(table.loc[flag, "n"] - len(part)) <= 0.05 * len(part)
     # enforcement is visible: images made with a real-person adapter are NSFW far less often
     assert got.loc[True, "ci_high"] < got.loc[False, "ci_low"]

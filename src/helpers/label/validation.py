@@ -521,6 +521,37 @@ def real_data_evaluation(models: pd.DataFrame, seed: int, n_boot: int = 1000) ->
     }
 
 
+def real_data_linkage(api_file: Path, work: Path, seed: int,
+                      definition: str = "r") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """The image → model link on a raw CivitAI API file, through the pipeline's own stages (the
+    ``api`` source, cleaning, labelling, linking) under ``work`` (removed after): the linkage
+    counts of :func:`helpers.link.linkage_report` without its by-month rows, and the tables
+    ``linkage_by_month`` (adapter calls found and resolved by month) and
+    ``real_person_adapter_nsfw`` (:func:`helpers.analyse.links.nsfw_share_by_real_person_adapter`
+    at NSFW ``definition``)."""
+    import shutil
+
+    from .. import clean, link, sources
+    from ..analyse import links as link_analyses
+    from . import label_all
+
+    scratch = RunPaths(Path(work)).ensure()
+    try:
+        sources.acquire("api", scratch, path=str(api_file), salt="")
+        clean.clean_all(scratch)
+        # Only the labels are read here; the label stage's own bootstrap is not.
+        label_all(scratch, seed=seed, n_boot=20)
+        report = link.link_images(scratch)
+        counts = link_analyses.link_counts(scratch.table("processed", "images"), scratch.links,
+                                           scratch.table("processed", "models"), definition)
+        tables = {"linkage_by_month": link.linkage_by_month(report, "call"),
+                  "real_person_adapter_nsfw": link_analyses.nsfw_share_by_real_person_adapter(counts)}
+        summary = {k: report[k] for k in ("images", "calls", "resources", "checkpoints")}
+        return summary, tables
+    finally:
+        shutil.rmtree(scratch.root, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- targets and summaries
 #: Targets of the real-data validation (shown beside the measured values; the real-data tests
 #: enforce them).
@@ -553,7 +584,10 @@ REPORT_BOOTSTRAP = 1000
 REPORT_TABLES: tuple[str, ...] = (
     "metrics", "confusion", "calibrated_rule_threshold", "errors", "platform_miss",
     "platform_miss_sample", "platform_miss_check", "gender_gold", "gender_confusion",
-    "gender_distribution", "marker_precision")
+    "gender_distribution", "marker_precision", "linkage_by_month", "real_person_adapter_nsfw")
+#: Tables that need the whole pipeline on the records (:func:`real_data_linkage`); a report
+#: built without it leaves them out.
+LINKAGE_TABLES: tuple[str, ...] = ("linkage_by_month", "real_person_adapter_nsfw")
 #: One line per table, for the Markdown report.
 REPORT_TABLE_TITLES: dict[str, str] = {
     "metrics": "Real-person label vs the platform's `poi` flag (out-of-fold; bootstrap 95% CIs)",
@@ -568,6 +602,11 @@ REPORT_TABLE_TITLES: dict[str, str] = {
     "gender_distribution": "Depicted gender of the models labelled real persons",
     "marker_precision": "Marker categories on real showcase prompts: precision of the hand-checked "
                         "hits (Wilson 95% CIs; docs/codebook_markers.md)",
+    "linkage_by_month": "Adapter calls in showcase prompts by month: found, resolved to one model "
+                        "of the records, ambiguous, unresolved",
+    "real_person_adapter_nsfw": "NSFW share (level >= R) of showcase images with vs without a "
+                                "resolved real-person adapter (Wilson 95% CIs; odds ratio with vs "
+                                "without, Woolf 95% CI)",
 }
 
 
@@ -615,14 +654,18 @@ def sample_composition(sample: pd.DataFrame) -> pd.DataFrame:
 
 def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BOOTSTRAP,
                         source: dict[str, Any] | None = None,
-                        prompts: pd.DataFrame | None = None) -> dict[str, Any]:
+                        prompts: pd.DataFrame | None = None,
+                        linkage: tuple[dict[str, Any], dict[str, pd.DataFrame]] | None = None
+                        ) -> dict[str, Any]:
     """The real-data validation as a JSON-ready report of aggregates only.
 
     ``models`` are the canonical models of the real records (:func:`real_data_models`). The
     tables are those of :func:`real_data_evaluation`, except that the sample of likely
     platform misses is reduced to its composition (:func:`sample_composition`): the report
     carries no model id, name, score or per-model cue. ``prompts`` (:func:`real_showcase_prompts`)
-    add the marker precision of the hand check; without them that table is empty.
+    add the marker precision of the hand check; without them that table is empty. ``linkage``
+    (:func:`real_data_linkage`) adds the linkage counts (``linkage``) and the tables
+    :data:`LINKAGE_TABLES`; without it they are left out.
     """
     evaluation = real_data_evaluation(models, seed=seed, n_boot=n_boot)
     evaluation["platform_miss_sample"] = sample_composition(evaluation["platform_miss_sample"])
@@ -630,6 +673,8 @@ def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BO
     precision = marker_precision(no_prompts if prompts is None else prompts, load_marker_check())
     evaluation["marker_precision"] = precision.iloc[0:0] if prompts is None else precision
     poi = models["poi"].astype("boolean")
+    counts, link_tables = linkage if linkage is not None else ({}, {})
+    evaluation.update(link_tables)
     return _plain({
         "generated_by": "python -m helpers validate --real PATH",
         "source": source or {},
@@ -641,7 +686,8 @@ def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BO
                     "marker_precision": MARKER_MIN_PRECISION},
         "records": {"models": len(models), "with_poi": int(poi.notna().sum()),
                     "poi_true": int(poi.fillna(False).sum())},
-        "tables": {name: table_json(evaluation[name]) for name in REPORT_TABLES},
+        "linkage": counts,
+        "tables": {name: table_json(evaluation[name]) for name in REPORT_TABLES if name in evaluation},
     })
 
 
@@ -663,8 +709,9 @@ def compute_real_records_report(api_file: Path, seed: int, n_boot: int = REPORT_
     """:func:`real_records_report` of a raw CivitAI API file, built in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="label-realdata-") as work:
         models = real_data_models(Path(api_file), Path(work) / "run")
+        linkage = real_data_linkage(Path(api_file), Path(work) / "linked", seed=seed)
     return real_records_report(models, seed=seed, n_boot=n_boot, source=source_description(api_file),
-                               prompts=real_showcase_prompts(Path(api_file)))
+                               prompts=real_showcase_prompts(Path(api_file)), linkage=linkage)
 
 
 def _cell(value: Any) -> str:
@@ -692,9 +739,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     parts = [
         "# Validation of the labels on real CivitAI records\n",
         "Generated by `python -m helpers validate --real PATH`; do not edit by hand. The numbers "
-        "are aggregates only: no model id, name, score or per-model cue. Notebook 02 shows this "
-        "report from `real_records.json`; `tests/test_label_realdata.py` recomputes it from the "
-        "real records (when present) and checks that it equals the committed copy.\n",
+        "are aggregates only: no model id, name, score or per-model cue. Notebooks 02 and 05 and "
+        "the paper show this report from `real_records.json`; `tests/test_label_realdata.py` "
+        "recomputes it from the real records (when present) and checks that it equals the "
+        "committed copy.\n",
         f"- input: `{src.get('file', '')}` (sha256 `{src.get('sha256', '')}`), not part of the repository",
         f"- models: {rec['models']}, with `poi`: {rec['with_poi']}, `poi` true: {rec['poi_true']}",
         f"- seed {p['seed']}, {p['n_boot']} bootstrap resamples, lexicon v{p['lexicon_version']}, "
@@ -704,7 +752,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{targets['gender_accuracy_where_decided']}; marker precision >= "
         f"{targets.get('marker_precision', '')} (or the marker is fixed or dropped)\n",
     ]
-    for name in REPORT_TABLES:
+    calls = (report.get("linkage") or {}).get("calls")
+    if calls and calls.get("found"):
+        parts.insert(-1, "- adapter calls in showcase prompts (the pipeline's link stage on the `api` "
+                     f"source): {calls['found']} found, {calls['resolved']} resolved "
+                     f"({100 * calls['resolved'] / calls['found']:.1f}%), {calls['ambiguous']} ambiguous, "
+                     f"{calls['unresolved']} unresolved")
+    for name in (n for n in REPORT_TABLES if n in report["tables"]):
         parts.append(f"## {REPORT_TABLE_TITLES[name]}\n")
         parts.append(markdown_table(report["tables"][name]))
     return "\n".join(parts)
