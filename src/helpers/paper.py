@@ -428,6 +428,9 @@ def real_records_numbers(report: Mapping[str, Any] | None) -> dict[str, dict]:
     for uses, name in ((True, "real_records_nsfw_with_rp_adapter"), (False, "real_records_nsfw_without_rp_adapter")):
         out.update(_share_entries(name, *(_field(by_use, uses, c) for c in ("share", "ci_low", "ci_high"))))
         out[f"{name}_n"] = entry(_field(by_use, uses, "n"), "count")
+    # The odds ratio (with vs without) is repeated on both rows of the table.
+    for column, name in (("odds_ratio", ""), ("or_ci_low", "_ci_low"), ("or_ci_high", "_ci_high")):
+        out[f"real_records_nsfw_rp_adapter_odds_ratio{name}"] = entry(_field(by_use, True, column), "float", 2)
     return out
 
 
