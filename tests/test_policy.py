@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import clean, label, parameters, sources, synth
+from helpers import clean, label, link, parameters, sources, synth
 from helpers.analyse import policy
 from helpers.paths import RunPaths
 from helpers.stats import NotEstimable
@@ -129,3 +129,58 @@ def test_enforcement_is_read_from_the_report_as_it_is():
              "rows": [[False, 100, 40, 0.4, 0.31, 0.5], [True, 50, 5, 0.1, 0.04, 0.21]]}
     frame = policy.enforcement_from_report({"tables": {policy.ENFORCEMENT_TABLE: table}})
     assert list(frame["share"]) == [0.4, 0.1]
+
+
+# --------------------------------------------------------------------------- real-person adapter break
+def linked_run(folder: Path, factor: float) -> tuple[RunPaths, dict]:
+    """A synthetic snapshot whose share of images calling a real-person adapter is cut by
+    ``factor`` from 2024-06 on, acquired, cleaned, labelled and linked, with its truth. The
+    adapter share is held flat so that the planted image share is linear on each side of the
+    break, as the segmented regression assumes."""
+    months = synth.month_range(synth.DEFAULT_START, synth.DEFAULT_END)
+    params = synth.default_params(n_images=100_000, n_models=300, seed=11, messy_rows=0,
+                                  messy_model_rows=0, real_person_break_month="2024-06",
+                                  real_person_break_factor=factor,
+                                  lora_share_by_month={m: 0.6 for m in months})
+    synth.write_snapshot(folder / "snapshot", params)
+    paths = RunPaths(folder / "run").ensure()
+    sources.acquire("local", paths, path=str(folder / "snapshot"))
+    clean.clean_all(paths)
+    label.label_all(paths, seed=3, n_boot=20)
+    link.link_images(paths)
+    return paths, synth.expected_truth(params)
+
+
+def real_person_row(paths: RunPaths, n_boot: int = 300) -> pd.Series:
+    counts = policy.user_month_counts(paths.table("processed", "images"), paths.links,
+                                      paths.table("processed", "models"))
+    its = policy.interrupted_time_series(counts, [EVENT], synthetic_run=True, n_boot=n_boot, seed=2)
+    return its.set_index("series").loc["real_person"]
+
+
+def test_planted_real_person_adapter_break_is_recovered(tmp_path):
+    paths, truth = linked_run(tmp_path, 0.4)
+    row = real_person_row(paths)
+    assert truth["real_person_break_month"] == row["break_month"] == "2024-06"
+    planted = truth["real_person_break_level_change_resolved"]
+    assert planted < -0.01  # the cut is large enough to matter on this sample
+    assert row["not_estimable"] is None
+    assert row["level_ci_low"] <= planted <= row["level_ci_high"]
+    assert row["level_boot_low"] <= planted <= row["level_boot_high"]
+    assert row["level_ci_high"] < 0  # the cut is detected, not merely allowed
+    # the share before the break is the planted (resolved) one
+    shares = truth["real_person_adapter_image_share_by_month_resolved"]
+    monthly = policy.monthly_series(policy.user_month_counts(
+        paths.table("processed", "images"), paths.links, paths.table("processed", "models")))
+    before = monthly[(monthly["series"] == "real_person") & (monthly["month"] < "2024-06")]
+    assert before["k"].sum() / before["n"].sum() == pytest.approx(
+        np.average([shares[m] for m in before["month"]], weights=before["n"]), abs=0.01)
+
+
+def test_no_real_person_break_gives_an_interval_covering_zero(tmp_path):
+    paths, truth = linked_run(tmp_path, 1.0)
+    assert truth["real_person_break_factor"] == 1.0
+    assert truth["real_person_break_level_change_resolved"] == 0
+    row = real_person_row(paths)
+    assert row["level_ci_low"] <= 0 <= row["level_ci_high"]
+    assert row["level_boot_low"] <= 0 <= row["level_boot_high"]
