@@ -117,9 +117,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(rows=args.rows, baseline=args.baseline, out=Path(args.out))
 
 
+def _list_item(item: Any) -> str:
+    """One element of a list-valued parameter on one line (a mapping as ``key: value; ...``)."""
+    if isinstance(item, dict):
+        return "; ".join(f"{k}: {v}" for k, v in item.items())
+    return repr(item)
+
+
+def format_parameter(p: parameters.Parameter) -> str:
+    """A parameter as ``python -m helpers params`` lists it: name, type, default and help on one
+    line; a list-valued default follows, one element per indented line."""
+    if isinstance(p.default, (list, tuple)):
+        items = [f"{' ' * 20}- {_list_item(item)}" for item in p.default] or [f"{' ' * 20}(empty)"]
+        return "\n".join([f"{p.name:19} {p.type.__name__:5} {p.help}; default:", *items])
+    return f"{p.name:19} {p.type.__name__:5} default {p.default!r:14} {p.help}"
+
+
 def cmd_params(_: argparse.Namespace) -> int:
     for p in parameters.PARAMETERS.values():
-        print(f"{p.name:15} {p.type.__name__:4} default {p.default!r:14} {p.help}")
+        print(format_parameter(p))
     return 0
 
 
