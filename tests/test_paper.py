@@ -233,6 +233,18 @@ def test_real_records_numbers_from_the_committed_report():
     assert numbers["real_records_female_share"]["value"] == pytest.approx(gender["female"] / known)
     assert numbers["real_records_female_share_ci_low"]["value"] == pytest.approx(
         wilson_bounds(gender["female"], known)[0])
+    # The committed report carries the linkage and the enforcement table the paper reads.
+    calls = report["linkage"]["calls"]
+    assert numbers["real_records_calls_found"]["value"] == calls["found"] > 0
+    assert numbers["real_records_calls_resolved_share"]["value"] == pytest.approx(calls["resolved"] / calls["found"])
+    nsfw = dict(zip(*[[row[report["tables"]["real_person_adapter_nsfw"]["columns"].index(c)]
+                       for row in report["tables"]["real_person_adapter_nsfw"]["rows"]]
+                      for c in ("uses_real_person_adapter", "share")]))
+    assert numbers["real_records_nsfw_with_rp_adapter"]["value"] == pytest.approx(nsfw[True])
+    assert numbers["real_records_nsfw_without_rp_adapter"]["value"] == pytest.approx(nsfw[False])
+    ratio = numbers["real_records_nsfw_rp_adapter_odds_ratio"]["value"]
+    assert numbers["real_records_nsfw_rp_adapter_odds_ratio_ci_low"]["value"] <= ratio
+    assert ratio <= numbers["real_records_nsfw_rp_adapter_odds_ratio_ci_high"]["value"]
     # What the report lacks is not estimable, with the reason, never a number.
     empty = paper.real_records_numbers({})
     assert all(v["value"] is None and v["reason"] for v in empty.values())

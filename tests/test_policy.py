@@ -1,6 +1,7 @@
 """Policy events as interrupted time series: a step planted in the synthetic generator's NSFW
 path is recovered inside its interval, a path without a break gives an interval that covers 0,
-and events the snapshot does not cover say why."""
+events the snapshot does not cover say why, and the same holds for the planted break in the
+share of images calling a real-person adapter (through the whole pipeline: label and link)."""
 from __future__ import annotations
 
 from pathlib import Path
