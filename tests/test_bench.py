@@ -13,7 +13,7 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 
-from helpers import bench, label
+from helpers import bench, bench_peers, label
 from helpers.analyse import Results
 
 ROWS = 3_000
@@ -31,9 +31,11 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def test_every_stage_and_reference_is_measured(result):
     data, _ = result
     assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
-    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE]]:
+    peers = [data[p] for p in (bench.POLARS_PEER, bench.DUCKDB_PEER) if data[p] is not None]
+    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE],
+                               data[bench.SAME_RESULTS], *peers]:
         for key in ("seconds", "process_seconds", "rows", "rows_per_second", "peak_rss_mb",
-                    "peak_rss_kernel_mb", "peak_rss_polled_mb"):
+                    "peak_rss_kernel_mb", "peak_rss_polled_mb", "bytes_written"):
             assert key in m, (m["name"], key)
         assert m["seconds"] > 0 and m["peak_rss_mb"] > 0
         assert m["process_seconds"] >= m["seconds"]
@@ -42,6 +44,19 @@ def test_every_stage_and_reference_is_measured(result):
     assert rows["acquire"] == rows["clean"] >= ROWS
     assert data[bench.SCAN_FLOOR]["rows"] == data[bench.NAIVE]["rows"] == rows["acquire"]
     assert data[bench.LABEL_FLOOR]["rows"] == rows["label_images"]  # every cleaned row labelled
+    for m in peers:  # the peers keep exactly the rows cleaning keeps
+        assert m["rows"] == rows["label_images"]
+
+
+@pytest.mark.slow  # the benchmark end to end, with its baseline
+def test_peers_compute_the_pipelines_results(result):
+    data, _ = result
+    assert data["peers"][bench.DUCKDB_PEER] == {"equal": True, "differences": []}
+    if bench_peers.polars_available():
+        assert data["peers"][bench.POLARS_PEER] == {"equal": True, "differences": []}
+    else:
+        assert data["peers"][bench.POLARS_PEER] == {"skipped": "polars is not installed"}
+        assert data[bench.POLARS_PEER] is None
 
 
 @pytest.mark.slow  # the benchmark end to end, with its baseline
@@ -50,13 +65,27 @@ def test_ratios_machine_and_targets_are_reported(result):
     s = data["summary"]
     for key in ("pipeline_seconds", "pipeline_peak_rss_mb", "scan_floor_seconds", "pipeline_over_scan",
                 "label_floor_seconds", "label_floor_over_scan", "pipeline_over_label_floor",
-                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
+                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive",
+                "same_results_seconds", "duckdb_peer_seconds", "same_results_over_duckdb_peer",
+                "pipeline_over_duckdb_peer", "snapshot_bytes", "bytes_written",
+                "bytes_written_over_snapshot"):
         assert s[key] is not None, key
+    polars_keys = ("polars_peer_seconds", "pipeline_over_polars_peer", "same_results_over_polars_peer")
+    assert all((s[k] is not None) == bench_peers.polars_available() for k in polars_keys)
+    by_name = {m["name"]: m for m in data["stages"]}
+    assert s["same_results_seconds"] == pytest.approx(
+        sum(by_name[n]["seconds"] for n in bench.SAME_RESULTS_STAGES) + data[bench.SAME_RESULTS]["seconds"],
+        abs=0.01)
+    assert s["pipeline_over_duckdb_peer"] == pytest.approx(
+        s["pipeline_process_seconds"] / data[bench.DUCKDB_PEER]["process_seconds"], rel=0.01)
+    assert s["bytes_written"] == sum(m["bytes_written"] for m in data["stages"]) > 0
+    assert len(data["load_average"]["start"]) == len(data["load_average"]["end"]) == 3
     assert s["pipeline_seconds"] == pytest.approx(sum(m["seconds"] for m in data["stages"]), abs=0.01)
     assert s["pipeline_over_scan"] == pytest.approx(s["pipeline_seconds"] / s["scan_floor_seconds"],
                                                     rel=0.01)
-    assert set(s["targets"]) == {"pipeline_over_scan<=4", "naive_over_pipeline>=5",
-                                 "peak_share_of_naive<=1/3", "peak_rss<=3GB"}
+    assert set(s["targets"]) == {"same_results_over_polars_peer<=1", "pipeline_over_polars_peer<=4",
+                                 "bytes_written_over_snapshot<=1.5", "peak_rss<=1GB",
+                                 "naive_over_pipeline>=5", "peak_share_of_naive<=1/3"}
     for key in ("cores", "memory_gb", "cpu", "python", "duckdb", "pyarrow"):
         assert data["machine"][key], key
 
@@ -65,9 +94,21 @@ def test_ratios_machine_and_targets_are_reported(result):
 def test_markdown_table_lists_every_stage(result):
     data, out = result
     text = (out / f"{ROWS}.md").read_text(encoding="utf-8")
-    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE]:
+    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE, bench.SAME_RESULTS,
+                 bench.DUCKDB_PEER]:
         assert f"| {name} |" in text
+    assert "duckdb_peer: results equal to the pipeline's" in text
     assert f"labelling floor / scan floor: {data['summary']['label_floor_over_scan']}" in text
+
+
+def test_a_peer_that_differs_is_reported():
+    frames = {"monthly": pd.DataFrame({"month": ["2023-01"], "n_images": [3]}),
+              "adapter": pd.DataFrame({"uses_adapter": [False, True], "n": [2, 1], "k": [1, 0]})}
+    assert bench_peers.compare_frames(frames, frames) == []
+    other = {**frames, "monthly": frames["monthly"].assign(n_images=[4])}
+    problems = bench_peers.compare_frames(other, frames)
+    assert len(problems) == 1 and problems[0].startswith("monthly")
+    assert bench_peers.compare_frames({"monthly": frames["monthly"]}, frames) == ["adapter: missing"]
 
 
 def test_extrapolation_is_linear_in_rows():
