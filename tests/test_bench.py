@@ -33,7 +33,8 @@ def test_every_stage_and_reference_is_measured(result):
     assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
     peers = [data[p] for p in (bench.POLARS_PEER, bench.DUCKDB_PEER) if data[p] is not None]
     for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE],
-                               data[bench.SAME_RESULTS], data[bench.NOTEBOOK_START], *peers]:
+                               data[bench.SAME_RESULTS], data[bench.NOTEBOOK_START],
+                               data[bench.LABEL_FLOOR_REFERENCE], *peers]:
         for key in ("seconds", "process_seconds", "rows", "rows_per_second", "peak_rss_mb",
                     "peak_rss_kernel_mb", "peak_rss_polled_mb", "bytes_written"):
             assert key in m, (m["name"], key)
@@ -44,6 +45,7 @@ def test_every_stage_and_reference_is_measured(result):
     assert rows["acquire"] == rows["clean"] >= ROWS
     assert data[bench.SCAN_FLOOR]["rows"] == data[bench.NAIVE]["rows"] == rows["acquire"]
     assert data[bench.LABEL_FLOOR]["rows"] == rows["label_images"]  # every cleaned row labelled
+    assert data[bench.LABEL_FLOOR_REFERENCE]["rows"] == rows["label_images"]
     for m in peers:  # the peers keep exactly the rows cleaning keeps
         assert m["rows"] == rows["label_images"]
 
@@ -68,7 +70,8 @@ def test_ratios_machine_and_targets_are_reported(result):
                 "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive",
                 "same_results_seconds", "duckdb_peer_seconds", "same_results_over_duckdb_peer",
                 "pipeline_over_duckdb_peer", "snapshot_bytes", "bytes_written",
-                "bytes_written_over_snapshot"):
+                "bytes_written_over_snapshot", "label_floor_reference_seconds",
+                "label_floor_reference_over_light"):
         assert s[key] is not None, key
     polars_keys = ("polars_peer_seconds", "pipeline_over_polars_peer", "same_results_over_polars_peer")
     assert all((s[k] is not None) == bench_peers.polars_available() for k in polars_keys)
@@ -98,7 +101,7 @@ def test_markdown_table_lists_every_stage(result):
     data, out = result
     text = (out / f"{ROWS}.md").read_text(encoding="utf-8")
     for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE, bench.SAME_RESULTS,
-                 bench.DUCKDB_PEER]:
+                 bench.DUCKDB_PEER, bench.NOTEBOOK_START, bench.LABEL_FLOOR_REFERENCE]:
         assert f"| {name} |" in text
     assert "duckdb_peer: results equal to the pipeline's" in text
     assert f"labelling floor / scan floor: {data['summary']['label_floor_over_scan']}" in text

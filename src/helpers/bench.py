@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .db import read_parquet_sql, sql_identifier, write_json_atomic, write_text_atomic
+from .db import read_parquet_sql, sql_identifier, sql_literal, write_json_atomic, write_text_atomic
 from .parameters import default
 from .paths import RunPaths, repo_root
 
@@ -45,6 +45,9 @@ STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
 #: Reference measurements besides the pipeline.
 SCAN_FLOOR = "scan_floor"
 LABEL_FLOOR = "label_floor"
+#: The labelling floor with the reference markers (whole-text normalisation, then matching):
+#: what the patterns for lightly normalised text save, on the same rows.
+LABEL_FLOOR_REFERENCE = "label_floor_reference"
 NAIVE = "naive_baseline"
 #: The analyses of notebook 03 that produce the peers' results, timed on their own (part of
 #: ``analyse_images``, so not added to the pipeline's sum).
@@ -359,6 +362,30 @@ def label_floor_sql(interim: Path) -> str:
     return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"
 
 
+def reference_label_floor_sql(interim: Path) -> str:
+    """:func:`label_floor_sql` with the reference markers: every prompt normalised by
+    ``label.NORMALISE_STEPS``, then each category's whole-word pattern."""
+    from . import label
+
+    lexicon = label.load_lexicon()
+    markers = ", ".join(f"count_if(regexp_matches(_norm, {sql_literal(label.category_regex(t))}))"
+                        for t in lexicon.categories.values())
+    return (f"SELECT count(*), count({label.adapter_calls_sql('prompt')}), {markers} FROM "
+            f"(SELECT prompt, {label.normalised_text_sql('prompt')} AS _norm FROM {read_parquet_sql(interim)})")
+
+
+def stage_label_floor_reference(paths: RunPaths, snapshot: Path) -> int:
+    """The labelling floor of the reference markers (normalise, then match), counted."""
+    from .db import connect
+
+    con = connect(paths.tmp)
+    try:
+        sql = reference_label_floor_sql(paths.table("interim", "images"))
+        return int(con.execute(sql).fetchall()[0][0])
+    finally:
+        con.close()
+
+
 def stage_label_floor(paths: RunPaths, snapshot: Path) -> int:
     """The labelling floor: the regexes over every cleaned prompt, counted, no table written."""
     from .db import connect
@@ -411,6 +438,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunPaths, Path], int]] = {
     "figures": stage_figures,
     SCAN_FLOOR: stage_scan_floor,
     LABEL_FLOOR: stage_label_floor,
+    LABEL_FLOOR_REFERENCE: stage_label_floor_reference,
     NAIVE: stage_naive_baseline,
     SAME_RESULTS: stage_same_results_analyses,
     NOTEBOOK_START: stage_notebook_start,
@@ -551,7 +579,8 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
               naive: Measurement | None, label_floor: Measurement | None = None,
               peers: dict[str, Measurement | None] | None = None,
               same_results: Measurement | None = None, snapshot_bytes: int | None = None,
-              notebook_start: Measurement | None = None, notebooks: int = 0) -> dict[str, Any]:
+              notebook_start: Measurement | None = None, notebooks: int = 0,
+              label_reference: Measurement | None = None) -> dict[str, Any]:
     """Totals of the pipeline and its ratios to the peers, the scan floor, the labelling floor
     and the naive baseline.
 
@@ -598,6 +627,9 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
         "label_floor_seconds": label_floor.seconds if label_floor else None,
         "label_floor_over_scan": _ratio(label_floor.seconds if label_floor else None, scan.seconds),
         "pipeline_over_label_floor": _ratio(seconds, label_floor.seconds if label_floor else None),
+        "label_floor_reference_seconds": label_reference.seconds if label_reference else None,
+        "label_floor_reference_over_light":
+            _ratio(label_reference.seconds if label_reference else None, label_floor.seconds if label_floor else None),
         "naive_seconds": naive.seconds if naive else None,
         "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
         "naive_over_pipeline": _ratio(naive.seconds if naive else None, seconds),
@@ -654,7 +686,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     if s.get("same_results_seconds") is not None:
         lines.append(f"| same results (acquire + clean + label_images + {SAME_RESULTS}) | "
                      f"{s['same_results_seconds']:.1f} | | | | |")
-    for key in (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR, NAIVE):
+    for key in (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
+                LABEL_FLOOR_REFERENCE, NAIVE):
         if result.get(key):
             lines.append(row(result[key]))
     lines.append("")
@@ -684,6 +717,9 @@ def markdown_table(result: dict[str, Any]) -> str:
     if s.get("label_floor_seconds") is not None:
         lines += [f"- labelling floor / scan floor: {s['label_floor_over_scan']} (computing the prompt "
                   f"labels alone, nothing written); pipeline / labelling floor: {s['pipeline_over_label_floor']}"]
+    if s.get("label_floor_reference_over_light") is not None:
+        lines.append(f"- reference labelling (normalise, then match) / labelling floor: "
+                     f"{s['label_floor_reference_over_light']} (same labels, same rows)")
     if s["naive_seconds"] is not None:
         lines += [f"- naive / pipeline time: {s['naive_over_pipeline']} (target ≥ {TARGET_NAIVE_OVER_PIPELINE:g})",
                   f"- pipeline peak / naive peak: {s['peak_share_of_naive']} (target ≤ 0.333)"]
@@ -698,6 +734,67 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += ["", f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}; Python {m['python']}, "
               f"DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, pandas {m['pandas']}"
               + (f", polars {m['polars']}" if m.get("polars") else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
+                     before: dict[str, Any] | None = None) -> str:
+    """Markdown table of stage, seconds and peak at 4M (and 8M, with the 8M / 4M time ratio),
+    with an earlier 4M result beside it, then the whole run, the peers and the floors:
+    the table ``benchmarks/README.md`` shows (its test regenerates it from the result files)."""
+    def by_name(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        if result is None:
+            return {}
+        refs = (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
+                LABEL_FLOOR_REFERENCE, NAIVE)
+        return {m["name"]: m for m in [*result["stages"], *(result[k] for k in refs if result.get(k))]}
+
+    def cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
+        return "–" if m is None else format(m[key], fmt)
+
+    now, big, old = by_name(four), by_name(eight), by_name(before)
+    head = "| stage | before: 4M s | 4M s | 4M peak MB |"
+    rule = "|---|---:|---:|---:|"
+    if eight is not None:
+        head += " 8M s | 8M peak MB | 8M / 4M time |"
+        rule += "---:|---:|---:|"
+    lines = [head, rule]
+
+    def add(label: str, name: str) -> None:
+        m, b, e = now.get(name), old.get(name), big.get(name)
+        row = f"| {label} | {cell(b, 'seconds', '.1f')} | {cell(m, 'seconds', '.1f')} | {cell(m, 'peak_rss_mb', ',.0f')} |"
+        if eight is not None:
+            ratio = f"{e['seconds'] / m['seconds']:.2f}" if e and m and m["seconds"] else ""
+            row += f" {cell(e, 'seconds', '.1f')} | {cell(e, 'peak_rss_mb', ',.0f')} | {ratio} |"
+        lines.append(row)
+
+    for stage in STAGES:
+        add(stage, stage)
+    s, sb = four["summary"], (before or {}).get("summary", {})
+    se = (eight or {}).get("summary", {})
+    row = (f"| **pipeline (sum of stages)** | {sb.get('pipeline_seconds', 0):.1f} | "
+           f"**{s['pipeline_seconds']:.1f}** | **{s['pipeline_peak_rss_mb']:,.0f}** |")
+    if eight is not None:
+        row += (f" **{se['pipeline_seconds']:.1f}** | **{se['pipeline_peak_rss_mb']:,.0f}** | "
+                f"{se['pipeline_seconds'] / s['pipeline_seconds']:.2f} |")
+    lines.append(row)
+    if s.get("pipeline_whole_seconds") is not None:
+        row = f"| whole run (stages + {s['notebooks']} notebook starts) | – | {s['pipeline_whole_seconds']:.1f} | |"
+        if eight is not None:
+            row += f" {se['pipeline_whole_seconds']:.1f} | | {se['pipeline_whole_seconds'] / s['pipeline_whole_seconds']:.2f} |"
+        lines.append(row)
+    if s.get("same_results_seconds") is not None:
+        row = f"| same results as the peers (acquire, clean, label_images, {SAME_RESULTS}) | – | {s['same_results_seconds']:.1f} | |"
+        if eight is not None:
+            row += f" {se['same_results_seconds']:.1f} | | {se['same_results_seconds'] / s['same_results_seconds']:.2f} |"
+        lines.append(row)
+    for label, name in (("polars peer", POLARS_PEER), ("DuckDB peer", DUCKDB_PEER),
+                        ("notebook start (one)", NOTEBOOK_START), ("scan floor", SCAN_FLOOR),
+                        ("labelling floor", LABEL_FLOOR),
+                        ("labelling floor, reference markers", LABEL_FLOOR_REFERENCE),
+                        ("naive baseline", NAIVE)):
+        if name in now or name in old or name in big:
+            add(label, name)
     return "\n".join(lines) + "\n"
 
 
@@ -765,7 +862,7 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         stages.append(measure(stage, run_dir, snapshot))
         _report(stages[-1])
     extra: dict[str, Measurement | None] = {}
-    for name in (SAME_RESULTS, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR):
+    for name in (SAME_RESULTS, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR, LABEL_FLOOR_REFERENCE):
         extra[name] = measure(name, run_dir, snapshot)
         _report(extra[name])
     peer_info: dict[str, dict[str, Any]] = {}
@@ -803,7 +900,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         "summary": summarise(rows, stages, extra[SCAN_FLOOR], naive, extra[LABEL_FLOOR],
                              peers=peer_measurements, same_results=extra[SAME_RESULTS],
                              snapshot_bytes=snapshot_bytes(snapshot),
-                             notebook_start=extra[NOTEBOOK_START], notebooks=notebook_count()),
+                             notebook_start=extra[NOTEBOOK_START], notebooks=notebook_count(),
+                             label_reference=extra[LABEL_FLOOR_REFERENCE]),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
