@@ -89,7 +89,7 @@ def polars_peer(files: Iterable[Path], lexicon: Lexicon, window: Window = Window
             .with_columns(ts=ts)
             .filter((pl.col("id") > 0) & (pl.col("ts") >= start) & (pl.col("ts") < end)
                     & level.is_between(1, MAX_LEVEL_MASK))
-            .unique(subset="id", keep="first", maintain_order=True)
+            .filter(pl.col("id").is_first_distinct())  # the first row of a repeated id, in file order
             .with_columns(prompt=prompt))
     light = pl.col("prompt")
     for pattern, repl in LIGHT_STEPS:
@@ -129,16 +129,18 @@ def duckdb_peer_sql(files: Iterable[Path], lexicon: Lexicon, window: Window = Wi
     markers = ", ".join(f"count_if(regexp_matches(light, {db.sql_literal(p)})) AS k_{c}"
                         for c, p in light_category_patterns(lexicon).items())
     return f"""
-    WITH valid AS (
+    WITH valid AS NOT MATERIALIZED (
         SELECT id, ts, nsfw, browsingLevel, positivePrompt, struct_pack(f := filename, r := file_row_number) AS pos
         FROM (SELECT *, TRY_CAST(createdAt AS TIMESTAMPTZ) AS ts FROM {source})
         WHERE id > 0 AND ts >= TIMESTAMPTZ {db.sql_literal(start.isoformat())}
           AND ts < TIMESTAMPTZ {db.sql_literal(end.isoformat())}
           AND browsingLevel BETWEEN 1 AND {MAX_LEVEL_MASK}
-    ), firsts AS (
-        SELECT id, min(pos) AS pos FROM valid GROUP BY id
+    ), repeated AS (
+        SELECT id, min(pos) AS first_pos FROM valid
+        WHERE id IN (SELECT id FROM valid GROUP BY id HAVING count(*) > 1) GROUP BY id
     ), kept AS (
-        SELECT v.*, {light_in} AS prompt FROM valid v JOIN firsts f ON v.id = f.id AND v.pos = f.pos
+        SELECT v.*, {light_in} AS prompt FROM valid v LEFT JOIN repeated r ON v.id = r.id
+        WHERE r.id IS NULL OR v.pos = r.first_pos
     ), labelled AS (
         SELECT *, {adapter_calls_sql('prompt')} AS n_lora, {light_text_sql('prompt')} AS light FROM kept
     )
