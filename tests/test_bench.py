@@ -189,6 +189,9 @@ def test_benchmark_readme_table_is_the_committed_results():
     text = (repo_root() / "benchmarks" / "README.md").read_text(encoding="utf-8")
     four, eight, before = _committed_results()
     assert bench.comparison_table(four, eight, before) in text
+    assert bench.benchmark_readme_results(four, eight, before) in text
+    readme = " ".join((repo_root() / "README.md").read_text(encoding="utf-8").split())
+    assert " ".join(bench.readme_scale_paragraph(four, eight, before).split()) in readme
 
 
 @dataclass(frozen=True)

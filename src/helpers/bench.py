@@ -71,6 +71,8 @@ TARGET_SAME_RESULTS_OVER_POLARS = 1.0
 TARGET_PIPELINE_OVER_POLARS = 4.0
 TARGET_BYTES_OVER_SNAPSHOT = 1.5
 TARGET_PEAK_MB = 1024
+#: Load average (1 min) below which the benchmark machine counts as quiet in the README text.
+QUIET_LOAD = 1.5
 MB = 1024 * 1024
 
 
@@ -737,67 +739,6 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
-                     before: dict[str, Any] | None = None) -> str:
-    """Markdown table of stage, seconds and peak at 4M (and 8M, with the 8M / 4M time ratio),
-    with an earlier 4M result beside it, then the whole run, the peers and the floors:
-    the table ``benchmarks/README.md`` shows (its test regenerates it from the result files)."""
-    def by_name(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-        if result is None:
-            return {}
-        refs = (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
-                LABEL_FLOOR_REFERENCE, NAIVE)
-        return {m["name"]: m for m in [*result["stages"], *(result[k] for k in refs if result.get(k))]}
-
-    def cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
-        return "–" if m is None else format(m[key], fmt)
-
-    now, big, old = by_name(four), by_name(eight), by_name(before)
-    head = "| stage | before: 4M s | 4M s | 4M peak MB |"
-    rule = "|---|---:|---:|---:|"
-    if eight is not None:
-        head += " 8M s | 8M peak MB | 8M / 4M time |"
-        rule += "---:|---:|---:|"
-    lines = [head, rule]
-
-    def add(label: str, name: str) -> None:
-        m, b, e = now.get(name), old.get(name), big.get(name)
-        row = f"| {label} | {cell(b, 'seconds', '.1f')} | {cell(m, 'seconds', '.1f')} | {cell(m, 'peak_rss_mb', ',.0f')} |"
-        if eight is not None:
-            ratio = f"{e['seconds'] / m['seconds']:.2f}" if e and m and m["seconds"] else ""
-            row += f" {cell(e, 'seconds', '.1f')} | {cell(e, 'peak_rss_mb', ',.0f')} | {ratio} |"
-        lines.append(row)
-
-    for stage in STAGES:
-        add(stage, stage)
-    s, sb = four["summary"], (before or {}).get("summary", {})
-    se = (eight or {}).get("summary", {})
-    row = (f"| **pipeline (sum of stages)** | {sb.get('pipeline_seconds', 0):.1f} | "
-           f"**{s['pipeline_seconds']:.1f}** | **{s['pipeline_peak_rss_mb']:,.0f}** |")
-    if eight is not None:
-        row += (f" **{se['pipeline_seconds']:.1f}** | **{se['pipeline_peak_rss_mb']:,.0f}** | "
-                f"{se['pipeline_seconds'] / s['pipeline_seconds']:.2f} |")
-    lines.append(row)
-    if s.get("pipeline_whole_seconds") is not None:
-        row = f"| whole run (stages + {s['notebooks']} notebook starts) | – | {s['pipeline_whole_seconds']:.1f} | |"
-        if eight is not None:
-            row += f" {se['pipeline_whole_seconds']:.1f} | | {se['pipeline_whole_seconds'] / s['pipeline_whole_seconds']:.2f} |"
-        lines.append(row)
-    if s.get("same_results_seconds") is not None:
-        row = f"| same results as the peers (acquire, clean, label_images, {SAME_RESULTS}) | – | {s['same_results_seconds']:.1f} | |"
-        if eight is not None:
-            row += f" {se['same_results_seconds']:.1f} | | {se['same_results_seconds'] / s['same_results_seconds']:.2f} |"
-        lines.append(row)
-    for label, name in (("polars peer", POLARS_PEER), ("DuckDB peer", DUCKDB_PEER),
-                        ("notebook start (one)", NOTEBOOK_START), ("scan floor", SCAN_FLOOR),
-                        ("labelling floor", LABEL_FLOOR),
-                        ("labelling floor, reference markers", LABEL_FLOOR_REFERENCE),
-                        ("naive baseline", NAIVE)):
-        if name in now or name in old or name in big:
-            add(label, name)
-    return "\n".join(lines) + "\n"
-
-
 # --------------------------------------------------------------------------- scaling
 def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
     """Predict seconds and peak memory at ``rows`` from results at several sizes.
@@ -914,3 +855,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
 
         shutil.rmtree(run_dir, ignore_errors=True)  # the run's tables are as large as the snapshot
     return 0 if all(info.get("equal", True) for info in peer_info.values()) else 1
+
+
+# The report texts (comparison table, README paragraphs) live in their own module.
+from .bench_report import (benchmark_readme_results, comparison_table, readme_scale_paragraph,  # noqa: E402
+                           update_readmes)
