@@ -13,7 +13,7 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 
-from helpers import bench, label
+from helpers import bench, bench_peers, label
 from helpers.analyse import Results
 
 ROWS = 3_000
@@ -31,9 +31,12 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def test_every_stage_and_reference_is_measured(result):
     data, _ = result
     assert [s["name"] for s in data["stages"]] == list(bench.STAGES)
-    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE]]:
+    peers = [data[p] for p in (bench.POLARS_PEER, bench.DUCKDB_PEER) if data[p] is not None]
+    for m in data["stages"] + [data[bench.SCAN_FLOOR], data[bench.LABEL_FLOOR], data[bench.NAIVE],
+                               data[bench.SAME_RESULTS], data[bench.NOTEBOOK_START],
+                               data[bench.LABEL_FLOOR_REFERENCE], *peers]:
         for key in ("seconds", "process_seconds", "rows", "rows_per_second", "peak_rss_mb",
-                    "peak_rss_kernel_mb", "peak_rss_polled_mb"):
+                    "peak_rss_kernel_mb", "peak_rss_polled_mb", "bytes_written"):
             assert key in m, (m["name"], key)
         assert m["seconds"] > 0 and m["peak_rss_mb"] > 0
         assert m["process_seconds"] >= m["seconds"]
@@ -42,6 +45,20 @@ def test_every_stage_and_reference_is_measured(result):
     assert rows["acquire"] == rows["clean"] >= ROWS
     assert data[bench.SCAN_FLOOR]["rows"] == data[bench.NAIVE]["rows"] == rows["acquire"]
     assert data[bench.LABEL_FLOOR]["rows"] == rows["label_images"]  # every cleaned row labelled
+    assert data[bench.LABEL_FLOOR_REFERENCE]["rows"] == rows["label_images"]
+    for m in peers:  # the peers keep exactly the rows cleaning keeps
+        assert m["rows"] == rows["label_images"]
+
+
+@pytest.mark.slow  # the benchmark end to end, with its baseline
+def test_peers_compute_the_pipelines_results(result):
+    data, _ = result
+    assert data["peers"][bench.DUCKDB_PEER] == {"equal": True, "differences": []}
+    if bench_peers.polars_available():
+        assert data["peers"][bench.POLARS_PEER] == {"equal": True, "differences": []}
+    else:
+        assert data["peers"][bench.POLARS_PEER] == {"skipped": "polars is not installed"}
+        assert data[bench.POLARS_PEER] is None
 
 
 @pytest.mark.slow  # the benchmark end to end, with its baseline
@@ -50,13 +67,31 @@ def test_ratios_machine_and_targets_are_reported(result):
     s = data["summary"]
     for key in ("pipeline_seconds", "pipeline_peak_rss_mb", "scan_floor_seconds", "pipeline_over_scan",
                 "label_floor_seconds", "label_floor_over_scan", "pipeline_over_label_floor",
-                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive"):
+                "naive_seconds", "naive_peak_rss_mb", "naive_over_pipeline", "peak_share_of_naive",
+                "same_results_seconds", "duckdb_peer_seconds", "same_results_over_duckdb_peer",
+                "pipeline_over_duckdb_peer", "snapshot_bytes", "bytes_written",
+                "bytes_written_over_snapshot", "label_floor_reference_seconds",
+                "label_floor_reference_over_light"):
         assert s[key] is not None, key
+    polars_keys = ("polars_peer_seconds", "pipeline_over_polars_peer", "same_results_over_polars_peer")
+    assert all((s[k] is not None) == bench_peers.polars_available() for k in polars_keys)
+    by_name = {m["name"]: m for m in data["stages"]}
+    assert s["same_results_seconds"] == pytest.approx(
+        sum(by_name[n]["seconds"] for n in bench.SAME_RESULTS_STAGES) + data[bench.SAME_RESULTS]["seconds"],
+        abs=0.01)
+    assert s["pipeline_whole_seconds"] == pytest.approx(
+        s["pipeline_seconds"] + s["notebooks"] * data[bench.NOTEBOOK_START]["process_seconds"], abs=0.01)
+    assert s["notebooks"] >= 6 and s["notebook_start_seconds"] > 0
+    assert s["pipeline_over_duckdb_peer"] == pytest.approx(
+        s["pipeline_whole_seconds"] / data[bench.DUCKDB_PEER]["process_seconds"], rel=0.01)
+    assert s["bytes_written"] == sum(m["bytes_written"] for m in data["stages"]) > 0
+    assert len(data["load_average"]["start"]) == len(data["load_average"]["end"]) == 3
     assert s["pipeline_seconds"] == pytest.approx(sum(m["seconds"] for m in data["stages"]), abs=0.01)
     assert s["pipeline_over_scan"] == pytest.approx(s["pipeline_seconds"] / s["scan_floor_seconds"],
                                                     rel=0.01)
-    assert set(s["targets"]) == {"pipeline_over_scan<=4", "naive_over_pipeline>=5",
-                                 "peak_share_of_naive<=1/3", "peak_rss<=3GB"}
+    assert set(s["targets"]) == {"same_results_over_polars_peer<=1", "pipeline_over_polars_peer<=4",
+                                 "bytes_written_over_snapshot<=1.5", "peak_rss<=1GB",
+                                 "naive_over_pipeline>=5", "peak_share_of_naive<=1/3"}
     for key in ("cores", "memory_gb", "cpu", "python", "duckdb", "pyarrow"):
         assert data["machine"][key], key
 
@@ -65,9 +100,21 @@ def test_ratios_machine_and_targets_are_reported(result):
 def test_markdown_table_lists_every_stage(result):
     data, out = result
     text = (out / f"{ROWS}.md").read_text(encoding="utf-8")
-    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE]:
+    for name in [*bench.STAGES, bench.SCAN_FLOOR, bench.LABEL_FLOOR, bench.NAIVE, bench.SAME_RESULTS,
+                 bench.DUCKDB_PEER, bench.NOTEBOOK_START, bench.LABEL_FLOOR_REFERENCE]:
         assert f"| {name} |" in text
+    assert "duckdb_peer: results equal to the pipeline's" in text
     assert f"labelling floor / scan floor: {data['summary']['label_floor_over_scan']}" in text
+
+
+def test_a_peer_that_differs_is_reported():
+    frames = {"monthly": pd.DataFrame({"month": ["2023-01"], "n_images": [3]}),
+              "adapter": pd.DataFrame({"uses_adapter": [False, True], "n": [2, 1], "k": [1, 0]})}
+    assert bench_peers.compare_frames(frames, frames) == []
+    other = {**frames, "monthly": frames["monthly"].assign(n_images=[4])}
+    problems = bench_peers.compare_frames(other, frames)
+    assert len(problems) == 1 and problems[0].startswith("monthly")
+    assert bench_peers.compare_frames({"monthly": frames["monthly"]}, frames) == ["adapter: missing"]
 
 
 def test_extrapolation_is_linear_in_rows():
@@ -98,24 +145,53 @@ def test_scan_floor_reads_every_needed_column():
     assert '"id"' in sql and '"positivePrompt"' in sql and "read_parquet(['a.parquet'])" in sql
 
 
+def _committed_results() -> tuple[dict, dict, dict]:
+    """The committed 4M and 8M results and the earlier 4M run kept in ``results/before``."""
+    from helpers.paths import repo_root
+
+    folder = repo_root() / "benchmarks" / "results"
+    read = lambda path: json.loads(path.read_text(encoding="utf-8"))  # noqa: E731
+    return read(folder / "4000000.json"), read(folder / "8000000.json"), read(folder / "before" / "4000000.json")
+
+
 def test_readme_scale_figures_are_the_committed_benchmark_results():
     # The README quotes the benchmark; its figures must be the ones in benchmarks/results.
     from helpers.paths import repo_root
 
-    root = repo_root()
-    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())  # line breaks as spaces
-    results = [json.loads((root / f"benchmarks/results/{n}.json").read_text(encoding="utf-8"))
-               for n in (4_000_000, 8_000_000)]
-    four, eight = (r["summary"] for r in results)
-    forty = bench.extrapolate(results, 40_000_000)
-    quoted = [f"{four['pipeline_seconds']:.0f} s and {four['pipeline_peak_rss_mb'] / 1000:.1f} GB peak",
-              f"{four['naive_seconds']:,.0f} s and {four['naive_peak_rss_mb'] / 1000:.1f} GB",
-              f"{eight['pipeline_seconds']:.0f} s at 8M rows",
-              f"same peak ({eight['pipeline_peak_rss_mb']:.0f} MB)",
-              f"{forty['pipeline_seconds'] / 60:.0f} minutes and {forty['pipeline_peak_rss_mb'] / 1000:.1f} GB",
-              f"labels alone, with nothing written, already costs {four['label_floor_over_scan']:.0f} times"]
+    readme = " ".join((repo_root() / "README.md").read_text(encoding="utf-8").split())  # line breaks as spaces
+    four_result, eight_result, before_result = _committed_results()
+    four, eight, before = four_result["summary"], eight_result["summary"], before_result["summary"]
+    forty = bench.extrapolate([four_result, eight_result], 40_000_000)
+    quoted = [f"took {four['same_results_seconds']:.0f} s, {four['same_results_over_polars_peer']:.1f} "
+              f"times the polars peer ({four['polars_peer_seconds']:.0f} s; DuckDB peer "
+              f"{four['duckdb_peer_seconds']:.0f} s)",
+              f"{four['notebooks']} notebook starts, {four['pipeline_whole_seconds']:.0f} s "
+              f"({four['pipeline_over_polars_peer']:.1f} times the polars peer)",
+              f"{four['pipeline_peak_rss_mb']:,.0f} MB peak",
+              f"{eight['pipeline_whole_seconds']:.0f} s at 8M rows "
+              f"({eight['pipeline_whole_seconds'] / four['pipeline_whole_seconds']:.2f} times 4M)",
+              f"peak of {eight['pipeline_peak_rss_mb']:,.0f} MB",
+              f"about {forty['pipeline_seconds'] / 60:.0f} minutes",
+              f"{before['naive_seconds']:,.0f} s and {before['naive_peak_rss_mb'] / 1000:.1f} GB",
+              f"{four['label_floor_over_scan']:.0f} times a bare scan",
+              f"{four['label_floor_reference_over_light']:.1f} times faster",
+              f"{four['bytes_written_over_snapshot']:.1f} times the snapshot's bytes",
+              f"load average {four_result['load_average']['start'][0]:.1f}"]
     for text in quoted:
         assert text in readme, text
+    assert four_result["peers"][bench.POLARS_PEER]["equal"] and four_result["peers"][bench.DUCKDB_PEER]["equal"]
+    assert eight_result["peers"][bench.POLARS_PEER]["equal"] and eight_result["peers"][bench.DUCKDB_PEER]["equal"]
+
+
+def test_benchmark_readme_table_is_the_committed_results():
+    from helpers.paths import repo_root
+
+    text = (repo_root() / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    four, eight, before = _committed_results()
+    assert bench.comparison_table(four, eight, before) in text
+    assert bench.benchmark_readme_results(four, eight, before) in text
+    readme = " ".join((repo_root() / "README.md").read_text(encoding="utf-8").split())
+    assert " ".join(bench.readme_scale_paragraph(four, eight, before).split()) in readme
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .db import read_parquet_sql, sql_identifier, write_json_atomic, write_text_atomic
+from .db import read_parquet_sql, sql_identifier, sql_literal, write_json_atomic, write_text_atomic
 from .parameters import default
 from .paths import RunPaths, repo_root
 
@@ -45,16 +45,34 @@ STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
 #: Reference measurements besides the pipeline.
 SCAN_FLOOR = "scan_floor"
 LABEL_FLOOR = "label_floor"
+#: The labelling floor with the reference markers (whole-text normalisation, then matching):
+#: what the patterns for lightly normalised text save, on the same rows.
+LABEL_FLOOR_REFERENCE = "label_floor_reference"
 NAIVE = "naive_baseline"
+#: The analyses of notebook 03 that produce the peers' results, timed on their own (part of
+#: ``analyse_images``, so not added to the pipeline's sum).
+SAME_RESULTS = "same_results_analyses"
+#: The pipeline stages that, with :data:`SAME_RESULTS`, produce what the peers produce.
+SAME_RESULTS_STAGES: tuple[str, ...] = ("acquire", "clean", "label_images")
+POLARS_PEER = "polars_peer"
+DUCKDB_PEER = "duckdb_peer"
+#: Starting one notebook as the runner does (papermill, a fresh kernel, the helpers imported).
+NOTEBOOK_START = "notebook_start"
+#: What a notebook's first cells import (the start-up every stage pays once).
+NOTEBOOK_IMPORTS = "from helpers import analyse, clean, label, link, paper, plots, sources"
 #: Seed of the synthetic snapshot and of every seeded pipeline step.
 SEED = default("seed")  # the run parameters' seed
 #: Interval of the psutil memory poll, seconds.
 POLL_SECONDS = 0.05
 #: Targets of the scale benchmark (checked in the report, never asserted in tests).
-TARGET_PIPELINE_OVER_SCAN = 4.0
 TARGET_NAIVE_OVER_PIPELINE = 5.0
 TARGET_PEAK_SHARE_OF_NAIVE = 1 / 3
-TARGET_PEAK_MB_AT_4M = 3 * 1024
+TARGET_SAME_RESULTS_OVER_POLARS = 1.0
+TARGET_PIPELINE_OVER_POLARS = 4.0
+TARGET_BYTES_OVER_SNAPSHOT = 1.5
+TARGET_PEAK_MB = 1024
+#: Load average (1 min) below which the benchmark machine counts as quiet in the README text.
+QUIET_LOAD = 1.5
 MB = 1024 * 1024
 
 
@@ -69,6 +87,7 @@ class Measurement:
     peak_rss_mb: float  # max(kernel high-water mark, polled tree sum)
     peak_rss_kernel_mb: float
     peak_rss_polled_mb: float
+    bytes_written: int | None = None  # bytes the child passed to write() (``wchar``), files and spill
 
     @property
     def rows_per_second(self) -> float:
@@ -219,6 +238,84 @@ def stage_figures(paths: RunPaths, snapshot: Path) -> int:
     return len(names)
 
 
+def stage_same_results_analyses(paths: RunPaths, snapshot: Path) -> int:
+    """The analyses whose results the peers compute (monthly NSFW shares under the three
+    definitions, LoRA use by month, NSFW share with vs without an adapter call, markers by
+    month), from the processed images as notebook 03 runs them."""
+    from . import analyse
+
+    params = study_parameters()
+    images = paths.table("processed", "images")
+    con = analyse.connect(paths, memory_limit=params["memory_limit"])
+    try:
+        analyse.nsfw_share_by_month(images, con=con)
+        analyse.lora_use_by_month(images, con=con)
+        analyse.nsfw_share_by_adapter_use(images, definition=params["definition"], con=con)
+        analyse.markers_by_month(images, con=con)
+    finally:
+        con.close()
+    return _image_rows(paths, "processed")
+
+
+def stage_notebook_start(paths: RunPaths, snapshot: Path) -> int:
+    """One notebook started the way the runner starts each stage: papermill, a fresh kernel,
+    a parameters cell and the helpers imported, nothing else."""
+    import nbformat
+    import papermill
+
+    from .pipeline import KERNEL_ARGUMENTS
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("seed = 0")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(NOTEBOOK_IMPORTS)]
+    source = paths.tmp / "bench_notebook_start.ipynb"
+    nbformat.write(nb, source)
+    papermill.execute_notebook(str(source), str(source.with_suffix(".out.ipynb")), kernel_name="python3",
+                               progress_bar=False, extra_arguments=KERNEL_ARGUMENTS)
+    return 1
+
+
+def notebook_count() -> int:
+    """How many notebooks a run starts."""
+    from .pipeline import notebook_files
+
+    return len(notebook_files())
+
+
+def _peer_folder(paths: RunPaths, peer: str) -> Path:
+    return paths.tmp / f"bench_{peer}"
+
+
+def _run_peer(paths: RunPaths, snapshot: Path, peer: str) -> int:
+    from . import bench_peers, label
+
+    params = study_parameters()
+    run = bench_peers.polars_peer if peer == POLARS_PEER else bench_peers.duckdb_peer
+    frames = run(image_files(snapshot), label.load_lexicon(), definition=params["definition"])
+    bench_peers.save_frames(frames, _peer_folder(paths, peer))
+    return int(frames["monthly"]["n_images"].sum())
+
+
+def stage_polars_peer(paths: RunPaths, snapshot: Path) -> int:
+    """The polars one-pass peer: raw snapshot to the study's image results, streamed."""
+    return _run_peer(paths, snapshot, POLARS_PEER)
+
+
+def stage_duckdb_peer(paths: RunPaths, snapshot: Path) -> int:
+    """The DuckDB one-query peer: raw snapshot to the study's image results."""
+    return _run_peer(paths, snapshot, DUCKDB_PEER)
+
+
+def peer_differences(paths: RunPaths, peer: str) -> list[str]:
+    """Where a peer's results differ from the pipeline's saved ``ImageResults`` (empty: equal)."""
+    from . import analyse, bench_peers, label
+
+    lexicon = label.load_lexicon()
+    want = bench_peers.pipeline_frames(analyse.ImageResults.load(_results_folder(paths, "images")), lexicon)
+    return bench_peers.compare_frames(bench_peers.load_frames(_peer_folder(paths, peer)), want)
+
+
 def image_files(snapshot: Path) -> list[Path]:
     """The snapshot's image Parquet parts, sorted."""
     return sorted((snapshot / "images").glob("*.parquet"))
@@ -265,6 +362,30 @@ def label_floor_sql(interim: Path) -> str:
     columns = ["is_nsfw_platform", "is_nsfw_r", "n_lora",
                *schema.MARKERS.values()]
     return f"SELECT count(*), {', '.join(f'count({c})' for c in columns)} FROM ({select})"
+
+
+def reference_label_floor_sql(interim: Path) -> str:
+    """:func:`label_floor_sql` with the reference markers: every prompt normalised by
+    ``label.NORMALISE_STEPS``, then each category's whole-word pattern."""
+    from . import label
+
+    lexicon = label.load_lexicon()
+    markers = ", ".join(f"count_if(regexp_matches(_norm, {sql_literal(label.category_regex(t))}))"
+                        for t in lexicon.categories.values())
+    return (f"SELECT count(*), count({label.adapter_calls_sql('prompt')}), {markers} FROM "
+            f"(SELECT prompt, {label.normalised_text_sql('prompt')} AS _norm FROM {read_parquet_sql(interim)})")
+
+
+def stage_label_floor_reference(paths: RunPaths, snapshot: Path) -> int:
+    """The labelling floor of the reference markers (normalise, then match), counted."""
+    from .db import connect
+
+    con = connect(paths.tmp)
+    try:
+        sql = reference_label_floor_sql(paths.table("interim", "images"))
+        return int(con.execute(sql).fetchall()[0][0])
+    finally:
+        con.close()
 
 
 def stage_label_floor(paths: RunPaths, snapshot: Path) -> int:
@@ -319,7 +440,12 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunPaths, Path], int]] = {
     "figures": stage_figures,
     SCAN_FLOOR: stage_scan_floor,
     LABEL_FLOOR: stage_label_floor,
+    LABEL_FLOOR_REFERENCE: stage_label_floor_reference,
     NAIVE: stage_naive_baseline,
+    SAME_RESULTS: stage_same_results_analyses,
+    NOTEBOOK_START: stage_notebook_start,
+    POLARS_PEER: stage_polars_peer,
+    DUCKDB_PEER: stage_duckdb_peer,
 }
 
 
@@ -327,10 +453,26 @@ def child_main(argv: list[str] | None = None) -> None:
     """Entry point of a child: ``<stage> <run_dir> <snapshot> <result.json>``."""
     stage, run_dir, snapshot, result = argv if argv is not None else sys.argv[1:5]
     paths = RunPaths(Path(run_dir)).ensure()
+    written = bytes_written_so_far()
     start = time.perf_counter()
     rows = STAGE_FUNCTIONS[stage](paths, Path(snapshot))
     seconds = time.perf_counter() - start
-    write_json_atomic({"rows": int(rows), "seconds": seconds}, Path(result))
+    after = bytes_written_so_far()
+    write_json_atomic({"rows": int(rows), "seconds": seconds,
+                       "bytes_written": None if after is None or written is None else after - written},
+                      Path(result))
+
+
+def bytes_written_so_far() -> int | None:
+    """Bytes this process (all its threads) has passed to ``write()``, from ``/proc/self/io``;
+    None where the kernel does not report it."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 # --------------------------------------------------------------------------- measuring (parent side)
@@ -400,7 +542,8 @@ def measure(stage: str, run_dir: Path, snapshot: Path) -> Measurement:
     return Measurement(name=stage, rows=done["rows"], seconds=round(done["seconds"], 3),
                        process_seconds=round(process_seconds, 3),
                        peak_rss_mb=round(max(kernel_mb, polled_mb), 1),
-                       peak_rss_kernel_mb=round(kernel_mb, 1), peak_rss_polled_mb=round(polled_mb, 1))
+                       peak_rss_kernel_mb=round(kernel_mb, 1), peak_rss_polled_mb=round(polled_mb, 1),
+                       bytes_written=done.get("bytes_written"))
 
 
 # --------------------------------------------------------------------------- report
@@ -422,38 +565,95 @@ def machine_description() -> dict[str, Any]:
     return {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1024 ** 3, 1),
             "cpu": cpu, "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "pyarrow": pa.__version__, "pandas": pd.__version__}
+            "pyarrow": pa.__version__, "pandas": pd.__version__, "polars": _polars_version()}
+
+
+def _polars_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("polars")
+    except PackageNotFoundError:
+        return None
 
 
 def summarise(rows: int, stages: list[Measurement], scan: Measurement,
-              naive: Measurement | None, label_floor: Measurement | None = None) -> dict[str, Any]:
-    """Totals of the pipeline and its ratios to the scan floor, the labelling floor and the
-    naive baseline."""
+              naive: Measurement | None, label_floor: Measurement | None = None,
+              peers: dict[str, Measurement | None] | None = None,
+              same_results: Measurement | None = None, snapshot_bytes: int | None = None,
+              notebook_start: Measurement | None = None, notebooks: int = 0,
+              label_reference: Measurement | None = None) -> dict[str, Any]:
+    """Totals of the pipeline and its ratios to the peers, the scan floor, the labelling floor
+    and the naive baseline.
+
+    The whole run is the stages' own seconds plus one notebook start per notebook (a fresh
+    kernel importing the helpers), as ``python -m helpers run`` pays them; the peers are
+    timed as whole processes (interpreter start and imports included).
+    """
+    peers = peers or {}
     seconds = sum(m.seconds for m in stages)
+    start_seconds = notebook_start.process_seconds if notebook_start is not None else None
+    process_seconds = sum(m.process_seconds for m in stages)
+    whole = seconds + notebooks * start_seconds if start_seconds is not None else process_seconds
     peak = max(m.peak_rss_mb for m in stages)
+    polars = peers.get(POLARS_PEER)
+    duck = peers.get(DUCKDB_PEER)
+    by_name = {m.name: m for m in stages}
+    same = (sum(by_name[s].seconds for s in SAME_RESULTS_STAGES) + same_results.seconds
+            if same_results is not None and all(s in by_name for s in SAME_RESULTS_STAGES) else None)
+    written = [m.bytes_written for m in stages]
+    bytes_written = sum(written) if written and None not in written else None
     out: dict[str, Any] = {
         "pipeline_seconds": round(seconds, 3),
-        "pipeline_process_seconds": round(sum(m.process_seconds for m in stages), 3),
+        "pipeline_process_seconds": round(process_seconds, 3),
+        "pipeline_whole_seconds": round(whole, 3),
+        "notebook_start_seconds": start_seconds,
+        "notebooks": notebooks if start_seconds is not None else None,
         "pipeline_rows_per_second": round(rows / seconds, 1) if seconds else None,
         "pipeline_peak_rss_mb": peak,
+        "same_results_seconds": round(same, 3) if same is not None else None,
+        "polars_peer_seconds": polars.seconds if polars else None,
+        "polars_peer_process_seconds": polars.process_seconds if polars else None,
+        "polars_peer_peak_rss_mb": polars.peak_rss_mb if polars else None,
+        "duckdb_peer_seconds": duck.seconds if duck else None,
+        "duckdb_peer_peak_rss_mb": duck.peak_rss_mb if duck else None,
+        "pipeline_over_polars_peer": _ratio(whole, polars.process_seconds if polars else None),
+        "same_results_over_polars_peer": _ratio(same, polars.seconds if polars else None),
+        "pipeline_over_duckdb_peer": _ratio(whole, duck.process_seconds if duck else None),
+        "same_results_over_duckdb_peer": _ratio(same, duck.seconds if duck else None),
+        "snapshot_bytes": snapshot_bytes,
+        "bytes_written": bytes_written,
+        "bytes_written_over_snapshot": _ratio(bytes_written, snapshot_bytes),
         "scan_floor_seconds": scan.seconds,
-        "pipeline_over_scan": round(seconds / scan.seconds, 2) if scan.seconds else None,
+        "pipeline_over_scan": _ratio(seconds, scan.seconds),
         "label_floor_seconds": label_floor.seconds if label_floor else None,
-        "label_floor_over_scan":
-            round(label_floor.seconds / scan.seconds, 2) if label_floor and scan.seconds else None,
-        "pipeline_over_label_floor": round(seconds / label_floor.seconds, 2) if label_floor else None,
+        "label_floor_over_scan": _ratio(label_floor.seconds if label_floor else None, scan.seconds),
+        "pipeline_over_label_floor": _ratio(seconds, label_floor.seconds if label_floor else None),
+        "label_floor_reference_seconds": label_reference.seconds if label_reference else None,
+        "label_floor_reference_over_light":
+            _ratio(label_reference.seconds if label_reference else None, label_floor.seconds if label_floor else None),
         "naive_seconds": naive.seconds if naive else None,
         "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
-        "naive_over_pipeline": round(naive.seconds / seconds, 2) if naive and seconds else None,
+        "naive_over_pipeline": _ratio(naive.seconds if naive else None, seconds),
         "peak_share_of_naive": round(peak / naive.peak_rss_mb, 3) if naive else None,
     }
     out["targets"] = {
-        "pipeline_over_scan<=4": _check(out["pipeline_over_scan"], TARGET_PIPELINE_OVER_SCAN, "<="),
+        "same_results_over_polars_peer<=1": _check(out["same_results_over_polars_peer"],
+                                                   TARGET_SAME_RESULTS_OVER_POLARS, "<="),
+        "pipeline_over_polars_peer<=4": _check(out["pipeline_over_polars_peer"], TARGET_PIPELINE_OVER_POLARS, "<="),
+        "bytes_written_over_snapshot<=1.5": _check(out["bytes_written_over_snapshot"],
+                                                   TARGET_BYTES_OVER_SNAPSHOT, "<="),
+        "peak_rss<=1GB": _check(peak, TARGET_PEAK_MB, "<="),
         "naive_over_pipeline>=5": _check(out["naive_over_pipeline"], TARGET_NAIVE_OVER_PIPELINE, ">="),
         "peak_share_of_naive<=1/3": _check(out["peak_share_of_naive"], TARGET_PEAK_SHARE_OF_NAIVE, "<="),
-        "peak_rss<=3GB": _check(peak, TARGET_PEAK_MB_AT_4M, "<="),
     }
     return out
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 2)
 
 
 def _check(value: float | None, target: float, op: str) -> bool | None:
@@ -463,32 +663,79 @@ def _check(value: float | None, target: float, op: str) -> bool | None:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """The per-stage table and the ratios, as Markdown."""
+    """The per-stage table with the peers beside the pipeline, and the ratios, as Markdown."""
     rows = result["rows"]
     lines = [f"### {rows:,} image rows, {result['models']:,} models", "",
-             "| stage | seconds | rows/s | peak RSS (MB) | process s |", "|---|---:|---:|---:|---:|"]
-    references = [result[k] for k in (SCAN_FLOOR, LABEL_FLOOR, NAIVE) if result.get(k)]
-    for m in result["stages"] + references:
-        lines.append(f"| {m['name']} | {m['seconds']:.1f} | {m['rows_per_second']:,.0f} | "
-                     f"{m['peak_rss_mb']:,.0f} | {m['process_seconds']:.1f} |")
+             "| stage | seconds | rows/s | peak RSS (MB) | process s | MB written |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def row(m: dict[str, Any], bold: bool = False) -> str:
+        b = "**" if bold else ""
+        written = "" if m.get("bytes_written") is None else f"{m['bytes_written'] / MB:,.0f}"
+        return (f"| {b}{m['name']}{b} | {m['seconds']:.1f} | {m['rows_per_second']:,.0f} | "
+                f"{m['peak_rss_mb']:,.0f} | {m['process_seconds']:.1f} | {written} |")
+
+    for m in result["stages"]:
+        lines.append(row(m))
     s = result["summary"]
+    written = "" if s.get("bytes_written") is None else f"**{s['bytes_written'] / MB:,.0f}**"
     lines.append(f"| **pipeline (sum of stages)** | **{s['pipeline_seconds']:.1f}** | "
                  f"**{s['pipeline_rows_per_second']:,.0f}** | **{s['pipeline_peak_rss_mb']:,.0f}** | "
-                 f"{s['pipeline_process_seconds']:.1f} |")
-    lines += ["", f"- pipeline / scan floor: {s['pipeline_over_scan']} (target ≤ {TARGET_PIPELINE_OVER_SCAN:g})"]
+                 f"{s['pipeline_process_seconds']:.1f} | {written} |")
+    if s.get("notebook_start_seconds") is not None:
+        lines.append(f"| **whole run (stages + {s['notebooks']} notebook starts)** | "
+                     f"**{s['pipeline_whole_seconds']:.1f}** | | | | |")
+    if s.get("same_results_seconds") is not None:
+        lines.append(f"| same results (acquire + clean + label_images + {SAME_RESULTS}) | "
+                     f"{s['same_results_seconds']:.1f} | | | | |")
+    for key in (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
+                LABEL_FLOOR_REFERENCE, NAIVE):
+        if result.get(key):
+            lines.append(row(result[key]))
+    lines.append("")
+    peers = result.get("peers") or {}
+    for peer in (POLARS_PEER, DUCKDB_PEER):
+        info = peers.get(peer)
+        if info is None:
+            continue
+        if info.get("skipped"):
+            lines.append(f"- {peer}: skipped ({info['skipped']})")
+        else:
+            lines.append(f"- {peer}: results {'equal to' if info['equal'] else 'DIFFERENT from'} the pipeline's"
+                         + ("" if info["equal"] else f" ({'; '.join(info['differences'])})"))
+    if s.get("same_results_over_polars_peer") is not None:
+        lines += [f"- same results / polars peer: {s['same_results_over_polars_peer']} "
+                  f"(target ≤ {TARGET_SAME_RESULTS_OVER_POLARS:g})",
+                  f"- whole pipeline (stages + {s.get('notebooks')} notebook starts of "
+                  f"{s.get('notebook_start_seconds')} s) / polars peer: "
+                  f"{s['pipeline_over_polars_peer']} (target ≤ {TARGET_PIPELINE_OVER_POLARS:g})"]
+    if s.get("same_results_over_duckdb_peer") is not None:
+        lines.append(f"- same results / DuckDB peer: {s['same_results_over_duckdb_peer']}; whole pipeline / "
+                     f"DuckDB peer: {s['pipeline_over_duckdb_peer']}")
+    if s.get("bytes_written_over_snapshot") is not None:
+        lines.append(f"- bytes written by the pipeline / snapshot bytes: {s['bytes_written_over_snapshot']} "
+                     f"(target ≤ {TARGET_BYTES_OVER_SNAPSHOT:g})")
+    lines.append(f"- pipeline / scan floor: {s['pipeline_over_scan']}")
     if s.get("label_floor_seconds") is not None:
         lines += [f"- labelling floor / scan floor: {s['label_floor_over_scan']} (computing the prompt "
                   f"labels alone, nothing written); pipeline / labelling floor: {s['pipeline_over_label_floor']}"]
+    if s.get("label_floor_reference_over_light") is not None:
+        lines.append(f"- reference labelling (normalise, then match) / labelling floor: "
+                     f"{s['label_floor_reference_over_light']} (same labels, same rows)")
     if s["naive_seconds"] is not None:
         lines += [f"- naive / pipeline time: {s['naive_over_pipeline']} (target ≥ {TARGET_NAIVE_OVER_PIPELINE:g})",
                   f"- pipeline peak / naive peak: {s['peak_share_of_naive']} (target ≤ 0.333)"]
-    lines.append(f"- pipeline peak RSS: {s['pipeline_peak_rss_mb']:,.0f} MB (target ≤ 3,072 MB at 4M rows)")
+    lines.append(f"- pipeline peak RSS: {s['pipeline_peak_rss_mb']:,.0f} MB (target ≤ {TARGET_PEAK_MB:,} MB)")
     sample = result.get("term_sample_percent")
     lines.append(f"- prompt terms tokenised: {'all prompts' if sample is None else f'{sample:g}% hash sample'} "
                  f"(as params/full.yaml)")
     m = result["machine"]
+    load = result.get("load_average")
+    if load:
+        lines.append(f"- load average (1, 5, 15 min) at start: {load['start']}, at end: {load['end']}")
     lines += ["", f"Machine: {m['cores']} cores, {m['memory_gb']} GB, {m['cpu']}; Python {m['python']}, "
-              f"DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, pandas {m['pandas']}."]
+              f"DuckDB {m['duckdb']}, pyarrow {m['pyarrow']}, pandas {m['pandas']}"
+              + (f", polars {m['polars']}" if m.get("polars") else "") + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -524,9 +771,24 @@ def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- entry point
+def snapshot_bytes(snapshot: Path) -> int:
+    """Size on disk of the snapshot's data files (images and models)."""
+    return sum(p.stat().st_size for p in snapshot.rglob("*.parquet"))
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _report(m: Measurement) -> None:
+    print(f"  {m.name:22} {m.seconds:8.1f} s  {m.peak_rss_mb:8.0f} MB", flush=True)
+
+
 def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
-         keep_run: bool = False) -> int:
-    """Benchmark the pipeline at ``rows`` image rows; write ``out/<rows>.json`` and ``.md``."""
+         keep_run: bool = False, peers: bool = True) -> int:
+    """Benchmark the pipeline at ``rows`` image rows beside its peers; write ``out/<rows>.json`` and ``.md``."""
+    from .bench_peers import polars_available
+
     folder = data_folder(rows, data_dir)
     snapshot = folder / "snapshot"
     run_dir = folder / "run"
@@ -535,24 +797,52 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
     synth_seconds = time.perf_counter() - start
     print(f"snapshot: {rows:,} image rows ({'generated in %.0f s' % synth_seconds if generated else 'reused'})",
           flush=True)
+    load_start = _load()
     stages: list[Measurement] = []
     for stage in STAGES:
         stages.append(measure(stage, run_dir, snapshot))
-        m = stages[-1]
-        print(f"  {stage:15} {m.seconds:8.1f} s  {m.peak_rss_mb:8.0f} MB", flush=True)
-    scan = measure(SCAN_FLOOR, run_dir, snapshot)
-    print(f"  {SCAN_FLOOR:15} {scan.seconds:8.1f} s  {scan.peak_rss_mb:8.0f} MB", flush=True)
-    label_floor = measure(LABEL_FLOOR, run_dir, snapshot)
-    print(f"  {LABEL_FLOOR:15} {label_floor.seconds:8.1f} s  {label_floor.peak_rss_mb:8.0f} MB", flush=True)
+        _report(stages[-1])
+    extra: dict[str, Measurement | None] = {}
+    for name in (SAME_RESULTS, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR, LABEL_FLOOR_REFERENCE):
+        extra[name] = measure(name, run_dir, snapshot)
+        _report(extra[name])
+    peer_info: dict[str, dict[str, Any]] = {}
+    for peer in (POLARS_PEER, DUCKDB_PEER):
+        if not peers:
+            extra[peer] = None
+            continue
+        if peer == POLARS_PEER and not polars_available():
+            print("  polars is not installed: the polars peer is skipped "
+                  "(pip install -c requirements/lock.txt -e '.[bench]')", flush=True)
+            extra[peer] = None
+            peer_info[peer] = {"skipped": "polars is not installed"}
+            continue
+        extra[peer] = measure(peer, run_dir, snapshot)
+        _report(extra[peer])
     naive = measure(NAIVE, run_dir, snapshot) if baseline else None
     if naive:
-        print(f"  {NAIVE:15} {naive.seconds:8.1f} s  {naive.peak_rss_mb:8.0f} MB", flush=True)
+        _report(naive)
+    load_end = _load()
+    for peer in (POLARS_PEER, DUCKDB_PEER):
+        if extra.get(peer) is not None:
+            differences = peer_differences(RunPaths(run_dir), peer)
+            peer_info[peer] = {"equal": not differences, "differences": differences}
+            print(f"  {peer}: results {'equal to' if not differences else 'DIFFERENT from'} the pipeline's",
+                  flush=True)
+    peer_measurements = {p: extra.get(p) for p in (POLARS_PEER, DUCKDB_PEER)}
     result: dict[str, Any] = {
         "rows": rows, "models": default_models(rows), "seed": SEED,
         "term_sample_percent": full_profile_term_sample_percent(), "machine": machine_description(),
-        "stages": [m.as_dict() for m in stages], SCAN_FLOOR: scan.as_dict(),
-        LABEL_FLOOR: label_floor.as_dict(), NAIVE: naive.as_dict() if naive else None,
-        "summary": summarise(rows, stages, scan, naive, label_floor),
+        "load_average": {"start": load_start, "end": load_end},
+        "stages": [m.as_dict() for m in stages],
+        **{name: (m.as_dict() if m is not None else None) for name, m in extra.items()},
+        NAIVE: naive.as_dict() if naive else None,
+        "peers": peer_info,
+        "summary": summarise(rows, stages, extra[SCAN_FLOOR], naive, extra[LABEL_FLOOR],
+                             peers=peer_measurements, same_results=extra[SAME_RESULTS],
+                             snapshot_bytes=snapshot_bytes(snapshot),
+                             notebook_start=extra[NOTEBOOK_START], notebooks=notebook_count(),
+                             label_reference=extra[LABEL_FLOOR_REFERENCE]),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -564,4 +854,9 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         import shutil
 
         shutil.rmtree(run_dir, ignore_errors=True)  # the run's tables are as large as the snapshot
-    return 0
+    return 0 if all(info.get("equal", True) for info in peer_info.values()) else 1
+
+
+# The report texts (comparison table, README paragraphs) live in their own module.
+from .bench_report import (benchmark_readme_results, comparison_table, readme_scale_paragraph,  # noqa: E402
+                           update_readmes)

@@ -171,7 +171,7 @@ def source_fingerprint(params: dict[str, Any]) -> str:
 #: The committed constraints file: the resolved version of every dependency, used by installs.
 LOCK_FILE = Path("requirements") / "lock.txt"
 #: Extras whose dependencies the lock also pins.
-LOCK_EXTRAS: tuple[str, ...] = ("dev", "lab")
+LOCK_EXTRAS: tuple[str, ...] = ("dev", "lab", "bench")
 
 
 def project_requirements(extras: tuple[str, ...] = ()) -> list[str]:

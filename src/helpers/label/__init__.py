@@ -24,7 +24,9 @@ from ..schema import (ADAPTER_CALL_PATTERN, GENDERS, IMAGE_LABEL_FIELDS, MARKER_
                       MARKERS_DROPPED_ON_PROMPTS, MODEL_LABEL_FIELDS, marker_column)
 from .images import (LEXICON_VERSION, Lexicon, load_lexicon, lexicon_summary, NORMALISE_STEPS,
                      normalise_text, normalised_text_sql, term_regex, category_regex,
-                     match_markers, count_adapter_calls, adapter_calls_sql, nsfw_bit,
+                     match_markers, match_markers_reference, LIGHT_STEPS, light_text,
+                     light_text_sql, light_term_regex, light_category_regex,
+                     light_category_patterns, image_label_items_sql, count_adapter_calls, adapter_calls_sql, nsfw_bit,
                      image_nsfw_sql, image_labels_select_sql, image_labels_of_file_sql,
                      label_image_frame, image_label_counts, label_images)
 from .models import (NON_ADAPTER_TYPES, NON_ADAPTER_TOOL_TYPES, model_nsfw_labels, is_adapter_type,

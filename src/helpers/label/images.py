@@ -6,11 +6,16 @@ Reads the interim images table and writes ``data/processed/images.parquet`` = in
 * **NSFW.** Three boolean definitions side by side (platform flag, level ≥ R, level ≥ X), from
   the encodings in :mod:`helpers.schema` (never re-declared here).
 * **Markers.** A versioned lexicon (``resources/lexicon_v2.json``; v1 kept for the record) of booru, Pony, sexual,
-  minor-coded and real-person vocabulary. Text is normalised (case, underscores, weights such
-  as ``(word:1.2)``, brackets) by the *same* regular expressions in Python and in DuckDB SQL,
-  so the 40-million-row image pass is one streamed ``SELECT`` and the small-frame path used by
-  tests gives identical labels. Adapter calls (``schema.ADAPTER_CALL_PATTERN``) are counted
-  into ``n_lora``.
+  minor-coded and real-person vocabulary. The *reference* definition normalises the text
+  (:data:`NORMALISE_STEPS`: adapter calls and weights such as ``(word:1.2)`` removed, every
+  other non-alphanumeric run one space, lower case) and matches each term as whole words
+  (:func:`match_markers_reference`). The study runs an equivalent that skips most of that
+  pass: only the adapter-call and weight steps (:data:`LIGHT_STEPS`), then patterns compiled
+  from the lexicon for that lightly normalised text (:func:`light_category_regex`). The same
+  patterns run in Python and in DuckDB SQL, so the 40-million-row image pass is one streamed
+  ``SELECT`` and the small-frame path used by tests gives identical labels; tests prove both
+  equal to the reference. Adapter calls (``schema.ADAPTER_CALL_PATTERN``) are counted into
+  ``n_lora``.
 
 The lexicon and the normaliser are shared with the model labels (:mod:`.models`).
 """
@@ -120,14 +125,113 @@ def _compile_categories(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> 
 
 def _compiled_categories(lexicon: Lexicon) -> dict[str, re.Pattern[str]]:
     """Compiled whole-word pattern per category (cached: the same lexicon compiles once)."""
-    return _compile_categories(tuple((c, tuple(lexicon.categories[c])) for c in MARKER_CATEGORIES))
+    return _compile_categories(tuple((c, tuple(t)) for c, t in lexicon.categories.items()))
 
 
-def match_markers(text: str | None, lexicon: Lexicon) -> dict[str, bool | None]:
-    """Marker categories present in one text (None for every category if the text is None)."""
+def match_markers_reference(text: str | None, lexicon: Lexicon) -> dict[str, bool | None]:
+    """The reference definition of the markers: normalise the whole text, then match whole words.
+
+    Kept as the oracle that :func:`match_markers` (the fast path the study runs) is tested
+    against; model tags are still matched this way (:mod:`.models`).
+    """
     norm = normalise_text(text)
     return {c: (None if norm is None else bool(p.search(norm)))
             for c, p in _compiled_categories(lexicon).items()}
+
+
+# --------------------------------------------------------------------------- matching lightly normalised text
+#: The steps of ``NORMALISE_STEPS`` still applied before matching: they delete digits and names
+#: (weights, adapter calls), so no pattern can stand in for them. The rest of the normalisation
+#: (every other non-alphanumeric run becomes one space, then lower case) is folded into the
+#: patterns by :func:`light_term_regex`, which saves the costliest regex pass over every prompt.
+LIGHT_STEPS: tuple[tuple[str, str], ...] = NORMALISE_STEPS[:2]
+_LIGHT_COMPILED = tuple((re.compile(p), r) for p, r in LIGHT_STEPS)
+#: One separator character: whatever the full normalisation turns into a space.
+_SEPARATOR = "[^A-Za-z0-9]"
+
+
+def light_text(text: str | None) -> str | None:
+    """The text after only the :data:`LIGHT_STEPS` (None stays None)."""
+    if text is None:
+        return None
+    for pattern, repl in _LIGHT_COMPILED:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def light_text_sql(expr: str) -> str:
+    """DuckDB expression computing :func:`light_text` of the SQL expression ``expr``."""
+    out = expr
+    for pattern, repl in LIGHT_STEPS:
+        out = f"regexp_replace({out}, {db.sql_literal(pattern)}, {db.sql_literal(repl)}, 'g')"
+    return out
+
+
+def light_term_regex(term: str) -> str:
+    """Regex for one lexicon term on lightly normalised text, equivalent to :func:`term_regex`
+    on fully normalised text.
+
+    Translated from the reference alternative: a letter becomes an explicit ``[xX]`` class (a
+    case-insensitive flag would also match the Kelvin sign or a dotted capital I, which the
+    reference turns into separators), a space becomes a run of separators, and the optional
+    space between a digit and a letter an optional run.
+    """
+    reference = term_regex(term)
+    out: list[str] = []
+    i = 0
+    while i < len(reference):
+        ch = reference[i]
+        if reference.startswith(" ?", i):
+            out.append(_SEPARATOR + "*")
+            i += 2
+            continue
+        if ch == " ":
+            out.append(_SEPARATOR + "+")
+        elif "a" <= ch <= "z":
+            out.append(f"[{ch}{ch.upper()}]")
+        elif "0" <= ch <= "9":
+            out.append(ch)
+        else:  # term_regex only yields lower-case ASCII letters, digits, spaces and " ?"
+            raise ValueError(f"unexpected character {ch!r} in the reference pattern of {term!r}")
+        i += 1
+    return "".join(out)
+
+
+def light_category_regex(terms: Iterable[str]) -> str:
+    """Alternation of the terms of one category on lightly normalised text, bounded by a
+    separator or the text's edge on both sides (what ``\\b`` is on normalised text; written
+    out because ``\\b`` counts accented letters as word characters)."""
+    alternatives = sorted({light_term_regex(t) for t in terms if normalise_text(t)},
+                          key=lambda s: (-len(s), s))
+    if not alternatives:
+        raise ValueError("a marker category needs at least one term")
+    return f"(?:^|{_SEPARATOR})(?:" + "|".join(alternatives) + f")(?:{_SEPARATOR}|$)"
+
+
+def light_category_patterns(lexicon: Lexicon) -> dict[str, str]:
+    """Category -> :func:`light_category_regex`, for every category the lexicon holds."""
+    return {c: light_category_regex(terms) for c, terms in lexicon.categories.items()}
+
+
+@lru_cache(maxsize=8)
+def _compile_light(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, re.Pattern[str]]:
+    return {c: re.compile(light_category_regex(terms)) for c, terms in categories}
+
+
+def _compiled_light(lexicon: Lexicon) -> dict[str, re.Pattern[str]]:
+    """Compiled light pattern per category (cached: the same lexicon compiles once)."""
+    return _compile_light(tuple((c, tuple(t)) for c, t in lexicon.categories.items()))
+
+
+def match_markers(text: str | None, lexicon: Lexicon) -> dict[str, bool | None]:
+    """Marker categories present in one text (None for every category if the text is None).
+
+    Matches the light patterns on :func:`light_text`; equal to :func:`match_markers_reference`
+    by construction and by test.
+    """
+    light = light_text(text)
+    return {c: (None if light is None else bool(p.search(light)))
+            for c, p in _compiled_light(lexicon).items()}
 
 
 def count_adapter_calls(prompt: str | None) -> int | None:
@@ -158,17 +262,22 @@ def image_nsfw_sql(level_col: str = "browsing_level", flag_col: str = "nsfw") ->
 def image_labels_select_sql(relation: str, lexicon: Lexicon) -> str:
     """``SELECT`` of interim image columns + label columns from ``relation`` (one pass).
 
-    The prompt is normalised once per row in a sub-query; each category is one RE2
-    ``regexp_matches`` with a whole-word alternation, so cost is linear in rows and memory
-    does not depend on the row count.
+    The prompt goes through the :data:`LIGHT_STEPS` once per row in a sub-query; each category
+    is one RE2 ``regexp_matches`` of its light pattern (:func:`light_category_regex`), so cost
+    is linear in rows and memory does not depend on the row count.
     """
     cols = ", ".join(f'"{c.name}"' for c in schema.IMAGES)
-    markers = ", ".join(
-        f"regexp_matches(_norm, {db.sql_literal(category_regex(lexicon.categories[c]))}) AS {marker_column(c)}"
-        for c in MARKER_CATEGORIES)
+    return (f"SELECT {cols}, {image_label_items_sql(lexicon, 'prompt', '_light')} "
+            f"FROM (SELECT {cols}, {light_text_sql('prompt')} AS _light FROM {relation})")
+
+
+def image_label_items_sql(lexicon: Lexicon, prompt: str = "prompt", light: str = "_light") -> str:
+    """The label select items (NSFW definitions, ``n_lora``, markers) given the prompt column and
+    its :func:`light_text_sql` column."""
+    markers = ", ".join(f"regexp_matches({light}, {db.sql_literal(p)}) AS {marker_column(c)}"
+                        for c, p in light_category_patterns(lexicon).items())
     nsfw = ", ".join(image_nsfw_sql())
-    return (f"SELECT {cols}, {nsfw}, {adapter_calls_sql('prompt')} AS n_lora, {markers} "
-            f"FROM (SELECT {cols}, {normalised_text_sql('prompt')} AS _norm FROM {relation})")
+    return f"{nsfw}, {adapter_calls_sql(prompt)} AS n_lora, {markers}"
 
 
 def image_labels_of_file_sql(source: Path, lexicon: Lexicon) -> str:
@@ -189,10 +298,9 @@ def label_image_frame(images: pd.DataFrame, lexicon: Lexicon | None = None) -> p
     out["is_nsfw_r"] = (level >= schema.LEVEL_BITS["R"]).astype("boolean").where(level.notna())
     out["is_nsfw_x"] = (level >= schema.LEVEL_BITS["X"]).astype("boolean").where(level.notna())
     out["n_lora"] = pd.array([count_adapter_calls(p) for p in prompts], dtype="Int32")
-    patterns = _compiled_categories(lexicon)
-    normed = [normalise_text(p) for p in prompts]
-    for cat, pat in patterns.items():
-        out[marker_column(cat)] = pd.array([None if n is None else bool(pat.search(n)) for n in normed],
+    light = [light_text(p) for p in prompts]
+    for cat, pat in _compiled_light(lexicon).items():
+        out[marker_column(cat)] = pd.array([None if t is None else bool(pat.search(t)) for t in light],
                                            dtype="boolean")
     return out
 

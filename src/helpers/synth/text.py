@@ -85,3 +85,21 @@ def sample_zipf(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndar
     return np.minimum(np.searchsorted(cdf, rng.random(size) * cdf[-1], side="right"), len(cdf) - 1)
 
 
+
+
+# --------------------------------------------------------------------------- prompt lengths
+def prompt_length_summary(prompts: pa.Array | pa.ChunkedArray) -> dict[str, float]:
+    """Median, mean and 90th percentile of prompt length in characters, and commas per prompt,
+    over the prompts that hold more than white space (how the generator is checked against
+    real prompts)."""
+    import pyarrow.compute as pc
+
+    kept = prompts.drop_null()
+    kept = kept.filter(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(kept)), 0))
+    if len(kept) == 0:
+        raise ValueError("no prompt with text to summarise")
+    lengths = pc.utf8_length(kept).to_numpy(zero_copy_only=False)
+    commas = pc.count_substring(kept, ",").to_numpy(zero_copy_only=False)
+    return {"prompts": float(len(lengths)), "median": float(np.median(lengths)),
+            "mean": float(lengths.mean()), "p90": float(np.percentile(lengths, 90)),
+            "commas": float(commas.mean())}

@@ -52,6 +52,13 @@ SENTENCE_DETAILS = WORDS["sentence_details"]
 NEGATIVE = WORDS["negative"]
 NEGATIVE_PONY = WORDS["negative_pony"]
 NEGATIVE_SFW = WORDS["negative_sfw"]
+#: Neutral detail phrases (no lexicon term) that make prompts as long as real ones.
+DETAIL_PHRASES = WORDS["detail_phrases"]
+#: Real 2023 showcase prompts are longer than the composed ones and right-skewed (a tail of
+#: very long prompts): a few detail phrases are added to most prompts, many to a share of them.
+LONG_PROMPT_SHARE = 0.19
+SHORT_DETAILS = (0, 1)
+LONG_DETAILS = (7, 22)
 #: Chance that a person in the prompt is a woman, by level (NSFW content centres on women).
 FEMALE_SUBJECT_P = {"PG": 0.55, "PG13": 0.70, "R": 0.88, "X": 0.92, "XXX": 0.90}
 #: Chance that a PG prompt has a person at all (others are scenes).
@@ -128,6 +135,17 @@ def compose_prompt(rnd: random.Random, level: str, base: str) -> str:
     return ", ".join(parts)
 
 
+def pad_prompt(rnd: random.Random, prompt: str) -> str:
+    """``prompt`` with neutral detail phrases appended, so that prompt lengths follow the real
+    distribution (long prompts are common; regex cost grows with length)."""
+    low, high = LONG_DETAILS if rnd.random() < LONG_PROMPT_SHARE else SHORT_DETAILS
+    k = rnd.randint(low, high)
+    if k == 0:
+        return prompt
+    extra = rnd.sample(DETAIL_PHRASES, min(k, len(DETAIL_PHRASES)))
+    return ", ".join([prompt, *(_weighted(rnd, e, 0.05) for e in extra)])
+
+
 def compose_negative(rnd: random.Random, pony: bool) -> str:
     """One negative prompt; Pony-style ones start with low score tokens."""
     parts = list(NEGATIVE_PONY[: rnd.randint(3, len(NEGATIVE_PONY))]) if pony else []
@@ -156,8 +174,10 @@ def prompt_pool_per_class(params: SynthParams) -> int:
 def build_prompt_pools(params: SynthParams, base_names: Sequence[str]) -> PromptPools:
     """Seeded prompt pools; built once per snapshot (a loop per pool entry, not per image)."""
     rnd = seeded_python_random(params.seed, STREAM_POOLS)
+    # The lengths come from their own stream, so the composed prompts stay as they were.
+    lengths = random.Random(f"{params.seed}-prompt-lengths")
     size = prompt_pool_per_class(params)
-    positive = [compose_prompt(rnd, level, base)
+    positive = [pad_prompt(lengths, compose_prompt(rnd, level, base))
                 for level in PROMPT_LEVELS for base in base_names for _ in range(size)]
     n_neg = max(50, size // 2)
     negative = [""] + [compose_negative(rnd, False) for _ in range(n_neg)] \
