@@ -11,6 +11,8 @@ and one results object per analysis notebook.
   image → model link and base-model families) and :mod:`.real_person` (models over time, the
   real-person label's error carried into its share): their results are fields of the two
   results objects.
+* :mod:`.sensitivity`: every headline estimate of notebooks 03 and 04 under every NSFW
+  definition (the ``sensitivity`` field of both results objects).
 * :mod:`.names`: the personal-name filter that keeps names out of every published list.
 * :mod:`.results`: how a results object is saved to a run folder and read back.
 * The statistics (Wilson intervals, trend tests, rank tests, concentration, log-odds) live in
@@ -56,4 +58,4 @@ from .models import (ModelResults, adapter_share_by_month, base_models_by_month,
 from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F401
                     personal_name_filter, word_tokens)
 from .results import Results  # noqa: F401
-from . import growth, links, real_person, users  # noqa: E402,F401  (analyse.users.…)
+from . import growth, links, real_person, sensitivity, users  # noqa: E402,F401  (analyse.users.…)
