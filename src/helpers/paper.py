@@ -519,8 +519,11 @@ def source_numbers(source: str, synthetic: bool) -> dict[str, dict]:
 
 def method_numbers() -> dict[str, dict]:
     """Constants of the methods that the text quotes (confidence level, privacy floor)."""
+    from .analyse.users import PER_USER_MIN_IMAGES
+
     return {"confidence_level": entry(CONFIDENCE, "percent", 0),
-            "min_users": entry(MIN_USERS, "count")}
+            "min_users": entry(MIN_USERS, "count"),
+            "per_user_min_images": entry(PER_USER_MIN_IMAGES, "count")}
 
 
 def merge_numbers(parts: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:

@@ -27,6 +27,8 @@ from .common import MIN_USERS, definition_counts_sql, flag_column, month_sql, sp
 
 #: Bootstrap replicates of every cluster interval unless a caller says otherwise.
 N_BOOT = 1000
+#: Fewest images (with a known NSFW label) a user needs to enter the per-user distribution.
+PER_USER_MIN_IMAGES = 5
 #: Replicates computed at once (bounds the weight matrix to users × this many floats).
 BOOT_CHUNK = 50
 
@@ -182,7 +184,7 @@ def mantel_haenszel_odds_ratio(counts: pd.DataFrame, confidence: float = CONFIDE
 
 
 # --------------------------------------------------------------------------- per-user view
-def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
+def per_user_share_distribution(counts: pd.DataFrame, min_images: int = PER_USER_MIN_IMAGES,
                                 quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> pd.DataFrame:
     """Quantiles of per-user NSFW shares over users with at least ``min_images`` images:
     unweighted (each user counts once) and weighted by the user's images."""
@@ -204,7 +206,7 @@ def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
     return out
 
 
-def per_user_share_histogram(counts: pd.DataFrame, bins: int = 10, min_images: int = 5,
+def per_user_share_histogram(counts: pd.DataFrame, bins: int = 10, min_images: int = PER_USER_MIN_IMAGES,
                              min_users: int = MIN_USERS) -> pd.DataFrame | NotEstimable:
     """How per-user NSFW shares are distributed over users with at least ``min_images`` images:
     per bin of the share (``bins`` equal bins of [0, 1], the last one closed), the share of
@@ -223,7 +225,8 @@ def per_user_share_histogram(counts: pd.DataFrame, bins: int = 10, min_images: i
                             "a known NSFW label (privacy floor)")
     share = (per_user["k"] / per_user["n"]).to_numpy()
     edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.searchsorted(edges, share, side="right") - 1, 0, bins - 1)
+    # A share on an edge opens the upper bin (the tolerance absorbs float error in share × bins).
+    index = np.clip(np.floor(share * bins + 1e-9).astype(int), 0, bins - 1)
     users = np.bincount(index, minlength=bins).astype(float)
     images = np.bincount(index, weights=per_user["n"].to_numpy(float), minlength=bins)
     out = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "users": users,
@@ -372,7 +375,8 @@ def user_fields(images: Path, definition: str, n_boot: int, seed: int,
         return {**out, "clustered_monthly": reason, "per_user": reason, "per_user_histogram": reason}
     per_user = per_user_share_distribution(headline)
     if per_user.attrs.get("users", 0) == 0:
-        per_user = NotEstimable("no user has at least 5 images with a known NSFW label")
+        per_user = NotEstimable(f"no user has at least {PER_USER_MIN_IMAGES} images with a known "
+                                "NSFW label")
     return {**out, "per_user": per_user, "per_user_histogram": per_user_share_histogram(headline),
             "clustered_monthly": cluster_bootstrap_shares(headline, group="month", n_boot=n_boot,
                                                           seed=seed)}
