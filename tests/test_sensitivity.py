@@ -201,7 +201,7 @@ def test_paper_sentences_follow_the_numbers(results):
         _replace(results, adapter_adjusted={**adjusted, "odds_ratio": 1.1, "ci_low": 0.9, "ci_high": 1.3}))
     assert "The interval includes 1" in unclear
     none = paper.adjusted_adapter_sentence(_replace(results, adapter_adjusted=NotEstimable("no strata")))
-    assert "cannot be estimated here (no strata)" in none
+    assert "cannot be estimated here: no strata." in none
 
 
 def _replace(results, **changes):
@@ -217,3 +217,18 @@ def test_sensitivity_table_for_the_paper(results, tmp_path: Path):
     files = paper.write_paper_table(RunPaths(tmp_path), "sensitivity_images", frame)
     tex = files["tex"].read_text()
     assert "resizebox" not in tex and r"level $\geq$ X" in tex and r"\newline{}" in tex
+
+
+def test_a_definition_the_snapshot_lacks_is_named_not_counted_as_disagreeing(results):
+    table = results.sensitivity.copy()
+    lacking = table["definition"] == "platform"
+    table.loc[lacking, ["value", "ci_low", "ci_high"]] = np.nan
+    table.loc[lacking, "reason"] = "no image has a known NSFW label under this definition"
+    sentence = paper.sensitivity_sentence(table)
+    assert "Under every NSFW definition this snapshot can estimate" in sentence
+    assert "depends on the definition" not in sentence
+    assert "Not estimable on this snapshot" in sentence and "platform flag" in sentence
+    counts = pd.DataFrame({"month": ["2023-01"] * 2, "family": "SD 1.x",
+                           "uses_real_person_adapter": [False, True], "images": [5, 3], "n": 0, "k": 0})
+    reason = link_analyses.real_person_adapter_comparison(counts)
+    assert isinstance(reason, NotEstimable) and "no image has a known NSFW label" in reason.reason

@@ -324,33 +324,40 @@ def direction(value: float, low: float, high: float) -> str:
 
 def sensitivity_sentence(table: pd.DataFrame) -> str:
     """Which ratio estimates of :data:`SENSITIVITY_RATIOS` lie above (or below) 1 under every
-    NSFW definition and which depend on the definition, as one generated paragraph."""
+    NSFW definition and which depend on the definition, as one generated paragraph. A
+    definition the snapshot cannot estimate is named, not counted as disagreeing."""
     rows = table[table["estimate"].isin(list(SENSITIVITY_RATIOS))]
-    everywhere: dict[str, list[str]] = {"above": [], "below": []}
-    depends = []
+    agree: dict[tuple[str, bool], list[str]] = {}
+    depends, missing = [], {}
+    wording = {"above": "above 1", "below": "below 1", "unclear": "an interval that covers 1"}
     for key, name in SENSITIVITY_RATIOS.items():
-        part = rows[rows["estimate"] == key]
-        if part.empty:
+        found = {r.definition: direction(r.value, r.ci_low, r.ci_high)
+                 for r in rows[rows["estimate"] == key].itertuples()}
+        lacking = [NSFW_DEFINITION_LABELS[d] for d, v in found.items() if v == "n/a"]
+        if lacking:
+            missing[name] = lacking
+        available = {d: v for d, v in found.items() if v != "n/a"}
+        kinds = set(available.values())
+        if not available:
             continue
-        found = {r.definition: direction(r.value, r.ci_low, r.ci_high) for r in part.itertuples()}
-        kinds = set(found.values())
         if len(kinds) == 1 and kinds <= {"above", "below"}:
-            everywhere[kinds.pop()].append(name)
-        elif kinds != {"n/a"}:
-            wording = {"above": "above 1", "below": "below 1", "unclear": "an interval that covers 1",
-                       "n/a": "no estimate"}
-            depends.append(f"{name} ({'; '.join(f'{NSFW_DEFINITION_LABELS[d]}: {wording[v]}' for d, v in found.items())})")
+            agree.setdefault((kinds.pop(), len(available) == len(NSFW_DEFINITIONS)), []).append(name)
+        else:
+            depends.append(f"{name} ({'; '.join(f'{NSFW_DEFINITION_LABELS[d]}: {wording[v]}' for d, v in available.items())})")
     parts = []
-    for side in ("above", "below"):
-        if everywhere[side]:
-            parts.append(f"Under all three NSFW definitions, {_join(everywhere[side])} "
-                         f"{'lies' if len(everywhere[side]) == 1 else 'lie'} {side} 1 with an "
-                         f"interval that excludes it.")
+    for (side, complete), names in sorted(agree.items(), key=lambda kv: (not kv[0][1], kv[0][0])):
+        where = ("Under all three NSFW definitions" if complete else
+                 "Under every NSFW definition this snapshot can estimate")
+        parts.append(f"{where}, {_join(names)} {'lies' if len(names) == 1 else 'lie'} {side} 1 with "
+                     f"an interval that excludes it.")
     if depends:
         parts.append(f"The conclusion depends on the definition for {_join(depends)}.")
     elif parts:
         parts.append("No conclusion about these ratios depends on where the line between safe "
                      "and not safe is drawn.")
+    if missing:
+        parts.append("Not estimable on this snapshot: " + "; ".join(
+            f"{name} under the {_join(labels)}" for name, labels in missing.items()) + ".")
     return " ".join(parts) if parts else "No ratio estimate is available under any definition."
 
 
@@ -365,8 +372,8 @@ def adjusted_adapter_sentence(results: ImageResults) -> str:
     adjusted, label = results.adapter_adjusted, NSFW_DEFINITION_LABELS[results.definition]
     if isinstance(adjusted, NotEstimable) or _is_nan(adjusted["odds_ratio"]):
         reason = adjusted.reason if isinstance(adjusted, NotEstimable) else "no informative stratum"
-        return (f"Whether the gap holds within the same user and month cannot be estimated here "
-                f"({reason}), so the pooled gap may reflect who uses adapters and when.")
+        return (f"Whether the gap holds within the same user and month cannot be estimated here: "
+                f"{reason}. The pooled gap may therefore reflect who uses adapters and when.")
     fmt = lambda v: format_value(v, "float", 2)[0]  # noqa: E731
     ratio, low, high = adjusted["odds_ratio"], adjusted["ci_low"], adjusted["ci_high"]
     side = direction(ratio, low, high)

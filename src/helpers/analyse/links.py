@@ -190,6 +190,8 @@ def real_person_adapter_comparison(counts: pd.DataFrame) -> pd.DataFrame:
 
     nsfw = nsfw_share_by_real_person_adapter(counts)
     groups = nsfw.set_index("uses_real_person_adapter")["n"]
+    if groups.sum() == 0:
+        return NotEstimable("no image has a known NSFW label under this definition")
     if groups.get(True, 0) == 0:
         return NotEstimable("no image uses a resolved real-person adapter")
     if groups.get(False, 0) == 0:

@@ -150,6 +150,9 @@ def image_sensitivity(monthly: pd.DataFrame, trends: Mapping[str, Any], ratios: 
         for key, part_name in (("shift_change", "change"), ("shift_within", "within users"),
                                ("shift_who", "who posts")):
             row = _row_of(decomposition, "part", part_name)
+            if key != "shift_change" and not isinstance(row, NotEstimable) and not row["users_in_both"]:
+                row = NotEstimable("no user posted in both halves (images without a user are their "
+                                   "own cluster), so nothing changed within users")
             rows.append(estimate_row(key, d, _get(row, "estimate"), _get(row, "boot_low"),
                                      _get(row, "boot_high")))
         by_use = _row_of(adapter[d], "uses_adapter", True)
