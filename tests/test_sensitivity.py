@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, label, link, paper, schema
+from helpers import analyse, label, link, paper, robustness, schema
 from helpers.analyse import images as image_analyses
 from helpers.analyse import links as link_analyses
 from helpers.analyse import sensitivity, users
@@ -184,23 +184,23 @@ def test_model_sensitivity_under_every_definition_and_a_missing_one(synthetic_ru
 
 
 def test_paper_sentences_follow_the_numbers(results):
-    text = paper.adjusted_adapter_sentence(results)
+    text = robustness.adjusted_adapter_sentence(results)
     adjusted = results.adapter_adjusted
     assert paper.format_value(adjusted["odds_ratio"], "float", 2)[0] in text
-    side = paper.direction(adjusted["odds_ratio"], adjusted["ci_low"], adjusted["ci_high"])
+    side = robustness.direction(adjusted["odds_ratio"], adjusted["ci_low"], adjusted["ci_high"])
     assert ("interval excludes 1" in text) == (side == "above")
     assert "cannot be an artefact" not in text
     # an adjusted ratio whose interval covers 1 is said to, a not-estimable one gives the reason
     table = results.sensitivity.copy()
     covered = table["estimate"] == "adapter_or_adjusted"
     table.loc[covered, ["value", "ci_low", "ci_high"]] = [1.1, 0.9, 1.3]
-    sentence = paper.sensitivity_sentence(table)
+    sentence = robustness.sensitivity_sentence(table)
     assert "depends on the definition" in sentence and "covers 1" in sentence
-    assert paper.direction(1.1, 0.9, 1.3) == "unclear" and paper.direction(0.5, 0.4, 0.6) == "below"
-    unclear = paper.adjusted_adapter_sentence(
+    assert robustness.direction(1.1, 0.9, 1.3) == "unclear" and robustness.direction(0.5, 0.4, 0.6) == "below"
+    unclear = robustness.adjusted_adapter_sentence(
         _replace(results, adapter_adjusted={**adjusted, "odds_ratio": 1.1, "ci_low": 0.9, "ci_high": 1.3}))
     assert "The interval includes 1" in unclear
-    none = paper.adjusted_adapter_sentence(_replace(results, adapter_adjusted=NotEstimable("no strata")))
+    none = robustness.adjusted_adapter_sentence(_replace(results, adapter_adjusted=NotEstimable("no strata")))
     assert "cannot be estimated here: no strata." in none
 
 
@@ -211,7 +211,7 @@ def _replace(results, **changes):
 
 
 def test_sensitivity_table_for_the_paper(results, tmp_path: Path):
-    frame = paper.sensitivity_table(results.sensitivity)
+    frame = robustness.sensitivity_table(results.sensitivity)
     assert not frame["section"].eq(sensitivity.FAMILY_SECTION).any()
     assert len(frame) == len(sensitivity.IMAGE_ESTIMATES)
     files = paper.write_paper_table(RunPaths(tmp_path), "sensitivity_images", frame)
@@ -224,7 +224,7 @@ def test_a_definition_the_snapshot_lacks_is_named_not_counted_as_disagreeing(res
     lacking = table["definition"] == "platform"
     table.loc[lacking, ["value", "ci_low", "ci_high"]] = np.nan
     table.loc[lacking, "reason"] = "no image has a known NSFW label under this definition"
-    sentence = paper.sensitivity_sentence(table)
+    sentence = robustness.sensitivity_sentence(table)
     assert "Under every NSFW definition this snapshot can estimate" in sentence
     assert "depends on the definition" not in sentence
     assert "Not estimable on this snapshot" in sentence and "platform flag" in sentence
