@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, paper, plots
+from helpers import analyse, comparison, paper, parameters, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
@@ -53,16 +53,20 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
     image_results = analyse.image_results(images, models, con=con)
     model_results = analyse.model_results(models)
     con.close()
-    for results in (image_results, model_results):
+    intervention_results = analyse.intervention_results(
+        images, None, None, parameters.default("moderation_rules"),
+        parameters.default("policy_events"), synthetic_run=synthetic, n_boot=50)
+    for results in (image_results, model_results, intervention_results):
         results.save_to_run(paths)
         plots.save_figures(results, paths, synthetic=synthetic)
     paper.write_paper_tables(paths, {**paper.image_tables(image_results),
-                                      **paper.model_tables(model_results)})
+                                      **paper.model_tables(model_results),
+                                      **paper.intervention_tables(intervention_results)})
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
-                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic)
+                                  analyse.ModelResults.load_from_run(paths), "sample", synthetic,
+                                  analyse.InterventionResults.load_from_run(paths))
     paper.write_numbers(paths, numbers, synthetic=synthetic, source="sample")
-    paper.write_paper_table(paths, "comparison",
-                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    comparison.write_comparison(paths, numbers, synthetic)
     return paths, numbers
 
 
@@ -116,8 +120,9 @@ def test_study_numbers_are_the_same_from_saved_results(study):
     paths, numbers = study
     image_results = analyse.ImageResults.load_from_run(paths)
     model_results = analyse.ModelResults.load_from_run(paths)
+    intervention_results = analyse.InterventionResults.load_from_run(paths)
     assert {p.suffix for p in analyse.ImageResults.folder(paths).iterdir()} == {".json", ".parquet"}
-    for results in (image_results, model_results):
+    for results in (image_results, model_results, intervention_results):
         back = type(results).load(results.save(paths.tmp / results.part))
         for f in dataclasses.fields(results):
             value, again = getattr(results, f.name), getattr(back, f.name)
@@ -126,7 +131,8 @@ def test_study_numbers_are_the_same_from_saved_results(study):
             else:
                 stored = dict(sort_keys=True, default=analyse.NotEstimable.as_json)
                 assert json.dumps(again, **stored) == json.dumps(value, **stored)
-    assert paper.study_numbers(image_results, model_results, "sample", True) == numbers
+    assert paper.study_numbers(image_results, model_results, "sample", True,
+                               intervention_results) == numbers
     assert paper.image_numbers(image_results)["n_images"]["value"] == 2400
 
 
@@ -152,8 +158,8 @@ def test_write_table_csv_and_latex(tmp_path: Path):
 
 # --------------------------------------------------------------------------- reference
 def test_reference_csv_has_the_published_figures():
-    ref = paper.read_reference().set_index("metric")
-    assert list(paper.read_reference().columns) == list(paper.REFERENCE_COLUMNS)
+    ref = comparison.read_reference().set_index("metric")
+    assert list(comparison.read_reference().columns) == list(comparison.REFERENCE_COLUMNS)
     civiverse = [ref.loc[f"civiverse_nsfw_ratio_{paper.month_key(m)}", "value"]
                  for m in paper.CIVIVERSE_MONTHS]
     assert civiverse == [0.5519, 0.5829, 0.5597, 0.5859, 0.6121, 0.6504, 0.7294]
@@ -165,24 +171,89 @@ def test_reference_csv_has_the_published_figures():
     assert ref.loc["hawkins_deepfake_models", "value"] == 35_000
     assert ref.loc["hawkins_deepfake_downloads", "value"] == 15_000_000
     assert ref.loc["hawkins_deepfake_female_share", "value"] == 96
-    assert ref["source"].notna().all() and ref["citation"].str.contains("arXiv").all()
-    assert set(ref.index) == set(paper.REFERENCE_MAP)
+    assert ref.loc["ghosh_deepfake_bounty_female_share", "value"] == 89.5
+    assert ref["source"].str.len().gt(0).all() and ref["citation"].str.contains("arXiv").all()
+    assert ref["definition"].str.len().gt(0).all() and ref["scope"].str.len().gt(0).all()
+    # Every row either names our comparable number (with its definition) or says why none is.
+    comparable = ref["not_comparable_because"] == ""
+    assert (ref.loc[comparable, "ours"] != "").all() and (ref.loc[comparable, "our_definition"] != "").all()
+    assert not (comparable & (ref["unit"] == "count")).any()  # counts of other snapshots never compare
+    assert comparable.sum() >= 3 and (~comparable).sum() >= 3
+
+
+def test_a_comparable_row_without_our_number_is_refused(tmp_path: Path):
+    ref = comparison.read_reference()
+    ref.loc[ref["metric"] == "wagner_cetinic_images", "not_comparable_because"] = ""
+    bad = tmp_path / "reference.csv"
+    ref.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="comparable row"):
+        comparison.read_reference(bad)
 
 
 def test_comparison_table(study):
     _, numbers = study
-    comp = paper.comparison_table(numbers, paper.read_reference(), synthetic=True).set_index("metric")
-    assert (comp["basis"] == "synthetic sample").all()
-    row = comp.loc["wei_nsfw_image_share"]
-    assert row["published"] == "72.05%" and row["ours"] == numbers["nsfw_share_r"]["text"]
-    expected = 100 * (numbers["nsfw_share_r"]["value"] - 0.7205)
-    assert row["difference"] == f"{expected:+.1f} pp"
-    assert comp.loc["wagner_cetinic_images", "ours"] == numbers["n_images"]["text"]
-    assert comp.loc["wei_nsfw_model_share", "ours"] == numbers["nsfw_share_models"]["text"]
-    # Months the run does not cover are n/a, never invented.
+    ref = comparison.read_reference()
+    comp = comparison.comparison_table(numbers, ref, synthetic=True).set_index("metric")
+    comparable = set(ref.loc[ref["not_comparable_because"] == "", "metric"])
+    assert set(comp.index) == comparable
+    row = comp.loc["wei_deepfake_model_share"]
+    share, low, high = (numbers[k]["value"] for k in
+                        ("real_person_share", "real_person_share_ci_low", "real_person_share_ci_high"))
+    assert row["published"] == "23.54%" and row["ours"].startswith(numbers["real_person_share"]["text"][:-1] + " [")
+    want = [100 * (v - 0.2354) for v in (share, low, high)]
+    assert row["difference_pp"] == (f"{want[0]:+.1f} [{want[1]:+.1f}, {want[2]:+.1f}]").replace("-", "−")
+    expected = ("ours higher" if want[1] > 0 else "ours lower" if want[2] < 0
+                else "no detectable difference")
+    assert row["agreement"] == expected
+    # Months the run does not cover are n/a, never invented; planted months say so on the sample.
     assert comp.loc["civiverse_nsfw_ratio_2024_04", "ours"] == "n/a"
-    real = paper.comparison_table(numbers, paper.read_reference(), synthetic=False)
-    assert (real["basis"] == "this snapshot").all()
+    assert comp.loc["civiverse_nsfw_ratio_2023_10", "agreement"] == "planted"
+    real = comparison.comparison_table(numbers, ref, synthetic=False).set_index("metric")
+    assert real.loc["civiverse_nsfw_ratio_2023_10", "agreement"] != "planted"
+    # The incompatible figures are listed with their reason, never set beside a number of ours.
+    excluded = comparison.not_comparable_table(ref).set_index("metric")
+    assert set(excluded.index) == set(ref["metric"]) - comparable
+    assert "ghosh_deepfake_bounty_female_share" in excluded.index and "wagner_cetinic_images" in excluded.index
+    assert excluded["why_not_compared"].str.len().gt(0).all()
+
+
+def test_real_records_numbers_from_the_committed_report():
+    from helpers import label
+    from helpers.stats import wilson_bounds
+
+    report = label.load_real_records_report()
+    if report is None:
+        pytest.skip("docs/validation/real_records.json is not there")
+    numbers = paper.real_records_numbers(report)
+    rec = report["records"]
+    assert numbers["real_records_models"]["value"] == rec["models"]
+    assert numbers["real_records_real_person_share"]["value"] == pytest.approx(rec["poi_true"] / rec["with_poi"])
+    gender = dict(report["tables"]["gender_distribution"]["rows"])
+    known = sum(v for k, v in gender.items() if k != "unknown")
+    assert numbers["real_records_female_share"]["value"] == pytest.approx(gender["female"] / known)
+    assert numbers["real_records_female_share_ci_low"]["value"] == pytest.approx(
+        wilson_bounds(gender["female"], known)[0])
+    # What the report lacks is not estimable, with the reason, never a number.
+    empty = paper.real_records_numbers({})
+    assert all(v["value"] is None and v["reason"] for v in empty.values())
+    with_link = paper.real_records_numbers({**report, "linkage": {"calls": {
+        "found": 200, "resolved": 150, "ambiguous": 10, "unresolved": 40}}})
+    assert with_link["real_records_calls_resolved_share"]["value"] == pytest.approx(0.75)
+    # The NSFW share of showcase images by real-person adapter use, in the shape the link
+    # analysis returns it (helpers.analyse.links.nsfw_share_by_real_person_adapter).
+    from helpers.analyse.links import nsfw_share_by_real_person_adapter
+
+    counts = pd.DataFrame({"uses_real_person_adapter": [False, True], "n": [1000, 100], "k": [200, 5]})
+    frame = nsfw_share_by_real_person_adapter(counts)
+    table = {"columns": list(frame.columns), "rows": frame.to_numpy(dtype=object).tolist()}
+    enforced = paper.real_records_numbers({**report, "tables": {**report["tables"],
+                                                                paper.REAL_RECORDS_ENFORCEMENT: table}})
+    assert enforced["real_records_nsfw_with_rp_adapter"]["value"] == pytest.approx(0.05)
+    assert enforced["real_records_nsfw_without_rp_adapter"]["value"] == pytest.approx(0.2)
+    from helpers import prose
+
+    sentence = prose.real_records({**enforced, **paper.method_numbers()}).markdown
+    assert "NSFW less often than the rest" in sentence
 
 
 # --------------------------------------------------------------------------- README
@@ -300,61 +371,66 @@ def test_manuscript_builds_with_latexmk(study, tmp_path: Path):
 # --------------------------------------------------------------------------- published numbers
 def test_committed_numbers_recover_the_planted_truth():
     """The published numbers are a test: ``paper/numbers.json``, committed from the sample run,
-    must recover what the synthetic generator planted (each planted value inside the published
-    95% interval, counts exact)."""
+    must recover what the synthetic generator planted (counts exact).
+
+    Users differ in NSFW propensity and adapter use, so a share is planted in expectation over
+    users: the user-clustered intervals must cover those planted values; intervals that treat
+    images as independent (Wilson, Woolf, the monthly HAC growth ratio) can only be asked to
+    cover what the users who posted give in expectation (:func:`synth.user_month_truth`)."""
     from helpers import synth
+    from helpers.analyse.growth import growth_ratio
     from helpers.parameters import PARAMETERS
     from helpers.stats import wilson_bounds
 
     payload = json.loads((repo_root() / "paper" / paper.NUMBERS_JSON).read_text(encoding="utf-8"))
     assert payload["synthetic"] is True and payload["source"] == "sample"
     got = {k: v["value"] for k, v in payload["numbers"].items()}
-    truth = synth.expected_truth(synth.default_params(
-        n_images=PARAMETERS["sample_images"].default, n_models=PARAMETERS["sample_models"].default,
-        seed=PARAMETERS["seed"].default))
+    params = synth.default_params(n_images=PARAMETERS["sample_images"].default,
+                                  n_models=PARAMETERS["sample_models"].default, seed=PARAMETERS["seed"].default)
+    truth = synth.expected_truth(params)
 
-    def inside(key: str, planted: float) -> None:
-        assert got[f"{key}_ci_low"] <= planted <= got[f"{key}_ci_high"], \
-            f"{key}: planted {planted:.4f} outside [{got[key + '_ci_low']:.4f}, {got[key + '_ci_high']:.4f}]"
+    def inside(key: str, planted: float, low: str = "_ci_low", high: str = "_ci_high") -> None:
+        assert got[f"{key}{low}"] <= planted <= got[f"{key}{high}"], \
+            f"{key}: planted {planted:.4f} outside [{got[key + low]:.4f}, {got[key + high]:.4f}]"
 
     assert got["n_images"] == truth["clean_image_rows"] and got["n_models"] == truth["clean_model_rows"]
     months = truth["months"]
     assert (got["image_first_month"], got["image_last_month"]) == (months[0], months[-1])
     counts = np.array([truth["clean_images_per_month"][m] for m in months], dtype=float)
     weights = counts / counts.sum()
-    for definition, key in (("r", "nsfw_share_by_month"), ("x", "x_share_by_month"),
-                            ("platform", "platform_flag_share_by_month")):
-        monthly = np.array([truth[key][m] for m in months])
+    # Over users: the headline share in its user-clustered interval, the planted (within user
+    # and month) adapter odds ratio in the adjusted one, the pooled ratio in its clustered one.
+    inside("nsfw_share", float(weights @ np.array([truth["nsfw_share_by_month"][m] for m in months])),
+           "_boot_low", "_boot_high")
+    inside("lora_nsfw_or_adjusted", truth["lora_nsfw_odds_ratio"])
+    inside("lora_nsfw", truth["lora_nsfw_odds_ratio_crude"], "_or_boot_low", "_or_boot_high")
+    # Given the users who posted: every monthly and pooled share in its naive interval.
+    given = synth.user_month_truth(params).groupby("month").sum(numeric_only=True).reindex(months)
+    nsfw = (given["nsfw"] / given["n"]).to_numpy()
+    x_given_nsfw = np.array([sum(truth["nsfw_level_mix_by_month"][m][x] for x in ("X", "XXX", "Blocked"))
+                             for m in months])
+    pg13 = np.array([truth["sfw_level_mix_by_month"][m]["PG13"] for m in months])
+    by_definition = {"r": nsfw, "x": nsfw * x_given_nsfw,
+                     "platform": nsfw + truth["pg13_flagged_share"] * (1 - nsfw) * pg13}
+    for definition, monthly in by_definition.items():
         inside(f"nsfw_share_{definition}", float(weights @ monthly))
-        inside(f"nsfw_share_{definition}_first_month", truth[key][months[0]])
-        inside(f"nsfw_share_{definition}_last_month", truth[key][months[-1]])
-    for month, planted in truth["civiverse_nsfw_share"].items():
+        inside(f"nsfw_share_{definition}_first_month", float(monthly[0]))
+        inside(f"nsfw_share_{definition}_last_month", float(monthly[-1]))
+    for month in truth["civiverse_nsfw_share"]:
         n = truth["clean_images_per_month"][month]
         low, high = wilson_bounds(round(got[f"nsfw_share_r_{paper.month_key(month)}"] * n), n)
-        assert low <= planted <= high, month
-    # Adapters: the planted within-month effect, pooled over months as the published shares are.
-    lora = np.array([truth["lora_share_by_month"][m] for m in months])
-    with_lora = np.array([truth["nsfw_share_by_month_lora"][m] for m in months])
-    without = np.array([truth["nsfw_share_by_month_no_lora"][m] for m in months])
-    p1 = (counts * lora * with_lora).sum() / (counts * lora).sum()
-    p0 = (counts * (1 - lora) * without).sum() / (counts * (1 - lora)).sum()
+        assert low <= nsfw[months.index(month)] <= high, month
+    lora = (given["adapter"] / given["prompted"]).to_numpy()
     inside("lora_share", float((counts * lora).sum() / counts.sum()))
-    inside("lora_share_first_month", truth["lora_share_by_month"][months[0]])
-    inside("lora_share_last_month", truth["lora_share_by_month"][months[-1]])
+    inside("lora_share_first_month", float(lora[0]))
+    inside("lora_share_last_month", float(lora[-1]))
+    p1 = given["nsfw_adapter"].sum() / given["adapter"].sum()
+    p0 = (given["nsfw_prompted"].sum() - given["nsfw_adapter"].sum()) / (given["prompted"].sum() - given["adapter"].sum())
     inside("nsfw_share_with_lora", p1)
     inside("nsfw_share_without_lora", p0)
     assert got["lora_nsfw_or_ci_low"] <= p1 / (1 - p1) / (p0 / (1 - p0)) <= got["lora_nsfw_or_ci_high"]
-    # The within-month effect itself, recovered by the user × month adjusted odds ratio, and the
-    # user-clustered interval of the headline share.
-    assert got["lora_nsfw_or_adjusted_ci_low"] <= truth["lora_nsfw_odds_ratio"] \
-        <= got["lora_nsfw_or_adjusted_ci_high"]
-    assert got["nsfw_share_boot_low"] <= float(weights @ np.array(
-        [truth["nsfw_share_by_month"][m] for m in months])) <= got["nsfw_share_boot_high"]
-    # "Disproportionate": NSFW grew faster than SFW by the planted ratio (noise-free counts).
-    from helpers.analyse.growth import growth_ratio
-
-    expected = pd.DataFrame({"month": months, "n": counts,
-                             "k": counts * np.array([truth["nsfw_share_by_month"][m] for m in months])})
+    # "Disproportionate": NSFW grew faster than SFW, by the ratio the users' expected counts give.
+    expected = pd.DataFrame({"month": months, "n": given["n"].to_numpy(), "k": given["nsfw"].to_numpy()})
     planted_ratio = growth_ratio(expected)["ratio"]
     assert got["growth_ratio_ci_low"] <= planted_ratio <= got["growth_ratio_ci_high"], planted_ratio
     # Models: real-person share, whom they depict, and their NSFW odds ratio.
@@ -381,6 +457,6 @@ def test_not_estimable_numbers_and_tables(tmp_path: Path):
     assert "no image calls an adapter" in files["tex"].read_text()
     trends = paper.image_trend_table({"r": why}, {"odds_ratio_per_year": 2.0, "ci_low": 1.5,
                                                    "ci_high": 2.5, "p_value": 0.01, "mk_tau": 0.5})
-    assert trends["series"].tolist() == ["NSFW share (level ≥ R): not estimable: one month only: no trend",
-                                         "prompt calls a LoRA"]
+    assert trends["series"].tolist() == ["NSFW (level ≥ R): not estimable: one month only: no trend",
+                                         "LoRA in prompt"]
     assert trends["odds_ratio_per_year"].isna().tolist() == [True, False]

@@ -94,6 +94,12 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                                   for part, est in (("change", 0.1), ("within users", 0.07),
                                                     ("who posts", 0.03))],
                                  columns=["definition", "part", "estimate", "boot_low", "boot_high"])
+    removed = {f"{c}_removed{s}": np.array([1.0, 0.8, 0.1]) + d for c in ("real_person_nsfw", "minor_nsfw")
+               for s, d in (("", 0.0), ("_low", -0.05), ("_high", 0.0))}
+    rules = pd.DataFrame({"label": ["targeted", "de-list", "blunt"], **removed,
+                          "collateral": [0.0, 0.02, 0.6], "collateral_low": [0.0, 0.01, 0.55],
+                          "collateral_high": [0.0, 0.03, 0.65]})
+    harm = pd.DataFrame({"category": ["real_person_nsfw", "minor_nsfw"], "images": [100, 0]})
     return {
         "fig01_volume_nsfw": (monthly,),
         "fig02_level_composition": (levels,),
@@ -107,6 +113,7 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig10_top_tags": (tags, tags),
         "fig11_personalisation": (rp_month, rp_nsfw, families),
         "fig12_real_person_label": (curve, corrected, model_nsfw),
+        "fig14_interventions": (rules, harm),
         "fig15_family_nsfw": (family_monthly, "r"),
         "fig16_per_user": (histogram, decomposition),
     }

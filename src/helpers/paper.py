@@ -12,8 +12,9 @@
 * **Tables.** :func:`write_table` writes a frame as CSV (raw values) and as a booktabs
   ``tabular`` (formatted values) under ``paper/tables/``, for ``\\input`` in ``main.tex``;
   :func:`image_tables` and :func:`model_tables` say which results become which table.
-* **Comparison.** :func:`comparison_table` sets our numbers beside the published ones in
-  ``paper/reference.csv``.
+* **Real records.** :func:`real_records_numbers` takes the aggregates of the real 2023 API
+  records from the committed validation report. The comparison with published figures is
+  :mod:`helpers.comparison`; the interpretive sentences are :mod:`helpers.prose`.
 * **README.** :func:`readme_findings` writes the findings paragraph from ``numbers.json`` and
   says so when the numbers come from the synthetic sample; :func:`update_readme` puts it
   between the markers of the README.
@@ -32,19 +33,18 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from .analyse import MIN_USERS, ImageResults, ModelResults
+from .analyse.policy import MIN_MONTHS_EACH_SIDE
 from .db import write_text_atomic
+from .label import load_real_records_report
 from .paths import RunPaths, repo_root
 from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
-from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable
+from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable, wilson_bounds
 
-#: Published figures compared with ours (committed with the repository, not a run output).
-REFERENCE_CSV = repo_root() / "paper" / "reference.csv"
 #: The manuscript (committed); it inputs the run's numbers.tex, figures/ and tables/.
 MAIN_TEX = repo_root() / "paper" / "main.tex"
 #: Capitalised macros of LaTeX itself: every other capitalised macro in main.tex is a number.
 LATEX_CAPITALISED: frozenset[str] = frozenset({"LaTeX", "TeX", "Large", "LARGE", "Huge",
                                                "AtBeginDocument"})
-REFERENCE_COLUMNS: tuple[str, ...] = ("metric", "value", "unit", "scope", "source", "citation")
 NUMBERS_JSON = "numbers.json"
 NUMBERS_TEX = "numbers.tex"
 KINDS: tuple[str, ...] = ("count", "percent", "points", "float", "pvalue", "text")
@@ -62,7 +62,8 @@ _DIGIT_WORDS = ("Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "–": "--",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "τ": r"$\tau$", "−": r"$-$", "×": r"$\times$", "–": "--",
+                  "∧": r"$\wedge$", "“": "``", "”": "''",
                   "\n": r"\newline{}"}
 
 
@@ -219,7 +220,8 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     for month in CIVIVERSE_MONTHS:
         part = monthly[(monthly["definition"] == "r") & (monthly["month"] == month) & (monthly["n"] > 0)]
         if len(part):
-            out[f"nsfw_share_r_{month_key(month)}"] = entry(part["share"].iloc[0], "percent")
+            out.update(_share_entries(f"nsfw_share_r_{month_key(month)}", part["share"].iloc[0],
+                                      part["ci_low"].iloc[0], part["ci_high"].iloc[0]))
     out.update(_share_entries("lora_share", overview["lora_share"], overview["lora_share_ci_low"],
                               overview["lora_share_ci_high"]))
     out.update(_first_last(lora_monthly, "lora_share"))
@@ -360,6 +362,86 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
     return out
 
 
+#: Tables of the committed real-data report this module reads when present: the linkage of
+#: the showcase prompts' adapter calls (``linkage.calls``: found, resolved, ambiguous,
+#: unresolved, as :func:`helpers.link.linkage_report` counts them) and the NSFW share of showcase
+#: images by real-person adapter use (the frame of
+#: :func:`helpers.analyse.links.nsfw_share_by_real_person_adapter`).
+REAL_RECORDS_ENFORCEMENT = "real_person_adapter_nsfw"
+NOT_IN_REPORT = "the committed validation report (docs/validation/real_records.json) does not hold it"
+
+
+def _report_table(report: Mapping[str, Any], name: str) -> pd.DataFrame | None:
+    table = report.get("tables", {}).get(name)
+    return None if table is None else pd.DataFrame(table["rows"], columns=table["columns"])
+
+
+def _wilson_entries(prefix: str, k: int, n: int) -> dict[str, dict]:
+    """A share ``k / n`` with its Wilson interval (not estimable when ``n`` is 0)."""
+    if n <= 0:
+        none = NotEstimable("no record to count")
+        return _share_entries(prefix, none, none, none)
+    low, high = wilson_bounds(int(k), int(n))
+    return _share_entries(prefix, k / n, low, high)
+
+
+def real_records_numbers(report: Mapping[str, Any] | None) -> dict[str, dict]:
+    """Aggregates of the real 2023 API records from the committed validation report
+    (``docs/validation/real_records.json``): models, the platform's real-person share, the depicted
+    gender of those models, the labels' validity, and, when the report holds them, the linkage of
+    adapter calls and the NSFW share of showcase images by real-person adapter use. Every number
+    the report lacks is not estimable, with the reason."""
+    if report is None:
+        report = {}
+    out: dict[str, dict] = {}
+    records = report.get("records", {})
+    missing = NotEstimable(NOT_IN_REPORT)
+    source = report.get("source", {}).get("file")
+    out["real_records_source"] = entry(source.split("/")[0] if source else missing, "text")
+    if records:
+        out["real_records_models"] = entry(records["models"], "count")
+        out["real_records_real_person"] = entry(records["poi_true"], "count")
+        out.update(_wilson_entries("real_records_real_person_share", records["poi_true"], records["with_poi"]))
+    else:
+        out["real_records_models"] = entry(missing, "count")
+        out["real_records_real_person"] = entry(missing, "count")
+        out.update(_share_entries("real_records_real_person_share", missing, missing, missing))
+    gender = _report_table(report, "gender_distribution")
+    if gender is not None:
+        counts = gender.set_index("depicted_gender")["models"]
+        known = int(counts.drop("unknown", errors="ignore").sum())
+        out["real_records_known_gender"] = entry(known, "count")
+        out.update(_wilson_entries("real_records_female_share", int(counts.get("female", 0)), known))
+    else:
+        out["real_records_known_gender"] = entry(missing, "count")
+        out.update(_share_entries("real_records_female_share", missing, missing, missing))
+    metrics = _report_table(report, "metrics")
+    row = (None if metrics is None else
+           metrics[(metrics["method"] == "rules+classifier") & (metrics["metric"] == "f1")])
+    values = (missing,) * 3 if row is None or row.empty else tuple(row.iloc[0][["estimate", "ci_low", "ci_high"]])
+    out.update({k: entry(v, "float", 2) for k, v in zip(
+        ("real_records_label_f_one", "real_records_label_f_one_ci_low", "real_records_label_f_one_ci_high"), values)})
+    gold = _report_table(report, "gender_gold")
+    row = None if gold is None else gold[gold["metric"] == "accuracy_where_decided"]
+    values = (missing,) * 3 if row is None or row.empty else tuple(row.iloc[0][["estimate", "ci_low", "ci_high"]])
+    out.update(_share_entries("real_records_gender_accuracy", *values))
+    calls = report.get("linkage", {}).get("calls")
+    if calls and calls.get("found"):
+        out["real_records_calls_found"] = entry(calls["found"], "count")
+        for status in ("resolved", "ambiguous", "unresolved"):
+            out[f"real_records_calls_{status}_share"] = entry(calls.get(status, 0) / calls["found"], "percent")
+    else:
+        out["real_records_calls_found"] = entry(missing, "count")
+        for status in ("resolved", "ambiguous", "unresolved"):
+            out[f"real_records_calls_{status}_share"] = entry(missing, "percent")
+    nsfw = _report_table(report, REAL_RECORDS_ENFORCEMENT)
+    by_use = missing if nsfw is None else nsfw.set_index("uses_real_person_adapter")
+    for uses, name in ((True, "real_records_nsfw_with_rp_adapter"), (False, "real_records_nsfw_without_rp_adapter")):
+        out.update(_share_entries(name, *(_field(by_use, uses, c) for c in ("share", "ci_low", "ci_high"))))
+        out[f"{name}_n"] = entry(_field(by_use, uses, "n"), "count")
+    return out
+
+
 def source_numbers(source: str, synthetic: bool) -> dict[str, dict]:
     """Where the numbers come from, as text macros (``\\DataSource``, ``\\DataSourceNote``)."""
     label = "the embedded synthetic sample" if synthetic else f"the CivitAI snapshot (source: {source})"
@@ -390,16 +472,23 @@ def merge_numbers(parts: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
 
 
 def study_numbers(images: ImageResults | None, models: ModelResults | None, source: str,
-                  synthetic: bool) -> dict[str, dict]:
-    """Every number of the paper: from the image and model results (either may be missing when
-    the snapshot lacks that table), the methods' constants and the data source."""
+                  synthetic: bool, interventions: Any = None) -> dict[str, dict]:
+    """Every number of the paper: from the image, model and intervention results (any may be
+    missing when the snapshot lacks that table), the methods' constants, the data source, the
+    real 2023 records (:func:`real_records_numbers`) and the sentences generated from them all
+    (:func:`helpers.prose.prose_numbers`)."""
     if images is None and models is None:
         raise FileNotFoundError("no image or model results in data/reports: run notebooks 03 "
                                 "and 04 first")
+    from . import prose  # the sentences are written from this module's numbers
+
     parts = {"images": image_numbers(images) if images is not None else {},
              "models": model_numbers(models) if models is not None else {},
-             "methods": method_numbers(), "source": source_numbers(source, synthetic)}
-    return merge_numbers(parts)
+             "interventions": intervention_numbers(interventions) if interventions is not None else {},
+             "methods": method_numbers(), "source": source_numbers(source, synthetic),
+             "real_records": real_records_numbers(load_real_records_report())}
+    numbers = merge_numbers(parts)
+    return merge_numbers({"numbers": numbers, "prose": prose.prose_numbers(numbers, synthetic)})
 
 
 def not_estimable_reasons(numbers: Mapping[str, dict], bounds: bool = False) -> dict[str, str]:
@@ -502,66 +591,121 @@ def write_table(frame: pd.DataFrame, paths: RunPaths, name: str,
 
 @dataclass(frozen=True)
 class TableSpec:
-    """How a results frame appears in the paper: columns shown, their headers and formats."""
+    """How a results frame appears in the paper: columns shown, their headers and formats.
+
+    ``combine`` makes a shown column of several formatted ones (``name → (columns, separator)``),
+    e.g. an interval ``low–high`` or a pair ``NSFW / SFW``, so that a table fits a column at the
+    body font size instead of being shrunk.
+    """
 
     columns: tuple[str, ...]
     headers: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, str | tuple[str, int]] = field(default_factory=dict)
     align: str | None = None
+    combine: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+
+    def sources(self) -> list[str]:
+        """The frame's columns this table needs."""
+        out = [c for c in self.columns if c not in self.combine]
+        return out + [c for name in self.columns if name in self.combine for c in self.combine[name][0]]
 
 
+_CI_HEADER = f"{CONFIDENCE:.0%} CI"
 _SHARE_CI = {"share": "percent", "ci_low": "percent", "ci_high": "percent"}
 #: A sensitivity table (:func:`sensitivity_table`): estimate, interval kind, one column per definition.
 _SENSITIVITY_SPEC = TableSpec(
     ("estimate", *NSFW_DEFINITIONS), {"estimate": "estimate (interval)", **NSFW_DEFINITION_LABELS},
     {}, ">{\\raggedright\\arraybackslash}p{6.4cm}" + ">{\\raggedleft\\arraybackslash}p{2.6cm}" * 3)
+_INTERVAL = {"ci": (("ci_low", "ci_high"), "–")}
+_RAGGED = ">{\\raggedright\\arraybackslash}p"
+#: Human labels of the engagement metrics (platform column names in the CSV files).
+ENGAGEMENT_LABELS: dict[str, str] = {
+    "reaction_count": "reactions", "like_count": "likes", "heart_count": "hearts",
+    "laugh_count": "laughs", "cry_count": "cries", "comment_count": "comments",
+    "download_count": "downloads", "favorite_count": "favourites", "rating_count": "ratings",
+    "thumbs_up_count": "thumbs up",
+}
 #: Every table ``main.tex`` inputs, by file name (``tables/<name>.tex``).
 PAPER_TABLES: dict[str, TableSpec] = {
     "image_trends": TableSpec(
-        ("series", "odds_ratio_per_year", "ci_low", "ci_high", "p_value", "mk_tau", "dispersion"),
-        {"series": "series", "odds_ratio_per_year": "OR/year", "ci_low": "CI low",
-         "ci_high": "CI high", "p_value": "p", "mk_tau": "MK tau", "dispersion": "dispersion"},
+        ("series", "odds_ratio_per_year", "ci", "p_value", "mk_tau"),
+        {"series": "series", "odds_ratio_per_year": "OR/year", "ci": _CI_HEADER, "p_value": "p",
+         "mk_tau": "τ"},
         {"odds_ratio_per_year": ("float", 2), "ci_low": ("float", 2), "ci_high": ("float", 2),
-         "p_value": "pvalue", "mk_tau": ("float", 2), "dispersion": ("float", 1)}, "lrrrrrr"),
+         "p_value": "pvalue", "mk_tau": ("float", 2)}, "lrrrr", _INTERVAL),
     "adapter_nsfw": TableSpec(
-        ("prompt_calls_lora", "n", "k", "share", "ci_low", "ci_high"),
-        {"prompt_calls_lora": "prompt calls a LoRA", "n": "images", "k": "NSFW",
-         "share": "share", "ci_low": "CI low", "ci_high": "CI high"},
-        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrrr"),
+        ("prompt_calls_lora", "n", "k", "share", "ci"),
+        {"prompt_calls_lora": "LoRA in prompt", "n": "images", "k": "NSFW", "share": "share",
+         "ci": _CI_HEADER},
+        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrr", _INTERVAL),
     "engagement_images": TableSpec(
-        ("metric", "median_nsfw", "median_sfw", "mean_nsfw", "mean_sfw", "rank_biserial", "p_value"),
-        {"metric": "metric", "median_nsfw": "median NSFW", "median_sfw": "median SFW",
-         "mean_nsfw": "mean NSFW", "mean_sfw": "mean SFW", "rank_biserial": "r (rank-biserial)",
-         "p_value": "p"},
+        ("metric", "medians", "means", "rank_biserial", "p_value"),
+        {"metric": "metric", "medians": "median NSFW / SFW", "means": "mean NSFW / SFW",
+         "rank_biserial": "rank-biserial", "p_value": "p"},
         {"median_nsfw": "count", "median_sfw": "count", "mean_nsfw": ("float", 1),
-         "mean_sfw": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrrrr"),
+         "mean_sfw": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrr",
+        {"medians": (("median_nsfw", "median_sfw"), " / "), "means": (("mean_nsfw", "mean_sfw"), " / ")}),
     "engagement_models": TableSpec(
-        ("metric", "median_real_person", "median_other", "mean_real_person", "mean_other",
-         "rank_biserial", "p_value"),
-        {"metric": "metric", "median_real_person": "median real person",
-         "median_other": "median other", "mean_real_person": "mean real person",
-         "mean_other": "mean other", "rank_biserial": "r (rank-biserial)", "p_value": "p"},
+        ("metric", "medians", "means", "rank_biserial", "p_value"),
+        {"metric": "metric", "medians": "median real / other", "means": "mean real / other",
+         "rank_biserial": "rank-biserial", "p_value": "p"},
         {"median_real_person": "count", "median_other": "count", "mean_real_person": ("float", 1),
-         "mean_other": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrrrr"),
+         "mean_other": ("float", 1), "rank_biserial": ("float", 2), "p_value": "pvalue"}, "lrrrr",
+        {"medians": (("median_real_person", "median_other"), " / "),
+         "means": (("mean_real_person", "mean_other"), " / ")}),
     "real_person_by_type": TableSpec(
-        ("type", "n", "k", "share", "ci_low", "ci_high"),
-        {"type": "type", "n": "models", "k": "real person", "share": "share",
-         "ci_low": "CI low", "ci_high": "CI high"},
-        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrrr"),
+        ("type", "n", "k", "share", "ci"),
+        {"type": "type", "n": "models", "k": "real person", "share": "share", "ci": _CI_HEADER},
+        {"n": "count", "k": "count", **_SHARE_CI}, "lrrrr", _INTERVAL),
     "depicted_gender": TableSpec(
-        ("depicted_gender", "k", "share", "share_of_known", "known_ci_low", "known_ci_high"),
-        {"depicted_gender": "depicted gender", "k": "models", "share": "share of all",
-         "share_of_known": "share of known", "known_ci_low": "CI low", "known_ci_high": "CI high"},
+        ("depicted_gender", "k", "share", "share_of_known", "ci"),
+        {"depicted_gender": "depicted gender", "k": "models", "share": "of all",
+         "share_of_known": "of known", "ci": _CI_HEADER},
         {"k": "count", "share": "percent", "share_of_known": "percent", "known_ci_low": "percent",
-         "known_ci_high": "percent"}, "lrrrrr"),
+         "known_ci_high": "percent"}, "lrrrr", {"ci": (("known_ci_low", "known_ci_high"), "–")}),
     "sensitivity_images": _SENSITIVITY_SPEC,
     "sensitivity_models": _SENSITIVITY_SPEC,
+    "interventions": TableSpec(
+        ("label", "unit", "real_person_nsfw_text", "minor_nsfw_text", "collateral_text",
+         "users_touched", "models_touched"),
+        {"label": "rule", "unit": "acts on", "real_person_nsfw_text": "real-person ∧ NSFW removed",
+         "minor_nsfw_text": "minor-coded ∧ NSFW removed", "collateral_text": "other images removed",
+         "users_touched": "users touched", "models_touched": "models touched"},
+        {"users_touched": "count", "models_touched": "count"},
+        ">{\\raggedright\\arraybackslash}p{3.6cm}l>{\\raggedright\\arraybackslash}p{2.2cm}"
+        ">{\\raggedright\\arraybackslash}p{2.2cm}>{\\raggedright\\arraybackslash}p{2.2cm}"
+        ">{\\raggedleft\\arraybackslash}p{1.2cm}>{\\raggedleft\\arraybackslash}p{1.3cm}"),
+    "policy_its": TableSpec(
+        ("event_text", "series_label", "level_text", "slope_text", "months_text"),
+        {"event_text": "policy event", "series_label": "monthly series",
+         "level_text": "level change (pp)", "slope_text": "slope change (pp/year)",
+         "months_text": "months before / after"},
+        {}, ">{\\raggedright\\arraybackslash}p{3.6cm}>{\\raggedright\\arraybackslash}p{2.6cm}"
+        ">{\\raggedright\\arraybackslash}p{4.6cm}>{\\raggedright\\arraybackslash}p{2.2cm}"
+        ">{\\raggedright\\arraybackslash}p{1.4cm}"),
     "comparison": TableSpec(
-        ("scope", "published", "ours", "difference", "basis", "citation"),
-        {"scope": "what is measured", "published": "published", "ours": "ours",
-         "difference": "difference", "basis": "our basis", "citation": "source"},
-        {}, ">{\\raggedright\\arraybackslash}p{5.2cm}rrrl>{\\raggedright\\arraybackslash}p{4.0cm}"),
+        ("published_measure", "published", "our_measure", "ours", "difference_pp", "agreement", "source"),
+        {"published_measure": "published measure (definition; scope)", "published": "published",
+         "our_measure": "our measure", "ours": f"ours, % [{_CI_HEADER}]",
+         "difference_pp": "difference, pp [CI]", "agreement": "agreement", "source": "source"},
+        {}, f"{_RAGGED}{{3.2cm}}r{_RAGGED}{{2.7cm}}{_RAGGED}{{2.4cm}}{_RAGGED}{{2.4cm}}"
+            f"{_RAGGED}{{1.6cm}}{_RAGGED}{{2.2cm}}"),
+    "not_comparable": TableSpec(
+        ("published_measure", "published", "why_not_compared", "source"),
+        {"published_measure": "published measure (definition; scope)", "published": "published",
+         "why_not_compared": "why no number of ours is comparable", "source": "source"},
+        {}, f"{_RAGGED}{{5.0cm}}r{_RAGGED}{{6.6cm}}{_RAGGED}{{3.0cm}}"),
 }
+
+
+def combine_columns(shown: pd.DataFrame, combine: Mapping[str, tuple[tuple[str, ...], str]]) -> pd.DataFrame:
+    """Formatted columns joined into one (``combine``: name → (columns, separator)); a cell with
+    any part missing ("n/a") reads "n/a"."""
+    out = shown.copy()
+    for name, (columns, sep) in combine.items():
+        out[name] = ["n/a" if "n/a" in parts else sep.join(parts)
+                     for parts in zip(*(out[c].astype(str) for c in columns))]
+    return out
 
 
 def not_estimable_table(result: NotEstimable) -> pd.DataFrame:
@@ -578,13 +722,14 @@ def write_paper_table(paths: RunPaths, name: str, frame: pd.DataFrame | NotEstim
         raise ValueError(f"unknown paper table {name!r}; valid: {', '.join(PAPER_TABLES)}") from None
     if isinstance(frame, NotEstimable):
         return write_table(not_estimable_table(frame), paths, name, align="l")
-    missing = [c for c in spec.columns if c not in frame.columns]
+    missing = [c for c in spec.sources() if c not in frame.columns]
     if missing:
         raise ValueError(f"table {name!r} needs columns {missing}")
-    shown = format_frame(frame[list(spec.columns)], spec.kinds).rename(columns=spec.headers)
+    shown = combine_columns(format_frame(frame[spec.sources()], spec.kinds), spec.combine)
+    shown = shown[list(spec.columns)].rename(columns=spec.headers)
     csv_path = write_text_atomic(frame.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
                                  paths.tables / f"{name}.csv")
-    tex_path = write_text_atomic(latex_tabular(shown, spec.align or column_alignment(frame[list(spec.columns)])),
+    tex_path = write_text_atomic(latex_tabular(shown, spec.align or column_alignment(shown)),
                                  paths.tables / f"{name}.tex")
     return {"csv": csv_path, "tex": tex_path}
 
@@ -593,14 +738,14 @@ def image_tables(results: ImageResults) -> dict[str, pd.DataFrame]:
     """The paper tables of notebook 03, by :data:`PAPER_TABLES` name."""
     return {"image_trends": image_trend_table(results.trend, results.lora_trend),
             "adapter_nsfw": adapter_table(results.adapter),
-            "engagement_images": results.engagement,
+            "engagement_images": engagement_table(results.engagement),
             "sensitivity_images": _sensitivity_table(results)}
 
 
 def model_tables(results: ModelResults) -> dict[str, pd.DataFrame]:
     """The paper tables of notebook 04, by :data:`PAPER_TABLES` name."""
     return {"real_person_by_type": results.by_type, "depicted_gender": results.gender,
-            "engagement_models": results.engagement,
+            "engagement_models": engagement_table(results.engagement),
             "sensitivity_models": _sensitivity_table(results)}
 
 
@@ -620,11 +765,18 @@ def image_trend_table(nsfw_trend: Mapping[str, Mapping[str, float] | NotEstimabl
                       lora_trend: Mapping[str, float] | NotEstimable) -> pd.DataFrame:
     """One row per monthly series (NSFW under each definition, LoRA use) with its trend tests;
     a series without a trend says "not estimable" and why in its name, its values empty."""
-    series = {f"NSFW share ({NSFW_DEFINITION_LABELS[d]})": t for d, t in nsfw_trend.items()}
-    series["prompt calls a LoRA"] = lora_trend
+    series = {f"NSFW ({NSFW_DEFINITION_LABELS[d]})": t for d, t in nsfw_trend.items()}
+    series["LoRA in prompt"] = lora_trend
     rows = [{"series": f"{name}: {trend}"} if isinstance(trend, NotEstimable)
             else {"series": name, **dict(trend)} for name, trend in series.items()]
     return pd.DataFrame(rows, columns=["series", *TREND_FIELDS])
+
+
+def engagement_table(engagement: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
+    """An engagement comparison with human metric names (``reaction_count`` → reactions)."""
+    if isinstance(engagement, NotEstimable):
+        return engagement
+    return engagement.assign(metric=engagement["metric"].map(lambda m: ENGAGEMENT_LABELS.get(m, m)))
 
 
 def adapter_table(adapter: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
@@ -632,61 +784,6 @@ def adapter_table(adapter: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEst
     if isinstance(adapter, NotEstimable):
         return adapter
     return adapter.assign(prompt_calls_lora=adapter["uses_adapter"].map({True: "yes", False: "no"}))
-
-
-# --------------------------------------------------------------------------- comparison
-#: Our number for each published metric of ``paper/reference.csv``.
-REFERENCE_MAP: dict[str, str] = {
-    **{f"civiverse_nsfw_ratio_{month_key(m)}": f"nsfw_share_r_{month_key(m)}" for m in CIVIVERSE_MONTHS},
-    "wagner_cetinic_images": "n_images",
-    "wagner_cetinic_models": "n_models",
-    "wei_nsfw_model_share": "nsfw_share_models",
-    "wei_nsfw_image_share": "nsfw_share_r",
-    "wei_deepfake_model_share": "real_person_share",
-    "hawkins_deepfake_models": "n_real_person",
-    "hawkins_deepfake_downloads": "real_person_downloads",
-    "hawkins_deepfake_female_share": "real_person_female_share",
-}
-
-
-def read_reference(path: Path = REFERENCE_CSV) -> pd.DataFrame:
-    """The published figures (``paper/reference.csv``), checked for its columns and units."""
-    ref = pd.read_csv(path, dtype={"metric": str, "unit": str})
-    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
-    if missing:
-        raise ValueError(f"{Path(path).name} lacks columns {missing}")
-    bad = sorted(set(ref["unit"]) - {"count", "percent", "ratio"})
-    if bad:
-        raise ValueError(f"{Path(path).name}: unknown units {bad}; use count, percent or ratio")
-    return ref
-
-
-def comparison_table(numbers: Mapping[str, dict], reference: pd.DataFrame,
-                     synthetic: bool) -> pd.DataFrame:
-    """Our number beside each published one: metric, scope, published, ours, difference, source.
-
-    Shares are compared in percentage points, counts as the ratio ours/published. ``ours``
-    says "n/a" where this run cannot compute the metric; ``basis`` says "synthetic sample"
-    for every row when the numbers come from it.
-    """
-    rows = []
-    for ref in reference.itertuples(index=False):
-        ours_key = REFERENCE_MAP.get(ref.metric)
-        ours = numbers.get(ours_key, {}) if ours_key else {}
-        value = ours.get("value")
-        if ref.unit == "count":
-            published = format_value(ref.value, "count")[0]
-            diff = (f"×{value / ref.value:.3g}" if value is not None and ref.value else "n/a")
-        else:
-            share = ref.value / 100.0 if ref.unit == "percent" else ref.value
-            # As precise as the source: a percentage as printed, a ratio to two decimals of a percent.
-            published = f"{ref.value:g}%" if ref.unit == "percent" else format_value(share, "percent", 2)[0]
-            diff = (f"{100 * (value - share):+.1f} pp" if value is not None else "n/a")
-        rows.append({"metric": ref.metric, "scope": ref.scope, "published": published,
-                     "ours": ours.get("text", "n/a"), "difference": diff,
-                     "basis": "synthetic sample" if synthetic else "this snapshot",
-                     "citation": ref.citation})
-    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- README
@@ -839,3 +936,151 @@ def manuscript_check(paths: RunPaths, main_tex: Path = MAIN_TEX) -> pd.DataFrame
     rows += [{"kind": "macro", "name": "\\" + m, "status": "ok" if m in defined else "missing"}
              for m in sorted(needs["macros"])]
     return pd.DataFrame(rows, columns=["kind", "name", "status"])
+
+
+# --------------------------------------------------------------------------- interventions
+def share_with_interval(value: float, low: float, high: float, digits: int = 1) -> str:
+    """``"82.5% [81.0, 84.1]"``: a share with its interval in percent; "n/a" when missing."""
+    if value is None or _is_nan(float(value)):
+        return "n/a"
+    return (f"{format_value(value, 'percent', digits)[0]} "
+            f"[{100 * low:.{digits}f}, {100 * high:.{digits}f}]")
+
+
+def _points_with_interval(value: float, low: float, high: float) -> str:
+    """A change in a share as percentage points with its interval, e.g. ``"+4.1 [1.2, 7.0]"``."""
+    return f"{100 * value:+.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def intervention_rule_table(rules: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
+    """The rule table with each removed share written with its interval, for the paper."""
+    if isinstance(rules, NotEstimable):
+        return rules
+    out = rules.copy()
+    for name in ("real_person_nsfw", "minor_nsfw"):
+        out[f"{name}_text"] = [share_with_interval(v, lo, hi) for v, lo, hi in zip(
+            out[f"{name}_removed"], out[f"{name}_removed_low"], out[f"{name}_removed_high"])]
+    out["collateral_text"] = [share_with_interval(v, lo, hi) for v, lo, hi in zip(
+        out["collateral"], out["collateral_low"], out["collateral_high"])]
+    return out
+
+
+def policy_table(its: pd.DataFrame) -> pd.DataFrame:
+    """The interrupted-time-series table for the paper: each event and series with its level
+    and slope change (percentage points, HAC interval) or why it is not estimable; an event that
+    no series can estimate, for one reason, is one row."""
+    rows = []
+    for (date, event), part in its.groupby(["date", "event"], sort=True):
+        reasons = part["not_estimable"]
+        if reasons.notna().all() and reasons.nunique() == 1:
+            part = part.iloc[:1].assign(series_label="every series")
+        for row in part.itertuples(index=False):
+            ok = row.not_estimable is None or (isinstance(row.not_estimable, float) and _is_nan(row.not_estimable))
+            rows.append({**row._asdict(), "event_text": f"{date}: {event}",
+                         "level_text": (_points_with_interval(row.level_change, row.level_ci_low, row.level_ci_high)
+                                        if ok else f"{NOT_ESTIMABLE_TEXT}: {row.not_estimable}"),
+                         "slope_text": (_points_with_interval(row.slope_change_per_year, row.slope_ci_low,
+                                                              row.slope_ci_high) if ok else ""),
+                         "months_text": f"{row.months_before} / {row.months_after}"})
+    return pd.DataFrame(rows, columns=[*its.columns, "event_text", "level_text", "slope_text", "months_text"])
+
+
+def intervention_tables(results: Any) -> dict[str, pd.DataFrame | NotEstimable]:
+    """The paper tables of notebook 05, by :data:`PAPER_TABLES` name."""
+    return {"interventions": intervention_rule_table(results.rules),
+            "policy_its": policy_table(results.its)}
+
+
+def change_word(low: float, high: float, rose: str = "rose", fell: str = "fell",
+                none: str = "showed no detectable change") -> str:
+    """The direction of an estimated change from its interval: up or down only when the interval
+    excludes zero."""
+    if low > 0:
+        return rose
+    if high < 0:
+        return fell
+    return none
+
+
+def intervention_sentences(results: Any) -> list[str]:
+    """What the rule simulation and the policy events found, as sentences generated from the
+    results (so they stay true on any snapshot): the rule that removes most real-person ∧ NSFW
+    content at the least collateral, the costliest rule, and each estimable policy break."""
+    out: list[str] = []
+    rules, harm = results.rules, results.harm
+    if isinstance(rules, NotEstimable):
+        out.append(f"The moderation rules are {rules}.")
+    else:
+        sizes = harm.set_index("category")
+        rp = sizes.loc["real_person_nsfw"] if "real_person_nsfw" in sizes.index else None
+        if rp is None or rp["images"] == 0:
+            out.append("No image of this snapshot is real-person ∧ NSFW, so no rule can be judged on it.")
+        else:
+            ranked = rules.sort_values(["real_person_nsfw_removed", "collateral"],
+                                       ascending=[False, True], kind="stable")
+            best = ranked.iloc[0]
+            out.append(
+                f"Real-person ∧ NSFW images are {format_value(rp['share'], 'percent')[0]} of all images. "
+                f"Of the {len(rules)} rules, “{best['label']}” removes the largest share of them, "
+                f"{share_with_interval(best['real_person_nsfw_removed'], best['real_person_nsfw_removed_low'], best['real_person_nsfw_removed_high'])}, "
+                f"and {share_with_interval(best['collateral'], best['collateral_low'], best['collateral_high'])} "
+                f"of other images.")
+            costly = rules.sort_values("collateral", ascending=False, kind="stable").iloc[0]
+            if len(rules) > 1 and costly["name"] != best["name"]:
+                out.append(
+                    f"The bluntest, “{costly['label']}”, removes "
+                    f"{format_value(costly['real_person_nsfw_removed'], 'percent')[0]} of them but "
+                    f"{format_value(costly['collateral'], 'percent')[0]} of other images, touching "
+                    f"{format_value(costly['users_touched_share'], 'percent')[0]} of users.")
+        minor = sizes.loc["minor_nsfw"] if "minor_nsfw" in sizes.index else None
+        if minor is not None and minor["images"] == 0:
+            out.append("No image carries a minor-coded marker and is NSFW, so the minor-coded harm "
+                       "category is not estimable here.")
+    its = results.its
+    done = its[its["not_estimable"].isna()]
+    for row in done.itertuples(index=False):
+        word = change_word(row.level_ci_low, row.level_ci_high)
+        out.append(f"At the event “{row.event}” ({row.date}), the {row.series_label} {word} in level "
+                   f"({_points_with_interval(row.level_change, row.level_ci_low, row.level_ci_high)} "
+                   f"percentage points) and its slope "
+                   f"{change_word(row.slope_ci_low, row.slope_ci_high, 'steepened', 'flattened', 'showed no detectable change')} "
+                   f"({_points_with_interval(row.slope_change_per_year, row.slope_ci_low, row.slope_ci_high)} points a year).")
+    skipped = its[its["not_estimable"].notna()].drop_duplicates("date")
+    if len(skipped):
+        out.append(f"{len(skipped)} of {its['date'].nunique()} declared policy events could not be "
+                   f"estimated on this snapshot (the reasons are in the table).")
+    return out
+
+
+def intervention_numbers(results: Any) -> dict[str, dict]:
+    """The intervention numbers the paper quotes, from notebook 05's results: the size of each
+    harm category, each rule's harm removed and collateral with intervals and the users it
+    touches, each estimable policy break, and the generated finding sentences."""
+    out: dict[str, dict] = {"interventions_rules": entry(len(results.declared_rules), "count"),
+                            "interventions_events": entry(int(results.events.shape[0]), "count"),
+                            "its_min_months_each_side": entry(MIN_MONTHS_EACH_SIDE, "count")}
+    harm, rules = results.harm, results.rules
+    for category in ("real_person_nsfw", "minor_nsfw"):
+        row = harm if isinstance(harm, NotEstimable) else harm.set_index("category").loc[category]
+        out.update(_share_entries(f"harm_{category}_share", _field(row, "share"),
+                                  _field(row, "ci_low"), _field(row, "ci_high")))
+    if not isinstance(rules, NotEstimable):
+        for row in rules.itertuples(index=False):
+            key = f"rule_{row.name}"
+            for name in ("any_harm", "real_person_nsfw", "minor_nsfw"):
+                value = getattr(row, f"{name}_removed")
+                reason = "no image of this snapshot is in this harm category"
+                out.update(_share_entries(f"{key}_{name}_removed", _nan_as(value, reason),
+                                          _nan_as(getattr(row, f"{name}_removed_low"), reason),
+                                          _nan_as(getattr(row, f"{name}_removed_high"), reason)))
+            out.update(_share_entries(f"{key}_collateral", row.collateral, row.collateral_low,
+                                      row.collateral_high))
+            out[f"{key}_users_touched"] = entry(row.users_touched, "count")
+    its = results.its
+    for row in its[its["not_estimable"].isna()].itertuples(index=False):
+        key = f"its_{month_key(row.date)}_{row.series}"
+        out[f"{key}_level_change"] = entry(100 * row.level_change, "float", 1)
+        out[f"{key}_level_ci_low"] = entry(100 * row.level_ci_low, "float", 1)
+        out[f"{key}_level_ci_high"] = entry(100 * row.level_ci_high, "float", 1)
+    out["interventions_finding"] = entry(" ".join(intervention_sentences(results)), "text")
+    return out

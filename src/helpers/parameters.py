@@ -6,6 +6,7 @@ defaults (a test checks it), and code that needs a default asks :func:`default`.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,20 @@ class ParameterError(ValueError):
 
 
 # --------------------------------------------------------------------------- the table
+def _list_value(raw: Any) -> list:
+    """A list parameter from YAML (already a list) or the command line (YAML/JSON text)."""
+    if isinstance(raw, str):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ValueError from None
+    if not isinstance(raw, list):
+        raise ValueError
+    return raw
+
+
 def _iso_date(value: str) -> str:
     try:
         dt.date.fromisoformat(value)
@@ -59,6 +74,55 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     return check
 
 
+def _rules(value: list) -> list:
+    from .analyse.interventions import RuleError, validate_rules
+
+    try:
+        validate_rules(value)
+    except RuleError as exc:
+        raise ParameterError(str(exc)) from None
+    return value
+
+
+def _events(value: list) -> list:
+    from .analyse.policy import EventError, validate_events
+
+    try:
+        validate_events(value)
+    except EventError as exc:
+        raise ParameterError(str(exc)) from None
+    return value
+
+
+#: The moderation rules simulated in notebook 05 (unit image or model; predicate over the
+#: declared flags of :mod:`helpers.analyse.interventions`, combined with and/or/not).
+MODERATION_RULES: list[dict[str, str]] = [
+    {"name": "block_nsfw_real_person", "label": "Block NSFW images made with a real-person adapter",
+     "unit": "image", "predicate": "nsfw and real_person_adapter"},
+    {"name": "delist_nsfw_real_person_models", "label": "De-list real-person models rated NSFW",
+     "unit": "model", "predicate": "real_person and nsfw"},
+    {"name": "delist_real_person_adapters", "label": "De-list every real-person adapter",
+     "unit": "model", "predicate": "real_person and adapter"},
+    {"name": "block_nsfw_minor_prompts", "label": "Block NSFW prompts with minor-coded terms",
+     "unit": "image", "predicate": "nsfw and minor_marker"},
+    {"name": "block_nsfw_real_person_cues", "label": "Block NSFW prompts with real-person cues",
+     "unit": "image", "predicate": "nsfw and real_person_cue"},
+    {"name": "block_all_nsfw", "label": "Block every NSFW image", "unit": "image",
+     "predicate": "nsfw"},
+]
+#: Public platform policy events tested as interrupted time series in notebook 05. The last is
+#: a break planted in the synthetic sample (used on that sample only); real-data profiles
+#: (params/full.yaml, params/civ40k.yaml) leave it out.
+POLICY_EVENTS: list[dict[str, Any]] = [
+    {"date": "2024-06-01", "label": "planted break, synthetic sample only",
+     "source": "helpers.synth (the generator's planted real-person break)", "synthetic": True},
+    {"date": "2025-04-23", "label": "content-policy update restricting real-person depictions in mature content",
+     "source": "https://civitai.com/articles/13632"},
+    {"date": "2025-05-22", "label": "removal of real-person likeness models and images",
+     "source": "https://civitai.com/articles/15022"},
+]
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A run parameter: its type, default (as in the notebooks' parameters cells), and check."""
@@ -74,7 +138,9 @@ class Parameter:
         if self.default is None and (raw is None or str(raw).strip().lower() in ("", "none", "null")):
             return None
         try:
-            if self.type is float:
+            if self.type is list:
+                value = _list_value(raw)
+            elif self.type is float:
                 if isinstance(raw, bool):
                     raise ValueError
                 value = float(raw)
@@ -114,12 +180,22 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
               _positive(10)),
     Parameter("top_types", int, 6, "model types shown before 'other'", _positive(1)),
     Parameter("top_tags", int, 15, "tags listed per group (personal names always excluded)", _positive(1)),
+    Parameter("moderation_rules", list, MODERATION_RULES,
+              "moderation rules simulated: list of {name, label, unit (image/model), predicate}", _rules),
+    Parameter("policy_events", list, POLICY_EVENTS,
+              "policy events tested as interrupted time series: list of {date, label, source[, synthetic]}",
+              _events),
 )}
 
 
 def valid_parameters_text() -> str:
-    return "; ".join(f"{p.name} ({p.type.__name__}, default {p.default!r}): {p.help}"
+    return "; ".join(f"{p.name} ({p.type.__name__}, default {_shown(p.default)}): {p.help}"
                      for p in PARAMETERS.values())
+
+
+def _shown(default: Any) -> str:
+    """A default as listed to the user (a list by its length)."""
+    return f"{len(default)} entries" if isinstance(default, list) else repr(default)
 
 
 def parse_parameters(raw: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +204,7 @@ def parse_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}. Valid parameters: "
                              f"{valid_parameters_text()}")
-    params = {name: p.default for name, p in PARAMETERS.items()}
+    params = {name: copy.deepcopy(p.default) for name, p in PARAMETERS.items()}
     for name, value in raw.items():
         params[name] = PARAMETERS[name].parse(value)
     check_consistency(params)

@@ -258,12 +258,13 @@ def stage_inputs(stage: str) -> list[Path]:
     """Files outside the run folder that a stage reads (besides its notebook and the code).
 
     02_label_content reads the real records in ``../shared/data`` when present and the committed
-    validation report, which 04_analyse_models reads too (the real-person label's error rates);
+    validation report, which 04_analyse_models and 05_simulate_interventions read too (the
+    real-person label's error rates; enforcement on the real records);
     06_write_paper checks the manuscript and compares with the published figures.
     """
     root = repo_root()
     files: list[Path] = []
-    if stage in ("02_label_content", "04_analyse_models"):
+    if stage in ("02_label_content", "04_analyse_models", "05_simulate_interventions"):
         folder = root / VALIDATION_DIR
         if folder.exists():
             files += sorted(p for p in folder.rglob("*") if p.is_file())
@@ -708,6 +709,7 @@ class StudyOutputs:
     paths: RunPaths
     images: Any  # analyse.ImageResults | None
     models: Any  # analyse.ModelResults | None
+    interventions: Any  # analyse.InterventionResults | None
     numbers: dict[str, dict]
     figures: list[str]
 
@@ -716,16 +718,17 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
                          n_boot: int = 1000, memory_limit: str = "3GB", definition: str = "r",
                          top_terms: int = 20, top_types: int = 6, top_tags: int = 15,
                          salt: str = "", boot_replicates: int = 200) -> StudyOutputs:
-    """Every stage of notebooks 00–05, in their order, calling the same functions, in this
+    """Every stage of notebooks 00–06, in their order, calling the same functions, in this
     process: for tests that run many snapshots end to end without starting kernels.
 
-    Notebook 00 acquires, 01 cleans, 02 labels and links, 03/04 compute and save the results
-    objects and their tables and figures (a missing table discards that notebook's results),
-    05 writes the numbers and the comparison and checks the manuscript's inputs.
+    Notebook 00 acquires, 01 cleans, 02 labels and links, 03/04/05 compute and save the results
+    objects and their tables and figures (a missing table discards that notebook's results;
+    05 simulates the default moderation rules and policy events), 06 writes the numbers and
+    the comparison and checks the manuscript's inputs.
     """
     import pandas as pd
 
-    from . import analyse, clean, db, label, link, paper, plots, sources
+    from . import analyse, clean, comparison, db, label, link, paper, parameters, plots, sources
 
     paths.ensure()
     synthetic = source == "sample"
@@ -767,12 +770,25 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     for name, results in shown:  # as notebooks 03 and 04 show each figure
         plots.show(name, results, paths, synthetic)
     figures = [name for name, _ in shown]
-    # Notebook 05 reads the results back from the run folder, as here.
+    if images_path.exists():  # as notebook 05
+        interventions = analyse.intervention_results(
+            images_path, paths.links, models_path if models is not None else None,
+            parameters.default("moderation_rules"), parameters.default("policy_events"),
+            definition=definition, synthetic_run=synthetic,
+            validation=label.real_person_validation_counts(), report=label.load_real_records_report(),
+            n_boot=boot_replicates, seed=seed)
+        interventions.save_to_run(paths)
+        paper.write_paper_tables(paths, paper.intervention_tables(interventions))
+        plots.show("fig14_interventions", interventions, paths, synthetic)
+    else:
+        analyse.InterventionResults.discard(paths)
+    # Notebook 06 reads the results back from the run folder, as here.
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
-                                  analyse.ModelResults.load_from_run(paths), source, synthetic)
+                                  analyse.ModelResults.load_from_run(paths), source, synthetic,
+                                  analyse.InterventionResults.load_from_run(paths))
     paper.write_numbers(paths, numbers, synthetic=synthetic, source=source)
-    paper.write_paper_table(paths, "comparison",
-                            paper.comparison_table(numbers, paper.read_reference(), synthetic))
+    comparison.write_comparison(paths, numbers, synthetic)
     paper.manuscript_check(paths)
     paper.readme_findings(paper.read_numbers(paths))
-    return StudyOutputs(paths, image_results, model_results, numbers, figures)
+    return StudyOutputs(paths, image_results, model_results,
+                        analyse.InterventionResults.load_from_run(paths), numbers, figures)

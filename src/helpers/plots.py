@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from . import schema
-from .analyse import ImageResults, ModelResults
+from .analyse import ImageResults, InterventionResults, ModelResults
 from .db import atomic_path
 from .paths import RunPaths
 from .schema import MARKER_LABELS, NSFW_DEFINITION_LABELS
@@ -256,6 +256,7 @@ def fig02_level_composition(levels: pd.DataFrame, synthetic: bool = False) -> Fi
              if lvl in set(levels.loc[levels["n"] > 0, "level"].astype(str))]
     data = levels.assign(level=levels["level"].astype(str))
     _stacked_shares(ax, data, "level", order, LEVEL_COLOURS)
+    ax.set_title("Browsing level of the month's images")
     ax.set_ylabel("share of images")
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5),
@@ -320,6 +321,7 @@ def fig04_engagement(counts: pd.DataFrame, metric_label: str = "reactions",
         ax.step(part["value"] + 1, surv, where="post", color=colour, label=f"{label} (n={total:,})")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_title(f"{metric_label.capitalize()} of NSFW and SFW images")
     ax.set_xlabel(f"{metric_label} + 1")
     ax.set_ylabel("share of images with at least x")
     if ax.lines:
@@ -361,6 +363,7 @@ def fig06_markers(markers: pd.DataFrame, synthetic: bool = False) -> Figure:
             _share_with_band(ax, part, MARKER_COLOURS[marker], label)
     ax.set_ylim(0, 1)
     _percent_axis(ax)
+    ax.set_title("Prompts with each marker category")
     ax.set_ylabel("share of prompts")
     if ax.lines:
         ax.legend(loc="upper left", ncols=2)
@@ -377,6 +380,7 @@ def fig07_creator_lorenz(lorenz: pd.DataFrame | NotEstimable,
     """Lorenz curve of images per hashed user, with the Gini coefficient and top-1% share
     (the panel says why when too few users posted: the privacy floor)."""
     fig, (ax,) = new_figure(2.8)
+    ax.set_title("Images per hashed user (Lorenz curve)")
     for result in (lorenz, summary):
         if isinstance(result, NotEstimable):
             ax.set_aspect("equal")
@@ -730,8 +734,7 @@ def decomposition_by_definition(sensitivity: pd.DataFrame) -> pd.DataFrame:
 FIGURES.update({f.__name__: f for f in (
     fig01_volume_nsfw, fig02_level_composition, fig03_adapter_use, fig04_engagement,
     fig05_distinctive_terms, fig06_markers, fig07_creator_lorenz, fig08_model_types,
-    fig09_real_person, fig10_top_tags, fig11_personalisation, fig12_real_person_label,
-    fig15_family_nsfw, fig16_per_user)})
+    fig09_real_person, fig10_top_tags, fig11_personalisation, fig12_real_person_label)})
 
 
 # --------------------------------------------------------------------------- figures of results
@@ -765,8 +768,12 @@ MODEL_FIGURES: dict[str, Callable[[ModelResults, bool], Figure]] = {
 }
 
 
-def figures_of(results: ImageResults | ModelResults) -> Mapping[str, Callable[[Any, bool], Figure]]:
-    """The figures a results object feeds (:data:`IMAGE_FIGURES` or :data:`MODEL_FIGURES`)."""
+def figures_of(results: ImageResults | ModelResults | InterventionResults
+               ) -> Mapping[str, Callable[[Any, bool], Figure]]:
+    """The figures a results object feeds (:data:`IMAGE_FIGURES`, :data:`MODEL_FIGURES` or
+    :data:`INTERVENTION_FIGURES`)."""
+    if isinstance(results, InterventionResults):
+        return INTERVENTION_FIGURES
     return IMAGE_FIGURES if isinstance(results, ImageResults) else MODEL_FIGURES
 
 
@@ -791,3 +798,74 @@ def save_figures(results: ImageResults | ModelResults, paths: RunPaths,
     for name in figures_of(results):
         savefig(draw(name, results, synthetic), paths, name)
     return list(figures_of(results))
+
+
+# --------------------------------------------------------------------------- interventions
+#: Harm categories drawn by figure 14, one panel each: (column prefix in the rule table, title).
+INTERVENTION_PANELS: tuple[tuple[str, str], ...] = (
+    ("real_person_nsfw", "a  Real-person ∧ NSFW images"),
+    ("minor_nsfw", "b  Minor-coded ∧ NSFW images"),
+)
+#: Collateral shares below this are drawn on a linear scale, above it logarithmically, so rules
+#: that remove almost nothing else stay apart from each other.
+COLLATERAL_LINEAR_BELOW = 0.01
+
+
+def _rule_points(ax: Axes, rules: pd.DataFrame, category: str, colours: Sequence[Any]) -> None:
+    """One point per rule with both intervals; rules at the same place share one label."""
+    places: dict[tuple[float, float], list[str]] = {}
+    for i, row in enumerate(rules.itertuples(index=False)):
+        y, x = getattr(row, f"{category}_removed"), row.collateral
+        if not (np.isfinite(y) and np.isfinite(x)):
+            continue
+        yerr = [[max(0.0, y - getattr(row, f"{category}_removed_low"))],
+                [max(0.0, getattr(row, f"{category}_removed_high") - y)]]
+        xerr = [[max(0.0, x - row.collateral_low)], [max(0.0, row.collateral_high - x)]]
+        ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", markersize=3.5, color=colours[i],
+                    **ERROR_KW)
+        places.setdefault((round(x, 4), round(y, 3)), []).append(str(i + 1))
+    for (x, y), numbers in places.items():
+        ax.annotate(",".join(numbers), (x, y), xytext=(4, -9 if y > 0.9 else 3),
+                    textcoords="offset points", fontsize=6.5)
+
+
+@styled
+def fig14_interventions(rules: pd.DataFrame | NotEstimable, harm: pd.DataFrame | NotEstimable,
+                        synthetic: bool = False) -> Figure:
+    """Each moderation rule as a point: share of harmful images it removes (y) against the share
+    of all other images it removes (x, collateral; linear below 1%, logarithmic above), one panel
+    per harm category on common axes, with the intervals of the user and label-error bootstrap;
+    points are numbered as the legend below."""
+    fig, axes = new_figure(5.0, nrows=2, sharex=True, sharey=True)
+    sizes = harm.set_index("category") if isinstance(harm, pd.DataFrame) else None
+    colours = sns.color_palette("deep", len(rules) if isinstance(rules, pd.DataFrame) else 1)
+    for ax, (category, title) in zip(axes, INTERVENTION_PANELS):
+        ax.set_title(title)
+        ax.set_ylabel("harmful images removed")
+        ax.set_xscale("symlog", linthresh=COLLATERAL_LINEAR_BELOW, linscale=0.6)
+        ax.set_xlim(-0.002, 1.3)
+        ax.set_ylim(-0.05, 1.08)
+        ax.set_xticks([0, 0.01, 0.1, 1])
+        _percent_axis(ax, "x")
+        _percent_axis(ax, "y")
+        if isinstance(rules, NotEstimable):
+            say_not_estimable(ax, rules)
+        elif sizes is None or category not in sizes.index or sizes.loc[category, "images"] == 0:
+            say_not_estimable(ax, "no image of this snapshot is in this category")
+        else:
+            _rule_points(ax, rules, category, colours)
+    axes[-1].set_xlabel("other images removed (collateral)")
+    if isinstance(rules, pd.DataFrame):
+        handles = [mpl.lines.Line2D([], [], marker="o", linestyle="", markersize=3.5, color=colours[i])
+                   for i in range(len(rules))]
+        fig.legend(handles, [f"{i + 1}  {label}" for i, label in enumerate(rules["label"])],
+                   loc="outside lower center", ncol=1, fontsize=6)
+    return _finish(fig, synthetic)
+
+
+FIGURES.update({"fig14_interventions": fig14_interventions})
+FIGURES.update({f.__name__: f for f in (fig15_family_nsfw, fig16_per_user)})
+#: The figures of notebook 05, each drawn from the notebook's results object.
+INTERVENTION_FIGURES: dict[str, Callable[[InterventionResults, bool], Figure]] = {
+    "fig14_interventions": lambda r, s: fig14_interventions(r.rules, r.harm, synthetic=s),
+}

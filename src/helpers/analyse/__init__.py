@@ -13,6 +13,10 @@ and one results object per analysis notebook.
   results objects.
 * :mod:`.sensitivity`: every headline estimate of notebooks 03 and 04 under every NSFW
   definition (the ``sensitivity`` field of both results objects).
+* :mod:`.interventions` and :mod:`.policy` (notebook 05): declared moderation rules simulated on
+  the labelled tables (harm removed vs collateral, label error carried into the intervals) and
+  interrupted time series at declared policy dates; :func:`intervention_results` →
+  :class:`InterventionResults`.
 * :mod:`.names`: the personal-name filter that keeps names out of every published list.
 * :mod:`.results`: how a results object is saved to a run folder and read back.
 * The statistics (Wilson intervals, trend tests, rank tests, concentration, log-odds) live in
@@ -58,4 +62,5 @@ from .models import (ModelResults, adapter_share_by_month, base_models_by_month,
 from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F401
                     personal_name_filter, word_tokens)
 from .results import Results  # noqa: F401
-from . import growth, links, real_person, sensitivity, users  # noqa: E402,F401  (analyse.users.…)
+from .interventions import InterventionResults, intervention_results  # noqa: F401
+from . import growth, interventions, links, policy, real_person, sensitivity, users  # noqa: E402,F401  (analyse.users.…)

@@ -5,7 +5,9 @@ per field), summaries (flat dicts of numbers and text) and the parameters it was
 with (both stored in one ``results.json``). A field (or a summary value) that this snapshot
 cannot estimate is a :class:`~helpers.stats.NotEstimable` and is stored in ``results.json``
 with its reason. Plain data formats only: nothing read back can run
-code. Notebook 05 and the benchmark's figure stage read a notebook's results back this way.
+code. Notebook 06 and the benchmark's figure stage read a notebook's results back this way.
+The results objects: ``ImageResults`` (notebook 03), ``ModelResults`` (04) and
+``InterventionResults`` (05, :mod:`.interventions`), each saved under ``data/reports/results_<part>``.
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ Layout written by :func:`write_snapshot`::
 Every planted quantity is a field of :class:`SynthParams` (the one place for parameters), and
 :func:`expected_truth` returns the values the generated data must reproduce, for tests and for
 the narrative ("the pipeline recovers what was planted"). The package's modules follow the
-generation: ``params`` → ``plan`` → ``vocabulary``/``text`` → ``models``/``images``/``messy`` →
-``write`` (snapshot files and planted truth); word lists live in ``resources/synth_vocabulary.json``.
+generation: ``params`` → ``plan`` → ``people`` (users) → ``vocabulary``/``text`` →
+``models``/``images``/``messy`` → ``write`` (snapshot files) and ``truth`` (the planted truth);
+word lists live in ``resources/synth_vocabulary.json``.
 
 Design choices, and why:
 
@@ -35,6 +36,13 @@ Design choices, and why:
   reports it, kinds are dealt out in turn, and :func:`expected_truth` gives the planted count
   per reason, so the cleaning report can be checked to the row. ``n_images`` / ``n_models``
   stay the counts of *good* rows.
+* **Users matter.** Images come from users who join month by month, each with an NSFW and an
+  adapter propensity (a random effect, plus a cohort effect: later users are more NSFW-prone), so
+  the rise is part within users and part who posts, NSFW-prone users call adapters more, and a
+  few heavy users move a snapshot's shares: naive intervals are too narrow. Planted shares hold
+  in expectation over users; odds ratios named by a parameter hold within a user and month.
+  Truths that depend on who actually posted are replayed from the users' stream
+  (:func:`shift_share_truth`, :func:`user_month_truth`).
 * **Ethical.** Real-person models carry fictional names (a common or invented given name and
   an invented surname); no content involving minors is generated (no minor-coded terms at all).
 
@@ -46,13 +54,15 @@ model used in month ``m`` may have been created later in that same month.
 from .params import (ADAPTER_KINDS, AUTO_MESSY, CIVIVERSE_NSFW_SHARE, DEFAULT_END, DEFAULT_START, GENDERS, IMAGES_PER_MESSY_ROW, IMAGES_SCHEMA, IMAGE_ID_BASE, IMAGE_ID_STRIDE,
     LORA_CALLABLE_TYPES, MODELS_PER_MESSY_ROW, MODELS_SCHEMA, MODEL_ID_BASE, MODEL_STATS_TYPE,
     MODEL_VERSION_TYPE, MS_PER_DAY, NSFW_LEVELS, NSFW_PATH_END, NSFW_PATH_START, PERSON_TYPES,
-    PROMPT_LEVELS, SFW_LEVELS, STREAM_IMAGES, STREAM_MESSY, STREAM_MODELS, STREAM_POOLS,
-    STREAM_USERS, SynthParams, URL_PREFIX, URL_SUFFIX, VERSION_ID_BASE, default_params,
+    PROMPT_LEVELS, SFW_LEVELS, STREAM_CREATORS, STREAM_IMAGE_DRAWS, STREAM_IMAGES, STREAM_LINK,
+    STREAM_MESSY, STREAM_MODELS, STREAM_POOLS, STREAM_USER_TRAITS, STREAM_USERS, SynthParams, URL_PREFIX, URL_SUFFIX, VERSION_ID_BASE, default_params,
     interpolate_anchors, linear_share_path, lora_share_path, month_bounds_ms, month_range,
     nsfw_share_path, validate_params)
-from .plan import (SnapshotPlan, WeightedPool, active_base_models, allocate_counts,
-    base_model_weights, growth_weights, interpolate_mix, make_plan, n_forced_models, sample_rows,
-    seeded_python_random, seeded_rng, split_by_odds_ratio)
+from .plan import (SnapshotPlan, UserGrid, WeightedPool, active_base_models, allocate_counts,
+    base_model_weights, calibrate_users, cohort_mix, cohort_sizes, cohort_years, growth_weights,
+    interpolate_mix, make_plan, n_forced_models, n_forced_person_models, n_users, normal_quadrature,
+    real_person_adapter_share, sample_rows, seeded_python_random, seeded_rng, solve_increasing,
+    split_by_odds_ratio, user_nsfw_share)
 from .text import (fake_image_urls, fixed_width_strings, hex_bytes, iso_utc_ms, sample_zipf,
     user_hash_pool, zipf_cdf)
 from .vocabulary import (BOORU_FEMALE, BOORU_MALE, BOORU_SOLO, CLOTHING, EMPTY_NEGATIVE_SHARE,
@@ -63,11 +73,16 @@ from .vocabulary import (BOORU_FEMALE, BOORU_MALE, BOORU_SOLO, CLOTHING, EMPTY_N
     compose_prompt, fictional_person_name, load_vocabulary, person_model_text,
     prompt_pool_per_class, slugify)
 from .models import (ModelCatalog, ModelDraws, build_models, draw_models, lora_call_suffix,
-    model_text, model_versions, models_table, version_dates)
+    model_text, model_versions, models_table, real_person_creator_pool, real_person_creators,
+    version_dates)
+from .people import (ImageDraws, Population, build_population, chunk_bounds, image_draws, row_months,
+    shift_share_parts, shift_share_truth, user_month_truth)
 from .images import (ImageContext, decimal_strings, image_chunk)
 from .messy import (AFTER_WINDOW_CREATED_AT, BEFORE_WINDOW_CREATED_AT, CONFLICT_NAME_SUFFIX,
     CONFLICT_PROMPT_IF_NONE, CONFLICT_PROMPT_SUFFIX, INVALID_LEVELS, MESSY_IMAGE_KINDS,
     MESSY_MODEL_KINDS, MessyPlan, NEGATIVE_LIKES, NON_NUMERIC_LIKES, UNPARSEABLE_CREATED_AT,
     deal_kinds, last_chunk_first_row, messy_counts, messy_image_plan, messy_image_rows,
     messy_model_plan, messy_model_rows, messy_truth)
-from .write import (DICTIONARY_COLUMNS, expected_truth, part_name, write_part, write_snapshot)
+from .write import (DICTIONARY_COLUMNS, part_name, write_part, write_snapshot)
+from .truth import (CREATOR_REPLICATES, adapter_truth, concentration, creator_truth, expected_truth,
+    family_truth, real_person_adapter_truth)

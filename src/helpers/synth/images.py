@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 from .. import schema
 from .models import ModelCatalog
 from .params import STREAM_IMAGES, STREAM_LINK, IMAGES_SCHEMA, IMAGE_ID_BASE, IMAGE_ID_STRIDE, NSFW_LEVELS, PROMPT_LEVELS, SFW_LEVELS, SynthParams
-from .plan import SnapshotPlan, sample_rows, seeded_rng
-from .text import fake_image_urls, iso_utc_ms, sample_zipf
+from .people import ImageDraws, Population, image_draws
+from .plan import SnapshotPlan, WeightedPool, sample_rows, seeded_rng
+from .text import fake_image_urls, iso_utc_ms
 from .vocabulary import EMPTY_NEGATIVE_SHARE, PONY_BASE, PromptPools
 
 # --------------------------------------------------------------------------- images
@@ -23,45 +24,54 @@ class ImageContext:
     params: SynthParams
     plan: SnapshotPlan
     pools: PromptPools
-    users: pa.StringArray
-    user_cdf: np.ndarray
+    people: Population
     catalog: ModelCatalog
     month_first_row: np.ndarray  # (M+1,) cumulative image counts
 
 
 def _image_levels(rng: np.random.Generator, plan: SnapshotPlan, month: np.ndarray,
-                  has_prompt: np.ndarray, has_lora: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(is_nsfw, browsingLevel bit) per image, with the planted LoRA odds ratio."""
-    p = np.where(~has_prompt, plan.nsfw_share[month],
-                 np.where(has_lora, plan.nsfw_share_lora[month], plan.nsfw_share_no_lora[month]))
-    is_nsfw = rng.random(len(month)) < p
+                  is_nsfw: np.ndarray) -> np.ndarray:
+    """``browsingLevel`` bit per image: a level of its class by the month's level mix."""
     nsfw_bits = np.array([schema.LEVEL_BITS[x] for x in NSFW_LEVELS])
     sfw_bits = np.array([schema.LEVEL_BITS[x] for x in SFW_LEVELS])
     top_nsfw = nsfw_bits[sample_rows(rng, np.cumsum(plan.nsfw_level_mix[month], axis=1))]
     top_sfw = sfw_bits[sample_rows(rng, np.cumsum(plan.sfw_level_mix[month], axis=1))]
-    return is_nsfw, np.where(is_nsfw, top_nsfw, top_sfw)
+    return np.where(is_nsfw, top_nsfw, top_sfw)
+
+
+def _pick(rng: np.random.Generator, pools: tuple[WeightedPool, WeightedPool], month: np.ndarray,
+          want_nsfw: np.ndarray) -> np.ndarray:
+    """Models-table positions from the (SFW, NSFW) ``pools`` by each row's wanted class (the other
+    pool when one is empty)."""
+    positions = np.empty(len(month), dtype=np.int64)
+    for flag, pool in ((False, pools[0]), (True, pools[1])):
+        sel = want_nsfw == flag
+        source = pool if len(pool) else pools[1 - int(flag)]
+        positions[sel] = source.sample(rng, month[sel])
+    return positions
 
 
 def _lora_calls(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
-                n_calls: np.ndarray, is_nsfw: np.ndarray,
+                n_calls: np.ndarray, is_nsfw: np.ndarray, uses_person: np.ndarray,
                 link_rng: np.random.Generator) -> list[pa.Array]:
     """Columns of ``", <lora:…>"`` call text to append (empty where the image has fewer calls).
 
-    ``link_rng`` (a stream of its own, so the other draws stay as they were) picks the calls
-    that name their adapter by a file name the models table does not hold.
+    The first call of an image drawn to use a real-person adapter names one; every other call
+    names an adapter that depicts no real person. ``link_rng`` (a stream of its own, so the
+    other draws stay as they were) picks the calls that name their adapter by a file name the
+    models table does not hold.
     """
-    sfw_pool, nsfw_pool = ctx.catalog.lora_pools
     columns = []
     for k in range(1, 1 + len(ctx.params.lora_extra_call_probs) + 1):
         rows = np.flatnonzero(n_calls >= k)
         # Calls mostly name models of the image's own class (NSFW images call NSFW LoRAs).
         want_nsfw = np.where(rng.random(len(rows)) < ctx.params.lora_class_match,
                              is_nsfw[rows], ~is_nsfw[rows])
+        person = uses_person[rows] if k == 1 else np.zeros(len(rows), dtype=bool)
         positions = np.empty(len(rows), dtype=np.int64)
-        for flag, pool in ((False, sfw_pool), (True, nsfw_pool)):
-            sel = want_nsfw == flag
-            source = pool if len(pool) else (nsfw_pool if not flag else sfw_pool)
-            positions[sel] = source.sample(rng, month[rows][sel])
+        for flag, pools in ((False, ctx.catalog.lora_pools), (True, ctx.catalog.person_pools)):
+            sel = person == flag
+            positions[sel] = _pick(rng, pools, month[rows][sel], want_nsfw[sel])
         index = np.zeros(len(month), dtype=np.int64)
         index[rows] = positions
         missing = n_calls < k
@@ -114,18 +124,17 @@ def _checkpoints(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
 
 
 def _positive_prompts(rng: np.random.Generator, ctx: ImageContext, month: np.ndarray,
-                      level: np.ndarray, base_idx: np.ndarray, has_prompt: np.ndarray,
-                      has_lora: np.ndarray, is_nsfw: np.ndarray,
+                      level: np.ndarray, base_idx: np.ndarray, draws: ImageDraws,
                       link_rng: np.random.Generator) -> pa.Array:
     """Pooled prompt of the image's (level, base model) class plus its LoRA calls; null if none."""
     prompt_bits = [schema.LEVEL_BITS[x] for x in PROMPT_LEVELS]
     prompt_level = np.searchsorted(prompt_bits, np.minimum(level, prompt_bits[-1]))  # Blocked → XXX
     prompt_class = prompt_level * len(ctx.plan.base_names) + base_idx
     index = prompt_class * ctx.pools.size + rng.integers(0, ctx.pools.size, len(month))
-    base_prompt = ctx.pools.positive.take(pa.array(index, mask=~has_prompt))
+    base_prompt = ctx.pools.positive.take(pa.array(index, mask=~draws.has_prompt))
     extra = rng.random(len(month))
-    n_calls = has_lora * (1 + sum((extra < p).astype(np.int64) for p in ctx.params.lora_extra_call_probs))
-    calls = _lora_calls(rng, ctx, month, n_calls, is_nsfw, link_rng)
+    n_calls = draws.has_lora * (1 + sum((extra < p).astype(np.int64) for p in ctx.params.lora_extra_call_probs))
+    calls = _lora_calls(rng, ctx, month, n_calls, draws.is_nsfw, draws.uses_person, link_rng)
     # A null base prompt (no metadata) stays null: the join emits null when any input is null.
     return pc.binary_join_element_wise(base_prompt, *calls, "")
 
@@ -152,9 +161,9 @@ def image_chunk(ctx: ImageContext, chunk_index: int, first_row: int, n_rows: int
     created = plan.bounds_ms[month] + (slot * np.diff(plan.bounds_ms)[month]).astype(np.int64)
     ids = IMAGE_ID_BASE + IMAGE_ID_STRIDE * rows + rng.integers(0, IMAGE_ID_STRIDE, n_rows)
 
-    has_prompt = rng.random(n_rows) >= params.missing_prompt_share
-    has_lora = has_prompt & (rng.random(n_rows) < plan.lora_share[month])
-    is_nsfw, level = _image_levels(rng, plan, month, has_prompt, has_lora)
+    draws = image_draws(params, plan, ctx.people, chunk_index, month)
+    is_nsfw, has_prompt = draws.is_nsfw, draws.has_prompt
+    level = _image_levels(rng, plan, month, is_nsfw)
     pg13_flag = (level == schema.LEVEL_BITS["PG13"]) & (rng.random(n_rows) < params.pg13_flagged_share)
     base_cum = np.where(is_nsfw[:, None], np.cumsum(plan.base_mix_nsfw, axis=1)[month],
                         np.cumsum(plan.base_mix, axis=1)[month])
@@ -164,13 +173,13 @@ def image_chunk(ctx: ImageContext, chunk_index: int, first_row: int, n_rows: int
         "id": pa.array(ids, pa.int64()),
         "createdAt": iso_utc_ms(created),
         "url": fake_image_urls(rng, n_rows),
-        "positivePrompt": _positive_prompts(rng, ctx, month, level, base_idx, has_prompt, has_lora, is_nsfw,
+        "positivePrompt": _positive_prompts(rng, ctx, month, level, base_idx, draws,
                                             seeded_rng(params.seed, STREAM_LINK, chunk_index)),
         "negativePrompt": _negative_prompts(rng, ctx, base_idx, has_prompt),
         "nsfw": pa.array(is_nsfw | pg13_flag, pa.bool_()),
         "browsingLevel": pa.array(level, pa.int64()),
         "statsSummary": _stats_json(rng, params, is_nsfw),
-        "usernameHash": ctx.users.take(pa.array(sample_zipf(rng, ctx.user_cdf, n_rows))),
+        "usernameHash": ctx.people.hashes.take(pa.array(draws.user)),
         "baseModel": pa.array(plan.base_names, pa.string()).take(pa.array(base_idx)),
         "modelId": pa.array(ctx.catalog.ids[checkpoint], pa.int64()),
     }, schema=IMAGES_SCHEMA)

@@ -8,8 +8,9 @@ import numpy as np
 import pyarrow as pa
 
 from .. import schema
-from .params import STREAM_MODELS, ADAPTER_KINDS, MODEL_FILE_TYPE, GENDERS, LORA_CALLABLE_TYPES, MODELS_SCHEMA, MODEL_ID_BASE, MODEL_STATS_TYPE, MODEL_VERSION_TYPE, MS_PER_DAY, NSFW_LEVELS, PERSON_TYPES, SFW_LEVELS, SynthParams, VERSION_ID_BASE
-from .plan import SnapshotPlan, WeightedPool, sample_rows, seeded_python_random, seeded_rng
+from .params import STREAM_CREATORS, STREAM_MODELS, ADAPTER_KINDS, MODEL_FILE_TYPE, GENDERS, LORA_CALLABLE_TYPES, MODELS_SCHEMA, MODEL_ID_BASE, MODEL_STATS_TYPE, MODEL_VERSION_TYPE, MS_PER_DAY, NSFW_LEVELS, PERSON_TYPES, SFW_LEVELS, SynthParams, VERSION_ID_BASE
+from .plan import (SnapshotPlan, WeightedPool, n_forced_models, n_forced_person_models, sample_rows,
+                   seeded_python_random, seeded_rng)
 from .text import iso_utc_ms, sample_zipf, zipf_cdf
 from .vocabulary import ModelText, adapter_model_text, checkpoint_text, person_model_text, slugify
 
@@ -20,7 +21,8 @@ class ModelCatalog:
 
     table: pa.Table
     checkpoint_pools: tuple[WeightedPool, ...]   # one per base model
-    lora_pools: tuple[WeightedPool, WeightedPool]  # (sfw models, nsfw models)
+    lora_pools: tuple[WeightedPool, WeightedPool]  # (sfw, nsfw) callable models of no real person
+    person_pools: tuple[WeightedPool, WeightedPool]  # (sfw, nsfw) callable real-person models
     lora_call_suffixes: pa.StringArray           # ", <lora:…>" per model (null if not callable)
     lora_alias_suffixes: pa.StringArray          # the same call under a name no file has
     ids: np.ndarray
@@ -85,9 +87,12 @@ def draw_models(params: SynthParams, plan: SnapshotPlan, rng: np.random.Generato
     """Draw every numeric and categorical attribute of the models, vectorised.
 
     Forced models guarantee that images always find a checkpoint of their base model and a
-    LoRA to call: one checkpoint per base model at its launch, one SFW and one NSFW LoRA first.
+    LoRA to call: one checkpoint per base model at its launch, one SFW and one NSFW LoRA first,
+    and (when there are real people) one SFW and one NSFW real-person LoRA first. Real-person
+    models are made by their own pool of creators (:func:`real_person_creators`).
     """
-    forced_month = np.array(list(plan.base_launch_month) + [0, 0])
+    n_person = n_forced_person_models(params)
+    forced_month = np.array(list(plan.base_launch_month) + [0, 0] + [0] * n_person)
     month = np.concatenate([np.repeat(np.arange(len(plan.months)), plan.model_counts), forced_month])
     n = len(month)
     forced = np.zeros(n, dtype=bool)
@@ -108,7 +113,8 @@ def draw_models(params: SynthParams, plan: SnapshotPlan, rng: np.random.Generato
     type_idx[forced_rows[:n_base]] = plan.type_names.index("Checkpoint") if "Checkpoint" in plan.type_names else 0
     base_idx[forced_rows[:n_base]] = np.arange(n_base)
     type_idx[forced_rows[n_base:]] = next(i for i, t in enumerate(plan.type_names) if t in LORA_CALLABLE_TYPES)
-    nsfw[forced_rows[n_base:]] = (False, True)
+    nsfw[forced_rows[n_base:]] = [False, True] * (1 + n_person // 2)
+    poi[forced_rows[n_base + 2:]] = True
 
     gender_p = np.array([params.real_person_female_share,
                          1 - params.real_person_female_share - params.real_person_mixed_share,
@@ -127,11 +133,29 @@ def draw_models(params: SynthParams, plan: SnapshotPlan, rng: np.random.Generato
         comments=rng.poisson(downloads * 0.004), ratings=ratings,
         rating=np.where(ratings > 0, np.round(rng.uniform(3.6, 5.0, n), 2), 0.0),
         n_versions=np.minimum(rng.geometric(0.55, n), params.max_versions),
-        creator_rank=sample_zipf(rng, zipf_cdf(n_users, params.user_zipf_exponent), n),
+        creator_rank=np.where(poi, real_person_creators(params, poi, n_users),
+                              sample_zipf(rng, zipf_cdf(n_users, params.user_zipf_exponent), n)),
     )
     order = np.argsort(created, kind="stable")
     return ModelDraws(ids=MODEL_ID_BASE + np.cumsum(rng.integers(1, 8, n)),
                       **{name: values[order] for name, values in draws.items()})
+
+
+def real_person_creator_pool(params: SynthParams, n_users: int) -> int:
+    """Creators of real-person models: about one per ``real_person_models_per_creator`` of the
+    real-person models expected, at most every user."""
+    expected = (params.n_models - n_forced_models(params)) * params.real_person_share \
+        + n_forced_person_models(params)
+    return int(min(n_users, max(1, round(expected / params.real_person_models_per_creator))))
+
+
+def real_person_creators(params: SynthParams, poi: np.ndarray, n_users: int) -> np.ndarray:
+    """Creator (user rank) of every model, meaningful where ``poi``: a pool of users chosen at
+    random, each real-person model made by one of them by Zipf activity (stream of its own)."""
+    rng = seeded_rng(params.seed, STREAM_CREATORS)
+    size = real_person_creator_pool(params, n_users)
+    pool = rng.choice(n_users, size=size, replace=False)
+    return pool[sample_zipf(rng, zipf_cdf(size, params.real_person_creator_zipf_exponent), len(poi))]
 
 
 def model_text(rnd: random.Random, draws: ModelDraws, i: int, type_name: str, base: str) -> ModelText:
@@ -238,11 +262,15 @@ def build_models(params: SynthParams, plan: SnapshotPlan, users: pa.StringArray)
     checkpoint_pools = tuple(
         WeightedPool.of(np.flatnonzero(is_checkpoint & (draws.base_idx == b)), draws.month, popularity)
         for b in range(len(plan.base_names)))
-    lora_pools = (WeightedPool.of(np.flatnonzero(callable_ & ~draws.nsfw), draws.month, popularity),
-                  WeightedPool.of(np.flatnonzero(callable_ & draws.nsfw), draws.month, popularity))
+
+    def pools(person: bool) -> tuple[WeightedPool, WeightedPool]:
+        members = callable_ & (draws.poi == person)
+        return (WeightedPool.of(np.flatnonzero(members & ~draws.nsfw), draws.month, popularity),
+                WeightedPool.of(np.flatnonzero(members & draws.nsfw), draws.month, popularity))
+
     aliases = [None if c is None else alias_call(c, stem, int(i))
                for c, stem, i in zip(calls, stems, draws.ids)]
-    return ModelCatalog(table, checkpoint_pools, lora_pools, pa.array(calls, pa.string()),
+    return ModelCatalog(table, checkpoint_pools, pools(False), pools(True), pa.array(calls, pa.string()),
                         pa.array(aliases, pa.string()), draws.ids)
 
 

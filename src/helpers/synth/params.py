@@ -42,6 +42,9 @@ GENDERS: tuple[str, ...] = ("female", "male", "mixed")
 
 # Stream ids of the seed sequence: each consumer of randomness has its own stream.
 STREAM_MODELS, STREAM_POOLS, STREAM_USERS, STREAM_IMAGES, STREAM_MESSY, STREAM_LINK = 0, 1, 2, 3, 4, 5
+#: Users' traits (join month, NSFW and adapter propensity); per image, who posts it and what it
+#: is (prompt, adapter, real-person adapter, NSFW); creators of real-person models.
+STREAM_USER_TRAITS, STREAM_IMAGE_DRAWS, STREAM_CREATORS = 6, 7, 8
 
 #: ``messy_rows`` / ``messy_model_rows`` value meaning "derive from the table size".
 AUTO_MESSY = -1
@@ -185,9 +188,19 @@ class SynthParams:
 
     # Prompts: share of images without any prompt (no generation metadata).
     missing_prompt_share: float = 0.08
-    # LoRA: share of prompted images with >= 1 <lora:…> call; NSFW odds ratio with vs without.
+    # LoRA: share of prompted images with >= 1 <lora:…> call; NSFW odds ratio with vs without
+    # within a user and month (the crude ratio over users and months is larger: see users below).
     lora_share_by_month: dict[str, float] = field(default_factory=lora_share_path)
     lora_nsfw_odds_ratio: float = 2.5
+    # Real-person adapters: share of adapter-calling images whose first call names a real-person
+    # adapter (first → last month), cut by ``real_person_break_factor`` from
+    # ``real_person_break_month`` on (a moderation break); NSFW odds ratio of such images vs other
+    # adapter-calling images of the same user and month.
+    real_person_adapter_share_start: float = 0.08
+    real_person_adapter_share_end: float = 0.20
+    real_person_break_month: str = "2024-06"
+    real_person_break_factor: float = 0.4
+    real_person_adapter_nsfw_odds_ratio: float = 1.8
     # Probability of a 2nd and of a 3rd call, given a LoRA image.
     lora_extra_call_probs: tuple[float, float] = (0.35, 0.12)
     # Probability that a call names a model of the image's own NSFW class (nsfw/sfw model).
@@ -231,6 +244,21 @@ class SynthParams:
     # Creators: about one user per ``images_per_user`` images, Zipf-distributed activity.
     images_per_user: int = 15
     user_zipf_exponent: float = 1.1
+    # Users join month by month (cohort sizes grow by ``user_join_growth``); an image of month m
+    # comes from a cohort joined by m (in proportion to its size), then from a user of that
+    # cohort by Zipf activity. Each user's NSFW logit is shifted by ``user_propensity_sd`` × a
+    # standard normal plus ``user_cohort_effect`` per year of joining later (so the rise is part
+    # within users, part who posts); a user's adapter logit is shifted by
+    # ``user_adapter_propensity`` × the same normal (NSFW-prone users call adapters more). The
+    # monthly paths are met in expectation over users, not by the realised ones.
+    user_join_growth: float = 1.10
+    user_propensity_sd: float = 1.0
+    user_cohort_effect: float = 0.5
+    user_adapter_propensity: float = 0.8
+    # Real-person models are made by a pool of about one creator per
+    # ``real_person_models_per_creator`` of them, chosen by Zipf activity with this exponent.
+    real_person_models_per_creator: float = 3.0
+    real_person_creator_zipf_exponent: float = 1.2
 
     # Messy rows: bad rows appended to the last images part file and to the models file, on
     # top of the ``n_images`` / ``n_models`` good ones (see ``MESSY_IMAGE_KINDS``). AUTO_MESSY
@@ -284,7 +312,8 @@ def validate_params(params: SynthParams) -> list[str]:
             problems.append(f"{name} needs {size} non-negative weights")
     for name in ("pg13_flagged_share", "missing_prompt_share", "real_person_share",
                  "real_person_female_share", "real_person_mixed_share", "lora_class_match",
-                 "unresolvable_call_share", "model_nsfw_share_start", "model_nsfw_share_end"):
+                 "unresolvable_call_share", "model_nsfw_share_start", "model_nsfw_share_end",
+                 "real_person_adapter_share_start", "real_person_adapter_share_end"):
         if not 0.0 <= getattr(params, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1]")
     if params.real_person_female_share + params.real_person_mixed_share > 1.0:
@@ -293,10 +322,21 @@ def validate_params(params: SynthParams) -> list[str]:
         problems.append("some base model must launch by start_month (images need one from the start)")
     if not any(t in LORA_CALLABLE_TYPES for t, *_ in params.model_types):
         problems.append("model_types needs a LoRA-callable type")
+    if max(params.real_person_adapter_share_start, params.real_person_adapter_share_end) \
+            * max(1.0, params.real_person_break_factor) > 1.0:
+        problems.append("real-person adapter shares times real_person_break_factor must stay <= 1")
+    try:
+        np.datetime64(params.real_person_break_month, "M")
+    except ValueError:
+        problems.append("real_person_break_month must be a month YYYY-MM")
     for name in ("lora_nsfw_odds_ratio", "real_person_nsfw_odds_ratio", "nsfw_like_ratio",
-                 "real_person_download_ratio", "monthly_growth", "model_monthly_growth"):
+                 "real_person_download_ratio", "monthly_growth", "model_monthly_growth",
+                 "real_person_adapter_nsfw_odds_ratio", "user_join_growth",
+                 "real_person_models_per_creator", "real_person_creator_zipf_exponent"):
         if getattr(params, name) <= 0:
             problems.append(f"{name} must be > 0")
+    if params.user_propensity_sd < 0 or params.real_person_break_factor < 0:
+        problems.append("user_propensity_sd and real_person_break_factor must be >= 0")
     if params.prompt_pool_size < 1 or params.images_per_user < 1 or params.max_versions < 1:
         problems.append("prompt_pool_size, images_per_user and max_versions must be >= 1")
     if params.messy_rows < 0 or params.messy_model_rows < 0:

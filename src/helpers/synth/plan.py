@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
 from .params import SynthParams, month_bounds_ms
 
 
@@ -17,10 +18,22 @@ class SnapshotPlan:
     months: list[str]
     bounds_ms: np.ndarray            # (M+1,) month starts and end of window
     image_counts: np.ndarray         # (M,) exact images per month
-    nsfw_share: np.ndarray           # (M,) P(level >= R)
-    nsfw_share_no_lora: np.ndarray   # (M,) P(level >= R | prompted, no LoRA call)
-    nsfw_share_lora: np.ndarray      # (M,) P(level >= R | >= 1 LoRA call)
-    lora_share: np.ndarray           # (M,) P(>= 1 LoRA call | prompted)
+    nsfw_share: np.ndarray           # (M,) P(level >= R), over users
+    nsfw_share_no_lora: np.ndarray   # (M,) P(level >= R | prompted, no LoRA call), over users
+    nsfw_share_lora: np.ndarray      # (M,) P(level >= R | >= 1 LoRA call), over users
+    lora_share: np.ndarray           # (M,) P(>= 1 LoRA call | prompted), over users
+    # Users: an image of month m comes from cohort c (users who joined in month c) with
+    # probability cohort_mix[m, c]; its NSFW logit is nsfw_logit[m] + the user's propensity
+    # (+ log lora_nsfw_odds_ratio with an adapter call), its adapter logit lora_logit[m] + the
+    # user's adapter shift; both calibrated so that the shares above hold over users.
+    cohort_sizes: np.ndarray         # (M,) users joining in each month
+    cohort_mix: np.ndarray           # (M, M) P(cohort | month of the image)
+    nsfw_logit: np.ndarray           # (M,)
+    lora_logit: np.ndarray           # (M,)
+    real_person_share: np.ndarray    # (M,) P(real-person adapter | >= 1 call), break included
+    real_person_share_no_break: np.ndarray  # (M,) the same without the break
+    nsfw_share_real_person: np.ndarray      # (M,) P(level >= R | real-person adapter), over users
+    user_grid: "UserGrid"            # expectations over a month's users (for the planted truth)
     nsfw_level_mix: np.ndarray       # (M, 4) over NSFW_LEVELS
     sfw_level_mix: np.ndarray        # (M, 2) over SFW_LEVELS
     base_names: tuple[str, ...]
@@ -55,21 +68,125 @@ def split_by_odds_ratio(share: np.ndarray, exposed_share: np.ndarray,
                         odds_ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (unexposed, exposed) with the given odds ratio that average to ``share``.
 
-    Solves ``(1 - e) p0 + e p1 = share`` with ``odds(p1) / odds(p0) = odds_ratio`` by
-    bisection (the left side increases with ``p0``), element-wise.
+    Solves ``(1 - e) p0 + e p1 = share`` with ``odds(p1) / odds(p0) = odds_ratio``,
+    element-wise. With ``p1 = r p0 / (1 + (r - 1) p0)`` this is the quadratic
+    ``A p0² + B p0 - share = 0`` (``A = (1 - e)(r - 1)``, ``B = 1 + (e - share)(r - 1)``), whose
+    root in [0, 1] is taken in the form that stays exact when ``A`` is 0 (cheap enough to run
+    per image).
     """
     share = np.asarray(share, dtype=np.float64)
     exposed = np.asarray(exposed_share, dtype=np.float64)
-    lo, hi = np.zeros_like(share), np.ones_like(share)
-    for _ in range(60):
-        p0 = (lo + hi) / 2
-        p1 = odds_ratio * p0 / (1 - p0 + odds_ratio * p0)
-        too_high = (1 - exposed) * p0 + exposed * p1 > share
-        hi = np.where(too_high, p0, hi)
-        lo = np.where(too_high, lo, p0)
-    p0 = (lo + hi) / 2
+    a = (1 - exposed) * (odds_ratio - 1)
+    b = 1 + (exposed - share) * (odds_ratio - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p0 = np.clip(np.nan_to_num(2 * share / (b + np.sqrt(np.maximum(b * b + 4 * a * share, 0.0)))),
+                     0.0, 1.0)
     p1 = odds_ratio * p0 / (1 - p0 + odds_ratio * p0)
     return p0, p1
+
+
+# --------------------------------------------------------------------------- users, in expectation
+def expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow (and without importing scipy, slow to load)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+#: Gauss–Hermite nodes for expectations over a user's standard normal effect.
+QUADRATURE_NODES = 32
+
+
+def normal_quadrature(nodes: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """Points and weights with ``Σ w f(z) ≈ E f(Z)`` for a standard normal ``Z``."""
+    x, w = np.polynomial.hermite.hermgauss(nodes)
+    return np.sqrt(2.0) * x, w / np.sqrt(np.pi)
+
+
+def solve_increasing(mean_of, target: np.ndarray, lo: float = -40.0, hi: float = 40.0,
+                     iterations: int = 56) -> np.ndarray:
+    """``x`` with ``mean_of(x) == target`` element-wise, for ``mean_of`` increasing (bisection)."""
+    target = np.asarray(target, dtype=np.float64)
+    low, high = np.full_like(target, lo), np.full_like(target, hi)
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        above = mean_of(mid) > target
+        high, low = np.where(above, mid, high), np.where(above, low, mid)
+    return (low + high) / 2
+
+
+def user_nsfw_share(logit: np.ndarray, adapter_p: np.ndarray, prompt_share: float,
+                    lora_odds_ratio: float) -> np.ndarray:
+    """Expected NSFW share of a user's images in a month: NSFW logit ``logit`` without an adapter
+    call, plus ``log lora_odds_ratio`` with one; a call in a share ``prompt_share × adapter_p``."""
+    with_call = prompt_share * adapter_p
+    return (1 - with_call) * expit(logit) + with_call * expit(logit + np.log(lora_odds_ratio))
+
+
+def cohort_sizes(n_users: int, n_months: int, growth: float) -> np.ndarray:
+    """Users joining in each month (growing by ``growth``); at least one joins in the first."""
+    sizes = allocate_counts(n_users, growth_weights(n_months, growth))
+    if sizes[0] == 0:
+        sizes[int(np.argmax(sizes))] -= 1
+        sizes[0] += 1
+    return sizes
+
+
+def cohort_mix(sizes: np.ndarray) -> np.ndarray:
+    """(M, M) share of month m's images posted by users who joined in month c (c <= m), in
+    proportion to the cohorts' sizes."""
+    joined = np.tril(np.ones((len(sizes), len(sizes)))) * sizes[None, :]
+    return joined / joined.sum(axis=1, keepdims=True)
+
+
+def n_users(params: SynthParams) -> int:
+    """Users in the pool images and models are drawn from."""
+    return max(1, params.n_images // params.images_per_user)
+
+
+def cohort_years(n_months: int) -> np.ndarray:
+    """Years from the window's start to each month's start (the cohort effect's unit)."""
+    return np.arange(n_months, dtype=np.float64) / 12.0
+
+
+@dataclass(frozen=True)
+class UserGrid:
+    """Expectations over the users who post in a month, by quadrature: an image of month m
+    comes from cohort c and a user whose standard normal effect is node k with probability
+    ``weight[m, c, k]``."""
+
+    weight: np.ndarray     # (M, C, K)
+    eta: np.ndarray        # (1, C, K) the user's NSFW logit shift: σ z + κ years(cohort)
+    adapter_p: np.ndarray  # (M, 1, K) P(>= 1 adapter call | prompted): expit(l_m + γ z)
+
+    @classmethod
+    def of(cls, params: SynthParams, mix: np.ndarray, lora_logit: np.ndarray) -> "UserGrid":
+        """The grid of ``params``' users given the cohort mix and the adapter logits."""
+        z, w = normal_quadrature()
+        eta = params.user_propensity_sd * z[None, :] \
+            + params.user_cohort_effect * cohort_years(mix.shape[1])[:, None]
+        adapter_p = expit(lora_logit[:, None] + params.user_adapter_propensity * z[None, :])
+        return cls(mix[:, :, None] * w[None, None, :], eta[None], adapter_p[:, None, :])
+
+    def expect(self, values: np.ndarray) -> np.ndarray:
+        """(M,) expectation of ``values`` (broadcastable to (M, C, K)) over a month's images."""
+        return np.einsum("mck,mck->m", np.broadcast_to(values, self.weight.shape), self.weight)
+
+
+def calibrate_users(params: SynthParams, nsfw: np.ndarray, lora: np.ndarray,
+                    mix: np.ndarray) -> tuple[np.ndarray, np.ndarray, UserGrid]:
+    """Monthly NSFW and adapter logits meeting the planted shares over the user distribution,
+    and the grid of expectations over users they were calibrated on.
+
+    The adapter logit ``l`` solves ``E expit(l + γZ) = lora``; the NSFW logit ``a`` solves
+    ``E_cohort E_Z user_nsfw_share(a + σZ + κ·years(cohort), …) = nsfw``.
+    """
+    z, w = normal_quadrature()
+    lora_logit = solve_increasing(
+        lambda x: expit(x[:, None] + params.user_adapter_propensity * z[None, :]) @ w, lora)
+    grid = UserGrid.of(params, mix, lora_logit)
+    q = 1 - params.missing_prompt_share
+    nsfw_logit = solve_increasing(lambda a: grid.expect(user_nsfw_share(
+        a[:, None, None] + grid.eta, grid.adapter_p, q, params.lora_nsfw_odds_ratio)), nsfw)
+    return nsfw_logit, lora_logit, grid
 
 
 def interpolate_mix(start: Sequence[float], end: Sequence[float], n_months: int) -> np.ndarray:
@@ -96,9 +213,28 @@ def base_model_weights(params: SynthParams, months: Sequence[str]) -> tuple[np.n
     return np.stack(cols, axis=1), np.array(tilts, dtype=np.float64)
 
 
+def n_forced_person_models(params: SynthParams) -> int:
+    """Real-person LoRAs placed on purpose (a first SFW and NSFW one), when there are people."""
+    return 2 if params.real_person_share > 0 else 0
+
+
 def n_forced_models(params: SynthParams) -> int:
-    """Models placed on purpose: a checkpoint per base model, a first SFW and NSFW LoRA."""
-    return len(active_base_models(params)) + 2
+    """Models placed on purpose: a checkpoint per base model, a first SFW and NSFW LoRA, and a
+    first SFW and NSFW real-person LoRA (so that real-person calls always find one)."""
+    return len(active_base_models(params)) + 2 + n_forced_person_models(params)
+
+
+def real_person_adapter_share(params: SynthParams, months: Sequence[str],
+                              with_break: bool = True) -> np.ndarray:
+    """(M,) share of adapter-calling images whose first call names a real-person adapter: linear
+    over the window, times the break factor from the break month on; 0 without real people."""
+    n = len(months)
+    share = (np.linspace(params.real_person_adapter_share_start, params.real_person_adapter_share_end, n)
+             if n > 1 else np.array([params.real_person_adapter_share_start]))
+    if with_break:
+        share = np.where(np.array(months) >= params.real_person_break_month,
+                         share * params.real_person_break_factor, share)
+    return share if params.real_person_share > 0 else np.zeros(n)
 
 
 def make_plan(params: SynthParams) -> SnapshotPlan:
@@ -107,7 +243,17 @@ def make_plan(params: SynthParams) -> SnapshotPlan:
     n = len(months)
     nsfw = np.array([params.nsfw_share_by_month[m] for m in months])
     lora = np.array([params.lora_share_by_month[m] for m in months])
-    p0, p1 = split_by_odds_ratio(nsfw, lora, params.lora_nsfw_odds_ratio)
+    sizes = cohort_sizes(n_users(params), n, params.user_join_growth)
+    mix = cohort_mix(sizes)
+    nsfw_logit, lora_logit, grid = calibrate_users(params, nsfw, lora, mix)
+    person = real_person_adapter_share(params, months)
+    # Shares conditional on adapter use, over users; within a user and month, adapter images
+    # split into real-person and other ones at the planted odds ratio.
+    p0 = expit(nsfw_logit[:, None, None] + grid.eta)
+    p1 = expit(nsfw_logit[:, None, None] + grid.eta + np.log(params.lora_nsfw_odds_ratio))
+    _, p_person = split_by_odds_ratio(p1, person[:, None, None],
+                                      params.real_person_adapter_nsfw_odds_ratio)
+    call = grid.adapter_p
     weights, tilts = base_model_weights(params, months)
     nsfw_weights = weights * tilts
     type_names = tuple(t for t, _, _ in params.model_types)
@@ -121,7 +267,12 @@ def make_plan(params: SynthParams) -> SnapshotPlan:
         months=months,
         bounds_ms=month_bounds_ms(months),
         image_counts=allocate_counts(params.n_images, growth_weights(n, params.monthly_growth)),
-        nsfw_share=nsfw, nsfw_share_no_lora=p0, nsfw_share_lora=p1, lora_share=lora,
+        nsfw_share=nsfw, nsfw_share_no_lora=grid.expect((1 - call) * p0) / grid.expect(1 - call),
+        nsfw_share_lora=grid.expect(call * p1) / grid.expect(call), lora_share=lora,
+        cohort_sizes=sizes, cohort_mix=mix, nsfw_logit=nsfw_logit,
+        lora_logit=lora_logit, real_person_share=person,
+        real_person_share_no_break=real_person_adapter_share(params, months, with_break=False),
+        nsfw_share_real_person=grid.expect(call * p_person) / grid.expect(call), user_grid=grid,
         nsfw_level_mix=interpolate_mix(params.nsfw_level_mix_start, params.nsfw_level_mix_end, n),
         sfw_level_mix=interpolate_mix(params.sfw_level_mix_start, params.sfw_level_mix_end, n),
         base_names=tuple(b[0] for b in active_base_models(params)),
