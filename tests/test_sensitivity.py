@@ -126,28 +126,38 @@ def test_every_headline_under_every_definition(results, linked_run):
     assert _row(table, "shift_change", h)["value"] == change["estimate"]
 
 
-def test_planted_nsfw_share_by_family_and_month(results, synthetic_run):
-    """The planted share of each family (NSFW images draw their base model from one mix, SFW
-    images from another) is recovered month by month and pooled."""
+def test_planted_nsfw_share_by_family_and_month(results, synthetic_run, linked_run):
+    """The share of each family and month equals an independent count of the images, and covers
+    its planted value (NSFW images draw their base model from one mix, SFW images from another)
+    within user-bootstrap intervals: users carry a planted NSFW propensity, so images of a user
+    are not independent and Wilson intervals alone would be too narrow."""
     truth = synthetic_run.truth
+    images = pd.read_parquet(linked_run.table("processed", "images"),
+                             columns=["user_hash", "image_id", "created_at", "base_model", "is_nsfw_r"])
+    images = images[images["is_nsfw_r"].notna()]
+    images["cell"] = (pd.to_datetime(images["created_at"], utc=True).dt.strftime("%Y-%m") + "|" +
+                      [schema.base_model_family(b if isinstance(b, str) else None) for b in images["base_model"]])
+    images["user"] = images["user_hash"].fillna("image:" + images["image_id"].astype(str))
+    counts = (images.assign(k=images["is_nsfw_r"].astype(bool)).groupby(["user", "cell"])
+              .agg(n=("k", "size"), k=("k", "sum")).reset_index())
     got = results.family_nsfw_monthly
-    got = got[(got["definition"] == "r") & (got["n"] >= 100)]
-    hits, cells, pooled = 0, 0, {}
+    got = got[(got["definition"] == "r") & (got["n"] >= 100)].assign(cell=lambda d: d["month"] + "|" + d["family"])
+    boot = users.cluster_bootstrap_shares(counts[counts["cell"].isin(got["cell"])], group="cell",
+                                          n_boot=300, seed=2).set_index("cell")
+    hits = 0
     for row in got.itertuples():
-        p = truth["nsfw_share_by_month"][row.month]
-        mix_n, mix_s = truth["base_model_mix_nsfw_by_month"][row.month], truth["base_model_mix_by_month"][row.month]
-        names = [b for b in mix_n if schema.base_model_family(b) == row.family]
-        nsfw, sfw = p * sum(mix_n[b] for b in names), (1 - p) * sum(mix_s[b] for b in names)
-        planted = nsfw / (nsfw + sfw)
-        cells += 1
-        hits += row.ci_low <= planted <= row.ci_high
-        weight = truth["images_per_month"][row.month]
-        a, b = pooled.get(row.family, (0.0, 0.0))
-        pooled[row.family] = (a + weight * nsfw, b + weight * (nsfw + sfw))
-    assert cells >= 20 and hits >= 0.85 * cells, (hits, cells)
-    totals = got.groupby("family")[["k", "n"]].sum()
-    for family, (a, b) in pooled.items():
-        assert abs(totals.loc[family, "k"] / totals.loc[family, "n"] - a / b) < 0.03, family
+        assert boot.loc[row.cell, "k"] == row.k and boot.loc[row.cell, "n"] == row.n, row.cell
+        planted = truth["nsfw_share_by_family_by_month"][row.month][row.family]
+        hits += boot.loc[row.cell, "boot_low"] <= planted <= boot.loc[row.cell, "boot_high"]
+    assert len(got) >= 20 and hits >= 0.85 * len(got), (hits, len(got))
+    # pooled over the months, each family covers its planted share too
+    counts["family"] = counts["cell"].str.split("|").str[1]
+    pooled = users.cluster_bootstrap_shares(counts.groupby(["user", "family"])[["n", "k"]].sum().reset_index(),
+                                            group="family", n_boot=300, seed=3).set_index("family")
+    totals = results.family_nsfw_monthly.query("definition == 'r'").groupby("family")[["k", "n"]].sum()
+    for family, share in truth["nsfw_share_by_family"].items():
+        assert totals.loc[family, "k"] == pooled.loc[family, "k"]
+        assert pooled.loc[family, "boot_low"] <= share <= pooled.loc[family, "boot_high"], family
 
 
 def test_per_user_histogram_counts_users_and_images_exactly():
