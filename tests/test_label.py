@@ -28,7 +28,7 @@ def markers(text: str | None) -> set[str]:
 
 # --------------------------------------------------------------------------- lexicon
 def test_lexicon_file_is_versioned_and_complete():
-    assert LEX.version == label.LEXICON_VERSION == 1
+    assert LEX.version == label.LEXICON_VERSION == 2
     assert tuple(LEX.categories) == schema.MARKER_CATEGORIES
     for cat, terms in LEX.categories.items():
         assert terms, cat
@@ -53,7 +53,9 @@ def test_every_lexicon_term_matches_itself_in_prompt_spellings(category):
     ("Score_9, score_8_up, score_7_up", {"pony"}),
     ("score 8 up, source_anime", {"pony"}),
     ("SCORE_9", {"pony"}),
-    ("rating_explicit", {"pony"}),
+    ("rating_explicit", {"sexual"}),                                 # a rating states content
+    ("1girl, large breasts, thighhighs", {"booru"}),                 # content tags are not booru
+    ("flat chest", set()),
     ("she scored 9 points", set()),                                  # whole words only
     ("(nude:1.3), beach", {"sexual"}),
     ("((NSFW)), [naked]", {"sexual"}),
@@ -615,9 +617,14 @@ def test_real_records_frames_keep_the_evaluation_columns():
     report = label.real_records_report(models, seed=3, n_boot=20)
     frames = label.real_records_frames(json.loads(json.dumps(report, sort_keys=True)))
     direct = label.real_data_evaluation(models, seed=3, n_boot=20)
-    for name in set(label.REPORT_TABLES) - {"platform_miss_sample"}:
+    for name in set(label.REPORT_TABLES) - {"platform_miss_sample", "marker_precision"}:
         assert list(frames[name].columns) == list(direct[name].columns), name
         assert len(frames[name]) == len(direct[name]), name
+    # Marker precision comes from prompts, not from the models: without prompts the table is
+    # empty but keeps its columns.
+    empty = label.marker_precision(pd.DataFrame({"image_id": [], "prompt": []}), label.load_marker_check())
+    assert list(frames["marker_precision"].columns) == list(empty.columns)
+    assert frames["marker_precision"].empty
     metrics = frames["metrics"].set_index(["method", "metric"])["estimate"]
     want = direct["metrics"].set_index(["method", "metric"])["estimate"]
     assert np.allclose(metrics.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)
@@ -657,3 +664,47 @@ def test_validate_command_refuses_a_missing_file(tmp_path, capsys):
     assert main(["validate", "--real", str(tmp_path / "absent.jsonl.gz"), "--out", str(tmp_path)]) == 2
     assert "is not a file" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- marker precision
+def test_marker_check_file_holds_ids_and_labels_only():
+    check = label.load_marker_check()
+    assert list(check.columns) == ["category", "image_id", "label"]
+    assert set(check["category"]) <= set(schema.MARKER_CATEGORIES)
+    assert not check.duplicated(["category", "image_id"]).any()
+
+
+def test_committed_marker_precision_every_category_kept_or_dropped():
+    """Every marker category is >= the precision floor on the hand-checked real prompts, or is
+    dropped on prompts, or has no hit there to check (and says so)."""
+    report = label.load_real_records_report()
+    assert report is not None and "marker_precision" in report["tables"], \
+        "regenerate docs/validation with `python -m helpers validate --real PATH`"
+    table = label.real_records_frames(report)["marker_precision"].set_index("category")
+    assert set(table.index) == set(schema.MARKER_CATEGORIES)
+    for cat, row in table.iterrows():
+        if cat in schema.MARKERS_DROPPED_ON_PROMPTS:
+            assert row["status"] == "dropped on prompts"
+        elif row["hits"] == 0:
+            assert row["status"] == "no hits on these prompts" and row["checked"] == 0
+        else:
+            assert row["precision"] >= schema.MARKER_MIN_PRECISION, (cat, row["precision"])
+            assert row["status"] in ("kept", "fixed (terms removed after the check)")
+            assert row["checked_still_hits"] >= min(50, row["hits"]), f"{cat}: fewer than 50 checked hits"
+            assert row["ci_low"] <= row["precision"] <= row["ci_high"]
+    # A dropped category really failed the check (a drop is not a way around a good result).
+    for cat in schema.MARKERS_DROPPED_ON_PROMPTS:
+        assert table.loc[cat, "precision"] < schema.MARKER_MIN_PRECISION
+
+
+def test_marker_precision_scores_only_current_hits():
+    prompts = pd.DataFrame({"image_id": [1, 2, 3, 4], "prompt": ["1girl, solo", "a cat", "nude, 1girl", "loli"]})
+    check = pd.DataFrame({"category": ["booru", "booru", "booru", "minor"], "image_id": [1, 2, 3, 4],
+                          "label": ["yes", "yes", "no", "no"]})
+    out = label.marker_precision(prompts, check).set_index("category")
+    # id 2 is no booru hit (any more): it leaves the sample, so the status says "fixed".
+    assert out.loc["booru", "checked"] == 3 and out.loc["booru", "checked_still_hits"] == 2
+    assert out.loc["booru", "precision"] == pytest.approx(0.5)
+    assert out.loc["booru", "status"].startswith("below")
+    assert out.loc["minor", "precision"] == 0 and out.loc["pony", "status"] == "no hits on these prompts"
+    assert out.loc["real_person", "status"] == "dropped on prompts"

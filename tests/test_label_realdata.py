@@ -216,3 +216,17 @@ def test_pipeline_on_real_data_publishes_no_real_person_name(real_data, tmp_path
         if (out / "data" / "reports" / "label.json").exists() else None
     if report is not None:
         assert np.isfinite(report["rows"]["models"])
+
+
+# --------------------------------------------------------------------------- marker precision
+def test_marker_check_is_the_documented_seeded_sample(real_data):
+    """The hand-checked ids are the seeded sample of hits the codebook describes, drawn under the
+    lexicon as it stood before the check (v2 with 'kid' and 'kids' among the minor-coded terms)."""
+    prompts = label.real_showcase_prompts(real_data)
+    current = label.load_lexicon()
+    before = label.Lexicon(version=current.version, categories={
+        **current.categories, "minor": (*current.categories["minor"], "kid", "kids")})
+    check = label.load_marker_check()
+    for cat, n in label.MARKER_CHECK_SIZES.items():
+        drawn = label.marker_check_sample(prompts, before, cat, n, SEED)
+        assert sorted(check.loc[check["category"] == cat, "image_id"]) == drawn, cat

@@ -100,6 +100,9 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                           "collateral": [0.0, 0.02, 0.6], "collateral_low": [0.0, 0.01, 0.55],
                           "collateral_high": [0.0, 0.03, 0.65]})
     harm = pd.DataFrame({"category": ["real_person_nsfw", "minor_nsfw"], "images": [100, 0]})
+    lineage = pd.DataFrame({"month": MONTHS, "denominator": "all", **_shares(rng.binomial(n, 0.3), n)})
+    syntax = families.assign(marker="booru", booru_lineage=[False, False, True],
+                             boot_low=lambda f: f["ci_low"], boot_high=lambda f: f["ci_high"])
     return {
         "fig01_volume_nsfw": (monthly,),
         "fig02_level_composition": (levels,),
@@ -114,6 +117,7 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig11_personalisation": (rp_month, rp_nsfw, families),
         "fig12_real_person_label": (curve, corrected, model_nsfw),
         "fig14_interventions": (rules, harm),
+        "fig13_subculture_lineage": (lineage, lineage, syntax),
         "fig15_family_nsfw": (family_monthly, "r"),
         "fig16_per_user": (histogram, decomposition),
     }

@@ -133,3 +133,22 @@ def test_every_base_model_spelling_in_the_real_records_has_its_family(real_data)
             seen |= {v.get("baseModel") for v in json.loads(line).get("modelVersions") or []}
     unknown = sorted(str(b) for b in seen if b not in PLATFORM_BASE_MODELS)
     assert not unknown, f"baseModel spellings without a family in the test table: {unknown}"
+
+
+# --------------------------------------------------------------------------- markers and lineage
+def test_every_marker_category_has_a_kind_and_a_definitional_flag():
+    assert set(schema.MARKER_KINDS) == set(schema.MARKER_CATEGORIES)
+    assert set(schema.MARKER_KINDS.values()) == {"syntax", "content"}
+    assert set(schema.MARKER_DEFINITIONAL) == set(schema.MARKER_CATEGORIES)
+    # A syntax marker never defines NSFW content; the sexual terms do.
+    assert not any(schema.MARKER_DEFINITIONAL[c] for c, k in schema.MARKER_KINDS.items() if k == "syntax")
+    assert schema.MARKER_DEFINITIONAL["sexual"]
+    assert set(schema.MARKERS_DROPPED_ON_PROMPTS) <= set(schema.MARKER_CATEGORIES)
+
+
+def test_booru_lineage_flag_covers_every_family_with_a_reason():
+    assert set(schema.BOORU_LINEAGE) == set(schema.BASE_MODEL_FAMILIES)
+    for family, (flag, why) in schema.BOORU_LINEAGE.items():
+        assert isinstance(flag, bool) and len(why) > 20, family
+    assert schema.BOORU_LINEAGE_FAMILIES == ("Pony", "Illustrious/NoobAI")
+    assert not schema.is_booru_lineage(schema.OTHER_FAMILY)

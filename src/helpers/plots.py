@@ -800,6 +800,66 @@ def save_figures(results: ImageResults | ModelResults, paths: RunPaths,
     return list(figures_of(results))
 
 
+# --------------------------------------------------------------------------- subculture
+@styled
+def fig13_subculture_lineage(lineage_images: pd.DataFrame,
+                             lineage_models: pd.DataFrame | NotEstimable,
+                             syntax: pd.DataFrame | NotEstimable, synthetic: bool = False) -> Figure:
+    """Tools and practices: share of images and of new models from anime/booru-lineage base-model
+    families per month (a), and the share of prompts in booru tag syntax by family (b), lineage
+    families highlighted, with user-bootstrap 95% intervals.
+
+    Inputs: :func:`~helpers.analyse.subculture.lineage_share_by_month` (``all`` denominator) of
+    images and of models, :func:`~helpers.analyse.subculture.syntax_share_by_family`.
+    """
+    fig, (ax_m, ax_f) = new_figure(3.8, nrows=2)
+    ax_m.set_title("a  Booru-lineage base models")
+    drawn = False
+    for result, colour, label in ((lineage_images, GROUP_COLOURS[0], "images"),
+                                  (lineage_models, GROUP_COLOURS[1], "new models")):
+        if isinstance(result, NotEstimable):
+            continue
+        part = result[(result["denominator"] == "all") & (result["n"] > 0)]
+        if len(part):
+            _share_with_band(ax_m, part, colour, label)
+            drawn = True
+    if drawn:
+        ax_m.set_ylim(0, 1)
+        _percent_axis(ax_m)
+        _date_axis(ax_m)
+        ax_m.legend(loc="upper left")
+    else:
+        say_not_estimable(ax_m, "no image or model has a known base model")
+    ax_m.set_ylabel("share of the month")
+    ax_f.set_title("b  Prompts in booru tag syntax, by base model")
+    ax_f.set_ylim(0, 1)
+    _percent_axis(ax_f)
+    ax_f.grid(axis="x", visible=False)
+    data = (syntax if isinstance(syntax, NotEstimable)
+            else syntax[(syntax["marker"] == "booru") & (syntax["n"] > 0)])
+    if isinstance(data, NotEstimable) or data.empty:
+        say_not_estimable(ax_f, data if isinstance(data, NotEstimable) else "no image has a prompt")
+        ax_f.set_xticks([])
+    else:
+        x = np.arange(len(data))
+        err = np.clip(np.vstack([data["share"] - data["boot_low"], data["boot_high"] - data["share"]]), 0, None)
+        colours = [GROUP_COLOURS[0] if v else GROUP_COLOURS[1] for v in data["booru_lineage"]]
+        ax_f.bar(x, data["share"], yerr=err, color=colours, error_kw=dict(ERROR_KW))
+        ax_f.set_xticks(x, list(data["family"]), rotation=30, ha="right", rotation_mode="anchor")
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=GROUP_COLOURS[0], label="booru lineage"),
+                   Patch(color=GROUP_COLOURS[1], label="other")]
+        ax_f.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2)
+    ax_f.set_ylabel("share of prompts")
+    return _finish(fig, synthetic)
+
+
+FIGURES[fig13_subculture_lineage.__name__] = fig13_subculture_lineage
+IMAGE_FIGURES["fig13_subculture_lineage"] = lambda r, s: fig13_subculture_lineage(
+    r.lineage_monthly, r.lineage_models_monthly, r.syntax_by_family, synthetic=s)
+
+
 # --------------------------------------------------------------------------- interventions
 #: Harm categories drawn by figure 14, one panel each: (column prefix in the rule table, title).
 INTERVENTION_PANELS: tuple[tuple[str, str], ...] = (

@@ -109,6 +109,46 @@ MARKER_LABELS: dict[str, str] = {
 }
 
 
+#: What each marker category measures. ``syntax`` markers say how a prompt is written (booru tag
+#: vocabulary, Pony's quality and source tokens), ``content`` markers what it asks for; lexicon v2
+#: keeps every term that describes content out of the syntax markers.
+MARKER_KINDS: dict[str, str] = {
+    "booru": "syntax",
+    "pony": "syntax",
+    "sexual": "content",
+    "minor": "content",
+    "real_person": "content",
+}
+#: Marker categories whose terms *define* NSFW content: their association with an NSFW label is
+#: true by construction (a prompt asking for nudity yields a nude image), so it is labelled
+#: "definitional" and never reported as a finding.
+MARKER_DEFINITIONAL: dict[str, bool] = {
+    "booru": False,
+    "pony": False,
+    "sexual": True,
+    "minor": False,
+    "real_person": False,
+}
+#: Marker categories left out of the prompt analyses, with the reason: the hand check of hits on
+#: real prompts (docs/codebook_markers.md) found them to be something else there. The column
+#: stays, because the model labels use the same terms on tags and names.
+MARKERS_DROPPED_ON_PROMPTS: dict[str, str] = {
+    "real_person": "on prompts the real-person terms name genres and photo styles "
+                   "('kpop idol', 'instagram', 'supermodel'), not real people (hand check)",
+}
+#: Smallest precision of a marker category on the hand-checked real prompts for it to be kept.
+MARKER_MIN_PRECISION = 0.8
+
+
+def marker_role(category: str) -> str:
+    """How the NSFW association of a marker category is reported: ``finding`` (a marker that does
+    not define NSFW content), ``definitional`` (true by construction, never a finding) or
+    ``dropped`` (not valid on prompts, see :data:`MARKERS_DROPPED_ON_PROMPTS`)."""
+    if category in MARKERS_DROPPED_ON_PROMPTS:
+        return "dropped"
+    return "definitional" if MARKER_DEFINITIONAL[category] else "finding"
+
+
 def marker_column(category: str) -> str:
     """Name of the boolean column of a marker category, e.g. ``mk_booru``."""
     return f"mk_{category}"
@@ -170,6 +210,34 @@ OTHER_FAMILY = "other/unknown"
 BASE_MODEL_FAMILIES: tuple[str, ...] = ("SD 1.x", "SD 2.x", "SDXL", "Pony", "Illustrious/NoobAI",
                                         "Flux", "SD 3.x", OTHER_FAMILY)
 _FAMILY_RES = tuple((family, re.compile(pattern)) for family, pattern in BASE_MODEL_FAMILY_RULES)
+
+
+#: Whether each family is of anime/booru lineage, and why. A family is of that lineage when its
+#: base model was trained on images captioned with booru tags (Danbooru, e621, Derpibooru), so
+#: that it answers to booru tag syntax by design; fine-tunes in a family do not change its flag.
+BOORU_LINEAGE: dict[str, tuple[bool, str]] = {
+    "SD 1.x": (False, "Stable Diffusion 1.x was trained on LAION web images with alt-text "
+                      "captions; anime fine-tunes of it exist, but the base is general"),
+    "SD 2.x": (False, "trained on LAION-5B subsets with alt-text captions"),
+    "SDXL": (False, "Stability AI's general model, trained on web images with natural-language "
+                    "captions"),
+    "Pony": (True, "Pony Diffusion (an SDXL fine-tune) was trained on images from booru "
+                   "boards (Derpibooru, e621, Danbooru) with their tags, and introduced the "
+                   "score_9 ... quality and source_ / rating_ tokens"),
+    "Illustrious/NoobAI": (True, "Illustrious XL was trained on Danbooru images and their tags; "
+                                 "NoobAI-XL continues it on Danbooru and e621"),
+    "Flux": (False, "Black Forest Labs' model, trained on web images with natural-language "
+                    "captions"),
+    "SD 3.x": (False, "Stability AI's general model, natural-language captions"),
+    OTHER_FAMILY: (False, "unknown or mixed base models: not counted as booru lineage"),
+}
+#: Families of anime/booru lineage (:data:`BOORU_LINEAGE`), in reporting order.
+BOORU_LINEAGE_FAMILIES: tuple[str, ...] = tuple(f for f in BASE_MODEL_FAMILIES if BOORU_LINEAGE[f][0])
+
+
+def is_booru_lineage(family: str) -> bool:
+    """Whether a base-model family (:data:`BASE_MODEL_FAMILIES`) is of anime/booru lineage."""
+    return BOORU_LINEAGE[family][0]
 
 
 def base_model_family(base_model: str | None) -> str:

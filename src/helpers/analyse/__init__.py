@@ -8,9 +8,10 @@ and one results object per analysis notebook.
 * :mod:`.growth` ("disproportionate": NSFW vs SFW growth, a trend with a break, every headline
   under every definition), :mod:`.users` (user-clustered intervals, the user × month adjusted
   adapter odds ratio, the shift-share decomposition), :mod:`.links` (analyses through the
-  image → model link and base-model families) and :mod:`.real_person` (models over time, the
-  real-person label's error carried into its share): their results are fields of the two
-  results objects.
+  image → model link and base-model families), :mod:`.real_person` (models over time, the
+  real-person label's error carried into its share) and :mod:`.subculture` (booru lineage of
+  base models, syntax markers by family, minor-coded ∧ NSFW): their results are fields of the
+  two results objects.
 * :mod:`.sensitivity`: every headline estimate of notebooks 03 and 04 under every NSFW
   definition (the ``sensitivity`` field of both results objects).
 * :mod:`.interventions` and :mod:`.policy` (notebook 05): declared moderation rules simulated on
@@ -49,7 +50,7 @@ from .common import (IMAGE_ENGAGEMENT, MIN_USERS, MODEL_ENGAGEMENT,  # noqa: F40
 from .images import (STOPWORDS, ImageResults, creator_concentration,  # noqa: F401
                      distinctive_terms, engagement_counts, engagement_nsfw_vs_sfw, image_overview,
                      image_results, images_per_user_distribution, level_composition_by_month,
-                     lora_use_by_month, markers_by_month, markers_not_compared, names_in_prompts,
+                     lora_use_by_month, marker_findings, markers_by_month, markers_not_compared, names_in_prompts,
                      nsfw_share_by_adapter_use, nsfw_share_by_adapter_use_by_month, nsfw_share_by_marker,
                      nsfw_share_by_month,
                      nsfw_share_trend, prompt_term_counts, trend_frame)
@@ -63,4 +64,4 @@ from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F4
                     personal_name_filter, word_tokens)
 from .results import Results  # noqa: F401
 from .interventions import InterventionResults, intervention_results  # noqa: F401
-from . import growth, interventions, links, policy, real_person, sensitivity, users  # noqa: E402,F401  (analyse.users.…)
+from . import growth, interventions, links, policy, real_person, sensitivity, subculture, users  # noqa: E402,F401  (analyse.users.…)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import db, schema, stats
 from ..db import sql_literal
-from ..schema import ADAPTER_CALL_PATTERN, MARKERS, NSFW_DEFINITIONS
+from ..schema import ADAPTER_CALL_PATTERN, MARKER_KINDS, MARKERS, NSFW_DEFINITIONS, marker_role
 from ..stats import (NotEstimable, gini, lorenz_curve, odds_ratio, quantile_from_counts,
                      share_trend, top_share, weighted_log_odds, wilson_interval, with_share)
 from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, definition_counts_sql,
@@ -459,6 +459,10 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
 
     Only markers that some prompts carry and others do not are compared (the others are named,
     with the reason, by :func:`markers_not_compared`); :class:`NotEstimable` when none is.
+    Every row carries the marker's ``kind`` (syntax / content) and ``role``
+    (:func:`helpers.schema.marker_role`): the odds ratio is given only for ``finding`` markers;
+    a ``definitional`` marker (sexual terms: NSFW by construction) and a marker ``dropped`` on
+    prompts keep their shares but no odds ratio, so neither can be read as a finding.
     """
     con = db.connection_or_default(con)
     flag = flag_column(definition)
@@ -474,9 +478,12 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
         if empty is not None:
             reasons.add(empty.reason)
             continue
-        ratio = odds_ratio(int(k[True]), int(n[True]), int(k[False]), int(n[False]))
+        role = marker_role(m)
+        ratio = (odds_ratio(int(k[True]), int(n[True]), int(k[False]), int(n[False])) if role == "finding"
+                 else {"odds_ratio": math.nan, "ci_low": math.nan, "ci_high": math.nan})
         for has in (False, True):
-            rows.append({"marker": m, "has_marker": has, "n": int(n[has]), "k": int(k[has]),
+            rows.append({"marker": m, "kind": MARKER_KINDS[m], "role": role, "has_marker": has,
+                         "n": int(n[has]), "k": int(k[has]),
                          "odds_ratio": ratio["odds_ratio"], "or_ci_low": ratio["ci_low"],
                          "or_ci_high": ratio["ci_high"]})
     if not rows:
@@ -484,6 +491,22 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
                             "every marker is carried by every prompt or by none")
     out = with_share(pd.DataFrame(rows))
     out.insert(1, "definition", definition)
+    return out
+
+
+def marker_findings(markers_nsfw: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
+    """The marker × NSFW associations that are findings: one row per ``finding`` marker of
+    :func:`nsfw_share_by_marker` (NSFW share with and without it, odds ratio); definitional and
+    dropped markers are left out. :class:`NotEstimable` when no finding marker is compared."""
+    if isinstance(markers_nsfw, NotEstimable):
+        return markers_nsfw
+    rows = markers_nsfw[(markers_nsfw["role"] == "finding") & markers_nsfw["has_marker"]]
+    if rows.empty:
+        return NotEstimable("no marker that does not define NSFW content is compared")
+    without = markers_nsfw[(markers_nsfw["role"] == "finding") & ~markers_nsfw["has_marker"]]
+    out = rows[["marker", "kind", "definition", "n", "share", "odds_ratio", "or_ci_low", "or_ci_high"]]
+    out = out.rename(columns={"n": "n_with", "share": "share_with"}).reset_index(drop=True)
+    out.insert(5, "share_without", without["share"].to_numpy())
     return out
 
 
@@ -601,6 +624,13 @@ class ImageResults(Results):
     real_person_adapter_nsfw: pd.DataFrame | NotEstimable
     real_person_adapter_links: pd.DataFrame | NotEstimable
     family_nsfw: pd.DataFrame | NotEstimable
+    # ---- subculture: tools vs practices, minor-coded ∧ NSFW (subculture.subculture_image_fields)
+    lineage_monthly: pd.DataFrame                       # images from booru-lineage families
+    lineage_models_monthly: pd.DataFrame | NotEstimable  # new models from booru-lineage families
+    syntax_by_family: pd.DataFrame | NotEstimable       # syntax-marker share of prompts by family
+    syntax_by_lineage: dict[str, float] | NotEstimable  # booru syntax: lineage vs other families
+    minor_nsfw_monthly: pd.DataFrame | NotEstimable     # minor-coded ∧ NSFW prompts by month
+    minor_nsfw: dict[str, float] | NotEstimable         # ... and over the window (counts, shares)
     family_nsfw_monthly: pd.DataFrame | NotEstimable    # NSFW by family and month, every definition
 
 
@@ -625,6 +655,7 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     from . import links as link
     from .growth import growth_fields, growth_ratios
     from .sensitivity import image_sensitivity
+    from .subculture import subculture_image_fields
     from .users import user_counts_by_definition, user_estimates, user_fields
 
     flag_column(definition)
@@ -674,4 +705,6 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
                                       engagement, rp_by_definition, linked["family_nsfw_monthly"]),
         **users,
         **linked,
+        **subculture_image_fields(images, linked["family_monthly"], models, definition,
+                                  boot_replicates, seed, con),
     )

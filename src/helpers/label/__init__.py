@@ -21,7 +21,7 @@ from typing import Any
 
 from ..paths import RunPaths
 from ..schema import (ADAPTER_CALL_PATTERN, GENDERS, IMAGE_LABEL_FIELDS, MARKER_CATEGORIES,
-                      MODEL_LABEL_FIELDS, marker_column)
+                      MARKERS_DROPPED_ON_PROMPTS, MODEL_LABEL_FIELDS, marker_column)
 from .images import (LEXICON_VERSION, Lexicon, load_lexicon, lexicon_summary, NORMALISE_STEPS,
                      normalise_text, normalised_text_sql, term_regex, category_regex,
                      match_markers, count_adapter_calls, adapter_calls_sql, nsfw_bit,
@@ -54,7 +54,9 @@ from .validation import (binary_metrics, bootstrap_metrics, confusion_table, eva
                          sample_composition, real_records_report, source_description,
                          compute_real_records_report, markdown_table, report_markdown,
                          write_real_records_report, load_real_records_report, real_records_frames,
-                         real_person_validation_counts)
+                         real_person_validation_counts, MARKER_CHECK_FILE, MARKER_CHECK_LABELS,
+                         load_marker_check, real_showcase_prompts, marker_precision,
+                         marker_precision_status, MARKER_CHECK_SIZES, marker_check_sample)
 
 
 def label_all(paths: RunPaths, seed: int, memory_limit: str = "3GB", n_boot: int = 1000) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Reads the interim images table and writes ``data/processed/images.parquet`` = in
 
 * **NSFW.** Three boolean definitions side by side (platform flag, level ≥ R, level ≥ X), from
   the encodings in :mod:`helpers.schema` (never re-declared here).
-* **Markers.** A versioned lexicon (``resources/lexicon_v1.json``) of booru, Pony, sexual,
+* **Markers.** A versioned lexicon (``resources/lexicon_v2.json``; v1 kept for the record) of booru, Pony, sexual,
   minor-coded and real-person vocabulary. Text is normalised (case, underscores, weights such
   as ``(word:1.2)``, brackets) by the *same* regular expressions in Python and in DuckDB SQL,
   so the 40-million-row image pass is one streamed ``SELECT`` and the small-frame path used by
@@ -30,7 +30,7 @@ from .. import db, schema
 from ..paths import RunPaths
 from ..schema import ADAPTER_CALL_PATTERN, MARKER_CATEGORIES, marker_column
 
-LEXICON_VERSION = 1
+LEXICON_VERSION = 2
 
 
 # --------------------------------------------------------------------------- lexicon

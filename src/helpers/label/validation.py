@@ -7,6 +7,8 @@ the real-data validation report and the tables the label notebook shows.
 * **Platform misses**: unflagged models that score as real persons, estimated from the scores
   and from a hand check shipped with the package.
 * **Depicted gender** against a hand-annotated gold set (``docs/codebook_depicted_gender.md``).
+* **Marker precision** on real showcase prompts: a hand check of seeded samples of hits of
+  every marker category (``docs/codebook_markers.md``), precision with Wilson intervals.
 * **The real-data report**: the validation on the real 2023 API records, computed by
   ``python -m helpers validate --real PATH`` into ``docs/validation/real_records.{json,md}``
   (aggregates only) and shown by notebook 02 from that committed file on every machine.
@@ -28,9 +30,10 @@ import pyarrow.parquet as pq
 
 from .. import db
 from ..paths import RunPaths, repo_root
-from ..schema import GENDERS, MARKER_CATEGORIES, marker_column
+from ..schema import (GENDERS, MARKER_CATEGORIES, MARKER_KINDS, MARKER_MIN_PRECISION,
+                      MARKERS_DROPPED_ON_PROMPTS, marker_column)
 from ..stats import wilson_bounds
-from .images import LEXICON_VERSION
+from .images import LEXICON_VERSION, Lexicon, load_lexicon, match_markers
 from .models import (CLASSIFIER_THRESHOLD, RULE_THRESHOLD, RULE_WEIGHTS, ModelLabelling,
                      depicted_gender, label_model_frame)
 
@@ -286,6 +289,102 @@ def gender_confusion(predicted: pd.DataFrame, gold: pd.DataFrame) -> pd.DataFram
     return table
 
 
+# --------------------------------------------------------------------------- marker precision
+MARKER_CHECK_FILE = "marker_precision_check.csv"
+#: Verdicts of the marker hand check (docs/codebook_markers.md): the hit is what its category
+#: claims, or it is not.
+MARKER_CHECK_LABELS: tuple[str, ...] = ("yes", "no")
+
+
+def load_marker_check() -> pd.DataFrame:
+    """The hand check of marker hits shipped with the package: category, image_id, label."""
+    with resources.files("helpers").joinpath(f"resources/{MARKER_CHECK_FILE}").open("r", encoding="utf-8") as fh:
+        check = pd.read_csv(fh, dtype={"category": "string", "image_id": "int64", "label": "string"})
+    bad = sorted(set(check["label"]) - set(MARKER_CHECK_LABELS))
+    unknown = sorted(set(check["category"]) - set(MARKER_CATEGORIES))
+    if bad or unknown:
+        raise ValueError(f"{MARKER_CHECK_FILE}: labels outside {MARKER_CHECK_LABELS}: {bad}; "
+                         f"unknown categories: {unknown}")
+    return check
+
+
+def real_showcase_prompts(api_file: Path) -> pd.DataFrame:
+    """Image id and positive prompt of every showcase image nested in the model records of a raw
+    CivitAI API file, through the project's own flattening (first record of an id kept; empty
+    prompts left out). Read in memory: used by the validation only, never written anywhere."""
+    from collections import Counter
+
+    from ..sources import iter_json_records
+    from ..sources.raw import flatten_api_image, model_images
+
+    rows: dict[int, str] = {}
+    for record in iter_json_records(Path(api_file), Counter()):
+        for image in model_images(record):
+            flat = flatten_api_image(image)
+            prompt, image_id = flat.get("prompt"), flat.get("image_id")
+            if prompt and prompt.strip() and image_id is not None:
+                rows.setdefault(int(image_id), prompt)
+    return pd.DataFrame({"image_id": pd.array(list(rows), dtype="int64"), "prompt": list(rows.values())})
+
+
+#: Hits drawn per category for the hand check (docs/codebook_markers.md, "Procedure").
+MARKER_CHECK_SIZES: dict[str, int] = {"booru": 60, "pony": 60, "sexual": 60, "minor": 80,
+                                      "real_person": 70}
+
+
+def marker_check_sample(prompts: pd.DataFrame, lexicon: Lexicon, category: str, n: int,
+                        seed: int) -> list[int]:
+    """Image ids of a seeded sample of ``n`` hits of ``category`` (all hits when fewer), drawn
+    as the codebook says: hits in image-id order, ``numpy.random.default_rng(seed).choice``."""
+    ordered = prompts.sort_values("image_id", kind="stable")
+    ids = [int(i) for i, p in zip(ordered["image_id"], ordered["prompt"])
+           if match_markers(p, lexicon)[category]]
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(ids, size=min(n, len(ids)), replace=False)) if ids else []
+
+
+def marker_precision_status(hits: int, still_checked: int, checked: int, precision: float,
+                            category: str) -> str:
+    """What became of a marker category after the hand check (see :func:`marker_precision`)."""
+    if category in MARKERS_DROPPED_ON_PROMPTS:
+        return "dropped on prompts"
+    if hits == 0:
+        return "no hits on these prompts"
+    if math.isnan(precision) or precision < MARKER_MIN_PRECISION:
+        return f"below {MARKER_MIN_PRECISION}: fix or drop"
+    return "fixed (terms removed after the check)" if still_checked < checked else "kept"
+
+
+def marker_precision(prompts: pd.DataFrame, check: pd.DataFrame, lexicon: Lexicon | None = None
+                     ) -> pd.DataFrame:
+    """Precision of every marker category on real prompts, from the hand check.
+
+    ``prompts`` has image_id and prompt (:func:`real_showcase_prompts`); ``check`` is
+    :func:`load_marker_check`. Only checked ids that are hits of the category under the current
+    lexicon are scored: terms removed after the check drop their hits from the sample, and what
+    remains is still a random sample of the current hits (they are a subset of the hits the
+    sample was drawn from). One row per category: kind, prompts, hits, checked, still hits,
+    correct, precision with a Wilson 95% interval, and status (kept, fixed, dropped on prompts,
+    no hits, or below the threshold).
+    """
+    lexicon = lexicon or load_lexicon()
+    hits = pd.DataFrame([match_markers(p, lexicon) for p in prompts["prompt"]],
+                        index=prompts["image_id"].to_numpy(), columns=list(MARKER_CATEGORIES)).fillna(False)
+    rows = []
+    for cat in MARKER_CATEGORIES:
+        mine = check[check["category"] == cat]
+        hit_ids = set(hits.index[hits[cat].astype(bool).to_numpy()])
+        scored = mine[mine["image_id"].isin(hit_ids)]
+        n, k = len(scored), int((scored["label"] == "yes").sum())
+        low, high = wilson_bounds(k, n)
+        precision = k / n if n else math.nan
+        rows.append({"category": cat, "kind": MARKER_KINDS[cat], "prompts": len(prompts),
+                     "hits": len(hit_ids), "checked": len(mine), "checked_still_hits": n,
+                     "correct": k, "precision": precision, "ci_low": low, "ci_high": high,
+                     "status": marker_precision_status(len(hit_ids), n, len(mine), precision, cat)})
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- a run's own evaluation
 def real_person_evaluation(models: pd.DataFrame, labelling: ModelLabelling, seed: int,
                            n_boot: int = 1000) -> dict[str, Any]:
@@ -454,7 +553,7 @@ REPORT_BOOTSTRAP = 1000
 REPORT_TABLES: tuple[str, ...] = (
     "metrics", "confusion", "calibrated_rule_threshold", "errors", "platform_miss",
     "platform_miss_sample", "platform_miss_check", "gender_gold", "gender_confusion",
-    "gender_distribution")
+    "gender_distribution", "marker_precision")
 #: One line per table, for the Markdown report.
 REPORT_TABLE_TITLES: dict[str, str] = {
     "metrics": "Real-person label vs the platform's `poi` flag (out-of-fold; bootstrap 95% CIs)",
@@ -467,6 +566,8 @@ REPORT_TABLE_TITLES: dict[str, str] = {
     "gender_gold": "Depicted gender vs the hand-annotated gold set (Wilson 95% CIs)",
     "gender_confusion": "Depicted gender: gold label x predicted label",
     "gender_distribution": "Depicted gender of the models labelled real persons",
+    "marker_precision": "Marker categories on real showcase prompts: precision of the hand-checked "
+                        "hits (Wilson 95% CIs; docs/codebook_markers.md)",
 }
 
 
@@ -513,16 +614,21 @@ def sample_composition(sample: pd.DataFrame) -> pd.DataFrame:
 
 
 def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BOOTSTRAP,
-                        source: dict[str, Any] | None = None) -> dict[str, Any]:
+                        source: dict[str, Any] | None = None,
+                        prompts: pd.DataFrame | None = None) -> dict[str, Any]:
     """The real-data validation as a JSON-ready report of aggregates only.
 
     ``models`` are the canonical models of the real records (:func:`real_data_models`). The
     tables are those of :func:`real_data_evaluation`, except that the sample of likely
     platform misses is reduced to its composition (:func:`sample_composition`): the report
-    carries no model id, name, score or per-model cue.
+    carries no model id, name, score or per-model cue. ``prompts`` (:func:`real_showcase_prompts`)
+    add the marker precision of the hand check; without them that table is empty.
     """
     evaluation = real_data_evaluation(models, seed=seed, n_boot=n_boot)
     evaluation["platform_miss_sample"] = sample_composition(evaluation["platform_miss_sample"])
+    no_prompts = pd.DataFrame({"image_id": pd.array([], dtype="int64"), "prompt": []})
+    precision = marker_precision(no_prompts if prompts is None else prompts, load_marker_check())
+    evaluation["marker_precision"] = precision.iloc[0:0] if prompts is None else precision
     poi = models["poi"].astype("boolean")
     return _plain({
         "generated_by": "python -m helpers validate --real PATH",
@@ -531,7 +637,8 @@ def real_records_report(models: pd.DataFrame, seed: int, n_boot: int = REPORT_BO
                        "rule_threshold": RULE_THRESHOLD, "classifier_threshold": CLASSIFIER_THRESHOLD,
                        "platform_miss_score": PLATFORM_MISS_SCORE},
         "targets": {"real_person_f1": REAL_PERSON_F1_TARGETS,
-                    "gender_accuracy_where_decided": GENDER_ACCURACY_TARGET},
+                    "gender_accuracy_where_decided": GENDER_ACCURACY_TARGET,
+                    "marker_precision": MARKER_MIN_PRECISION},
         "records": {"models": len(models), "with_poi": int(poi.notna().sum()),
                     "poi_true": int(poi.fillna(False).sum())},
         "tables": {name: table_json(evaluation[name]) for name in REPORT_TABLES},
@@ -556,7 +663,8 @@ def compute_real_records_report(api_file: Path, seed: int, n_boot: int = REPORT_
     """:func:`real_records_report` of a raw CivitAI API file, built in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="label-realdata-") as work:
         models = real_data_models(Path(api_file), Path(work) / "run")
-    return real_records_report(models, seed=seed, n_boot=n_boot, source=source_description(api_file))
+    return real_records_report(models, seed=seed, n_boot=n_boot, source=source_description(api_file),
+                               prompts=real_showcase_prompts(Path(api_file)))
 
 
 def _cell(value: Any) -> str:
@@ -593,7 +701,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"rule threshold {p['rule_threshold']}, classifier threshold {p['classifier_threshold']}, "
         f"platform-miss score >= {p['platform_miss_score']}",
         f"- targets: real-person F1 {f1}; gender accuracy where decided >= "
-        f"{targets['gender_accuracy_where_decided']}\n",
+        f"{targets['gender_accuracy_where_decided']}; marker precision >= "
+        f"{targets.get('marker_precision', '')} (or the marker is fixed or dropped)\n",
     ]
     for name in REPORT_TABLES:
         parts.append(f"## {REPORT_TABLE_TITLES[name]}\n")
@@ -632,7 +741,8 @@ def real_person_validation_counts(report: dict[str, Any] | None = None) -> dict[
 
 
 def real_records_frames(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """The report's tables as frames, in the order they are shown."""
+    """The report's tables as frames, in the order they are shown (a table an older report
+    lacks is left out)."""
     return {name: pd.DataFrame(report["tables"][name]["rows"], columns=report["tables"][name]["columns"])
-            for name in REPORT_TABLES}
+            for name in REPORT_TABLES if name in report["tables"]}
 
