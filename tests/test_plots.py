@@ -79,6 +79,21 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                              **_shares(np.array([50, 60, 80]), np.array([100, 100, 100]))})
     curve = pd.DataFrame({"threshold": [0.2, 0.5, 0.8], **_shares(np.array([30, 20, 10]), np.full(3, 200))})
     corrected = {"corrected": 0.11, "ci_low": 0.09, "ci_high": 0.13}
+    model_nsfw = pd.concat([rp_month.assign(definition=d) for d in ("platform", "r", "x")])
+    family_monthly = pd.concat([pd.DataFrame({"month": MONTHS, "family": f, "definition": d,
+                                              **_shares(rng.binomial(n, p), n)})
+                                for f, p in (("SD 1.x", 0.4), ("SDXL", 0.5), ("Pony", 0.8))
+                                for d in ("platform", "r", "x")])
+    edges = np.linspace(0, 1, 11)
+    histogram = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:],
+                              "user_share": np.full(10, 0.1), "image_share": np.linspace(0.01, 0.19, 10),
+                              "suppressed": [True] + [False] * 9})
+    histogram.loc[0, ["user_share", "image_share"]] = np.nan
+    decomposition = pd.DataFrame([(d, part, est, est - 0.02, est + 0.02)
+                                  for d in ("platform", "r", "x")
+                                  for part, est in (("change", 0.1), ("within users", 0.07),
+                                                    ("who posts", 0.03))],
+                                 columns=["definition", "part", "estimate", "boot_low", "boot_high"])
     removed = {f"{c}_removed{s}": np.array([1.0, 0.8, 0.1]) + d for c in ("real_person_nsfw", "minor_nsfw")
                for s, d in (("", 0.0), ("_low", -0.05), ("_high", 0.0))}
     rules = pd.DataFrame({"label": ["targeted", "de-list", "blunt"], **removed,
@@ -100,9 +115,11 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
         "fig09_real_person": (rp_month, gender, nsfw_gender),
         "fig10_top_tags": (tags, tags),
         "fig11_personalisation": (rp_month, rp_nsfw, families),
-        "fig12_real_person_label": (curve, corrected, rp_month),
+        "fig12_real_person_label": (curve, corrected, model_nsfw),
         "fig14_interventions": (rules, harm),
         "fig13_subculture_lineage": (lineage, lineage, syntax),
+        "fig15_family_nsfw": (family_monthly, "r"),
+        "fig16_per_user": (histogram, decomposition),
     }
 
 
@@ -178,7 +195,8 @@ def test_same_bytes_in_a_fresh_process(tmp_path: Path):
 #: Figure → the positions of its inputs that may be not estimable.
 NOT_ESTIMABLE_INPUTS = {"fig03_adapter_use": (1, 2), "fig05_distinctive_terms": (0,),
                         "fig07_creator_lorenz": (0, 1), "fig09_real_person": (1,),
-                        "fig10_top_tags": (0,)}
+                        "fig10_top_tags": (0,), "fig15_family_nsfw": (0,),
+                        "fig16_per_user": (0, 1)}
 
 
 @pytest.mark.parametrize("name", sorted(NOT_ESTIMABLE_INPUTS))

@@ -47,7 +47,7 @@ LATEX_CAPITALISED: frozenset[str] = frozenset({"LaTeX", "TeX", "Large", "LARGE",
                                                "AtBeginDocument"})
 NUMBERS_JSON = "numbers.json"
 NUMBERS_TEX = "numbers.tex"
-KINDS: tuple[str, ...] = ("count", "percent", "float", "pvalue", "text")
+KINDS: tuple[str, ...] = ("count", "percent", "points", "float", "pvalue", "text")
 #: Months of the Civiverse-6M card's NSFW ratios, compared month by month.
 CIVIVERSE_MONTHS: tuple[str, ...] = ("2023-10", "2023-11", "2023-12", "2024-01", "2024-02",
                                      "2024-03", "2024-04")
@@ -63,7 +63,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
                   "≥": r"$\geq$", "≤": r"$\leq$", "τ": r"$\tau$", "−": r"$-$", "×": r"$\times$", "–": "--",
-                  "∧": r"$\wedge$", "“": "``", "”": "''"}
+                  "∧": r"$\wedge$", "“": "``", "”": "''",
+                  "\n": r"\newline{}"}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -92,6 +93,7 @@ def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
     """``(plain, latex)`` text of a number.
 
     Kinds: ``count`` (thousands separators), ``percent`` (a share in [0, 1] shown in %),
+    ``points`` (a difference of two shares, in signed percentage points),
     ``float`` (``digits`` decimals), ``pvalue`` (3 decimals, ``<0.001`` below that), ``text``.
     Missing values (None, NaN) print as ``n/a``; a :class:`NotEstimable` as "not estimable".
     """
@@ -110,6 +112,9 @@ def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
     if kind == "percent":
         plain = f"{100 * v:.{digits}f}"
         return plain + "%", plain + r"\%"
+    if kind == "points":
+        plain = f"{100 * v:+.{digits}f}"
+        return plain + " pp", plain + "~pp"
     if kind == "pvalue":
         if v < 0.001:
             return "<0.001", r"\textless{}0.001"
@@ -242,6 +247,11 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     out["creator_median_images"] = entry(_field(concentration, "median_images_per_user"), "count")
     out.update(personalisation_numbers(results))
     out.update(subculture_numbers(results))
+
+    from . import robustness  # written from this module's formatting
+
+    out.update(robustness.sensitivity_numbers(results.sensitivity, "sens"))
+    out.update(robustness.adjusted_adapter_numbers(results))
     return out
 
 
@@ -348,6 +358,9 @@ def model_numbers(results: ModelResults) -> dict[str, dict]:
     bounds = results.female_bounds
     out["female_share_lower"] = entry(_field(bounds, "lower"), "percent")
     out["female_share_upper"] = entry(_field(bounds, "upper"), "percent")
+    from . import robustness
+
+    out.update(robustness.sensitivity_numbers(results.sensitivity, "model_sens"))
     return out
 
 
@@ -445,8 +458,11 @@ def source_numbers(source: str, synthetic: bool) -> dict[str, dict]:
 
 def method_numbers() -> dict[str, dict]:
     """Constants of the methods that the text quotes (confidence level, privacy floor)."""
+    from .analyse.users import PER_USER_MIN_IMAGES
+
     return {"confidence_level": entry(CONFIDENCE, "percent", 0),
-            "min_users": entry(MIN_USERS, "count")}
+            "min_users": entry(MIN_USERS, "count"),
+            "per_user_min_images": entry(PER_USER_MIN_IMAGES, "count")}
 
 
 def merge_numbers(parts: Mapping[str, Mapping[str, dict]]) -> dict[str, dict]:
@@ -601,6 +617,10 @@ class TableSpec:
 
 _CI_HEADER = f"{CONFIDENCE:.0%} CI"
 _SHARE_CI = {"share": "percent", "ci_low": "percent", "ci_high": "percent"}
+#: A sensitivity table (:func:`sensitivity_table`): estimate, interval kind, one column per definition.
+_SENSITIVITY_SPEC = TableSpec(
+    ("estimate", *NSFW_DEFINITIONS), {"estimate": "estimate (interval)", **NSFW_DEFINITION_LABELS},
+    {}, ">{\\raggedright\\arraybackslash}p{6.4cm}" + ">{\\raggedleft\\arraybackslash}p{2.6cm}" * 3)
 _INTERVAL = {"ci": (("ci_low", "ci_high"), "–")}
 _RAGGED = ">{\\raggedright\\arraybackslash}p"
 #: Human labels of the engagement metrics (platform column names in the CSV files).
@@ -648,6 +668,8 @@ PAPER_TABLES: dict[str, TableSpec] = {
          "share_of_known": "of known", "ci": _CI_HEADER},
         {"k": "count", "share": "percent", "share_of_known": "percent", "known_ci_low": "percent",
          "known_ci_high": "percent"}, "lrrrr", {"ci": (("known_ci_low", "known_ci_high"), "–")}),
+    "sensitivity_images": _SENSITIVITY_SPEC,
+    "sensitivity_models": _SENSITIVITY_SPEC,
     "interventions": TableSpec(
         ("label", "unit", "real_person_nsfw_text", "minor_nsfw_text", "collateral_text",
          "users_touched", "models_touched"),
@@ -721,13 +743,22 @@ def image_tables(results: ImageResults) -> dict[str, pd.DataFrame]:
     """The paper tables of notebook 03, by :data:`PAPER_TABLES` name."""
     return {"image_trends": image_trend_table(results.trend, results.lora_trend),
             "adapter_nsfw": adapter_table(results.adapter),
-            "engagement_images": engagement_table(results.engagement)}
+            "engagement_images": engagement_table(results.engagement),
+            "sensitivity_images": _sensitivity_table(results)}
 
 
 def model_tables(results: ModelResults) -> dict[str, pd.DataFrame]:
     """The paper tables of notebook 04, by :data:`PAPER_TABLES` name."""
     return {"real_person_by_type": results.by_type, "depicted_gender": results.gender,
-            "engagement_models": engagement_table(results.engagement)}
+            "engagement_models": engagement_table(results.engagement),
+            "sensitivity_models": _sensitivity_table(results)}
+
+
+def _sensitivity_table(results: ImageResults | ModelResults) -> pd.DataFrame:
+    """The paper's sensitivity table of a results object (:func:`helpers.robustness.sensitivity_table`)."""
+    from . import robustness
+
+    return robustness.sensitivity_table(results.sensitivity)
 
 
 def write_paper_tables(paths: RunPaths, tables: Mapping[str, pd.DataFrame]) -> list[Path]:

@@ -40,7 +40,7 @@ from .analyse import ImageResults, InterventionResults, ModelResults
 from .db import atomic_path
 from .paths import RunPaths
 from .schema import MARKER_LABELS, NSFW_DEFINITION_LABELS
-from .stats import NotEstimable
+from .stats import NotEstimable, with_share
 
 #: Width of one column of a two-column paper, in inches.
 COLUMN_WIDTH = 3.4
@@ -571,7 +571,8 @@ def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | N
                             model_nsfw: pd.DataFrame, synthetic: bool = False) -> Figure:
     """How the real-person share depends on the label (a: share by classifier threshold, with the
     Rogan–Gladen corrected share at the shipped threshold) and models' NSFW share by month of
-    creation (b), with Wilson intervals."""
+    creation under every NSFW definition the models carry (b, a ``definition`` column), with
+    Wilson intervals."""
     fig, (ax_t, ax_n) = new_figure(3.6, nrows=2)
     ax_t.set_title("a  Real-person share by classifier threshold")
     if len(curve) and curve["n"].max() > 0:
@@ -594,8 +595,14 @@ def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | N
     ax_t.set_ylabel("share of models")
     ax_n.set_title("b  NSFW share of new models")
     data = model_nsfw[model_nsfw["n"] > 0]
+    if "definition" not in data:  # one definition's series
+        data = data.assign(definition="r")
     if len(data):
-        _share_with_band(ax_n, data, GROUP_COLOURS[0], "NSFW models")
+        for d, label in NSFW_DEFINITION_LABELS.items():
+            part = data[data["definition"] == d]
+            if len(part):
+                _share_with_band(ax_n, part, DEFINITION_COLOURS[d], label)
+        ax_n.legend(loc="upper left", ncols=3)
         ax_n.set_ylim(0, 1)
         _percent_axis(ax_n)
         _date_axis(ax_n)
@@ -603,6 +610,125 @@ def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | N
         say_not_estimable(ax_n, "no model has a known NSFW label")
     ax_n.set_ylabel("share of new models")
     return _finish(fig, synthetic)
+
+
+@styled
+def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: str = "r",
+                      synthetic: bool = False) -> Figure:
+    """NSFW share of images by base-model family over time: one panel per family (families in
+    reporting order, those without images left out) on a common y axis, each with its Wilson
+    band and, in grey, the share over all families for reference.
+
+    ``family_monthly`` is :func:`~helpers.analyse.links.nsfw_share_by_family_by_month` (every
+    definition); ``definition`` picks the one drawn.
+    """
+    label = NSFW_DEFINITION_LABELS[definition]
+    if isinstance(family_monthly, NotEstimable):
+        fig, (ax,) = new_figure(2.0)
+        ax.set_title("NSFW share by base-model family")
+        say_not_estimable(ax, family_monthly)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return _finish(fig, synthetic)
+    data = family_monthly[(family_monthly["definition"] == definition) & (family_monthly["n"] > 0)]
+    families = [f for f in schema.BASE_MODEL_FAMILIES if f in set(data["family"])]
+    ncols = 2
+    nrows = max(1, -(-len(families) // ncols))
+    fig, axes = new_figure(1.25 * nrows + 0.5, ncols=ncols, nrows=nrows, sharex=True, sharey=True)
+    overall = with_share(data.groupby("month", sort=True)[["n", "k"]].sum().reset_index())
+    letters = "abcdefghij"
+    for i, ax in enumerate(axes):
+        if i >= len(families):
+            ax.set_visible(False)
+            continue
+        family = families[i]
+        ax.plot(_month_dates(overall["month"]), overall["share"], color="#999999", linewidth=0.8,
+                label="all families")
+        _share_with_band(ax, data[data["family"] == family], GROUP_COLOURS[0], family)
+        ax.set_title(f"{letters[i]}  {family}")
+        ax.set_ylim(0, 1)
+        _percent_axis(ax)
+        _date_axis(ax)
+    if not families:
+        axes[0].set_visible(True)
+        say_not_estimable(axes[0], f"no image has a known NSFW label ({label})")
+    else:
+        axes[0].legend(handles=axes[0].lines[:1], loc="lower right")
+    fig.supylabel(f"NSFW share of images ({label})", fontsize=7.5)
+    return _finish(fig, synthetic)
+
+
+@styled
+def fig16_per_user(histogram: pd.DataFrame | NotEstimable,
+                   decomposition: pd.DataFrame | NotEstimable, synthetic: bool = False) -> Figure:
+    """The per-user view: how per-user NSFW shares are distributed, counting each user once
+    and weighting users by their images (a), and the change of the NSFW share between the two
+    halves of the images split into change within users and change in who posts, under every
+    definition, with user-bootstrap intervals (b).
+
+    Inputs: :func:`~helpers.analyse.users.per_user_share_histogram` (headline definition) and a
+    frame of :func:`~helpers.analyse.users.shift_share` rows with a ``definition`` column (the
+    decomposition rows of the ``sensitivity`` table, :func:`decomposition_by_definition`).
+    """
+    fig, (ax_h, ax_d) = new_figure(3.9, nrows=2)
+    ax_h.set_title("a  Per-user NSFW share")
+    if isinstance(histogram, NotEstimable):
+        say_not_estimable(ax_h, histogram)
+    else:
+        width = float((histogram["bin_high"] - histogram["bin_low"]).iloc[0])
+        centres = (histogram["bin_low"] + histogram["bin_high"]) / 2
+        for offset, column, colour, name in ((-0.2, "user_share", GROUP_COLOURS[1], "users (each once)"),
+                                             (0.2, "image_share", GROUP_COLOURS[0], "images (users weighted)")):
+            ax_h.bar(centres + offset * width, histogram[column].fillna(0), width=0.4 * width,
+                     color=colour, label=name)
+        suppressed = histogram[histogram["suppressed"]]
+        if len(suppressed):
+            ax_h.plot((suppressed["bin_low"] + suppressed["bin_high"]) / 2, np.zeros(len(suppressed)),
+                      linestyle="none", marker="x", color=ERROR_COLOUR, markersize=3,
+                      label="fewer than the privacy floor")
+        ax_h.set_xlim(0, 1)
+        _percent_axis(ax_h, "x")
+        _percent_axis(ax_h)
+        ax_h.legend(loc="upper left")
+    ax_h.set_xlabel("user's share of NSFW images")
+    ax_h.set_ylabel("share")
+    ax_h.grid(axis="x", visible=False)
+
+    ax_d.set_title("b  Rise: within users vs who posts")
+    ax_d.axhline(0, color="#555555", linewidth=0.6)
+    parts = ["change", "within users", "who posts"]
+    if isinstance(decomposition, NotEstimable) or decomposition.empty:
+        say_not_estimable(ax_d, decomposition if isinstance(decomposition, NotEstimable)
+                          else "no definition gives a decomposition")
+    else:
+        definitions = [d for d in NSFW_DEFINITION_LABELS if d in set(decomposition["definition"])]
+        step = 0.8 / max(1, len(definitions))
+        for j, d in enumerate(definitions):
+            rows = decomposition[decomposition["definition"] == d].set_index("part").reindex(parts)
+            x = np.arange(len(parts)) - 0.4 + step * (j + 0.5)
+            err = np.clip(np.vstack([rows["estimate"] - rows["boot_low"], rows["boot_high"] - rows["estimate"]]),
+                          0, None)
+            ax_d.bar(x, rows["estimate"], width=step * 0.9, yerr=np.nan_to_num(err),
+                     color=DEFINITION_COLOURS[d], label=NSFW_DEFINITION_LABELS[d], error_kw=dict(ERROR_KW))
+        low, high = ax_d.get_ylim()
+        ax_d.set_ylim(low, high + 0.3 * (high - low))  # room for the legend above the bars
+        ax_d.legend(loc="upper right", ncols=len(definitions))
+        ax_d.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:+.3g} pp" if abs(v) > 1e-12
+                                                     else "0"))
+    ax_d.set_xticks(np.arange(len(parts)), ["change", "within users", "who posts"])
+    ax_d.set_ylabel("change of the NSFW share")
+    ax_d.grid(axis="x", visible=False)
+    return _finish(fig, synthetic)
+
+
+def decomposition_by_definition(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """The shift-share rows of a sensitivity table as a frame of ``definition``, ``part``,
+    ``estimate``, ``boot_low``, ``boot_high`` (for :func:`fig16_per_user`)."""
+    names = {"shift_change": "change", "shift_within": "within users", "shift_who": "who posts"}
+    rows = sensitivity[sensitivity["estimate"].isin(names) & (sensitivity["reason"] == "")]
+    return pd.DataFrame({"definition": rows["definition"], "part": rows["estimate"].map(names),
+                         "estimate": rows["value"], "boot_low": rows["ci_low"],
+                         "boot_high": rows["ci_high"]}).reset_index(drop=True)
 
 
 FIGURES.update({f.__name__: f for f in (
@@ -626,6 +752,9 @@ IMAGE_FIGURES: dict[str, Callable[[ImageResults, bool], Figure]] = {
                                                               synthetic=s),
     "fig11_personalisation": lambda r, s: fig11_personalisation(
         r.real_person_adapter_monthly, r.real_person_adapter_nsfw, r.family_nsfw, synthetic=s),
+    "fig15_family_nsfw": lambda r, s: fig15_family_nsfw(r.family_nsfw_monthly, r.definition, synthetic=s),
+    "fig16_per_user": lambda r, s: fig16_per_user(r.per_user_histogram,
+                                                  decomposition_by_definition(r.sensitivity), synthetic=s),
 }
 #: The figures of notebook 04, each drawn from the notebook's results object.
 MODEL_FIGURES: dict[str, Callable[[ModelResults, bool], Figure]] = {
@@ -795,6 +924,7 @@ def fig14_interventions(rules: pd.DataFrame | NotEstimable, harm: pd.DataFrame |
 
 
 FIGURES.update({"fig14_interventions": fig14_interventions})
+FIGURES.update({f.__name__: f for f in (fig15_family_nsfw, fig16_per_user)})
 #: The figures of notebook 05, each drawn from the notebook's results object.
 INTERVENTION_FIGURES: dict[str, Callable[[InterventionResults, bool], Figure]] = {
     "fig14_interventions": lambda r, s: fig14_interventions(r.rules, r.harm, synthetic=s),

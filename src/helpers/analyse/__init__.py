@@ -12,6 +12,8 @@ and one results object per analysis notebook.
   real-person label's error carried into its share) and :mod:`.subculture` (booru lineage of
   base models, syntax markers by family, minor-coded ∧ NSFW): their results are fields of the
   two results objects.
+* :mod:`.sensitivity`: every headline estimate of notebooks 03 and 04 under every NSFW
+  definition (the ``sensitivity`` field of both results objects).
 * :mod:`.interventions` and :mod:`.policy` (notebook 05): declared moderation rules simulated on
   the labelled tables (harm removed vs collateral, label error carried into the intervals) and
   interrupted time series at declared policy dates; :func:`intervention_results` →
@@ -62,4 +64,4 @@ from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F4
                     personal_name_filter, word_tokens)
 from .results import Results  # noqa: F401
 from .interventions import InterventionResults, intervention_results  # noqa: F401
-from . import growth, interventions, links, policy, real_person, subculture, users  # noqa: E402,F401  (analyse.users.…)
+from . import growth, interventions, links, policy, real_person, sensitivity, subculture, users  # noqa: E402,F401  (analyse.users.…)

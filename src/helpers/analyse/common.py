@@ -45,6 +45,28 @@ def month_sql(column: str = "created_at") -> str:
     return f"strftime(timezone('UTC', {column}), '%Y-%m')"
 
 
+def definition_counts_sql(alias: str = "") -> str:
+    """SQL select list of every NSFW definition's counts: ``n_<d>`` (images whose label under the
+    definition is known) and ``k_<d>`` (NSFW), so one pass over the images serves all three."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"count({prefix}{c}) AS n_{d}, count(*) FILTER (WHERE {prefix}{c}) AS k_{d}"
+                     for d, c in NSFW_DEFINITIONS.items())
+
+
+def split_definitions(wide: pd.DataFrame, keys: list[str],
+                      extra: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """Definition → its frame of ``keys`` plus ``n`` and ``k`` (and each ``extra`` count), from a
+    frame with ``n_<d>``/``k_<d>`` (and ``<extra>_<d>``) columns for every definition
+    (:func:`definition_counts_sql`). Counts are integers, missing ones zero."""
+    out = {}
+    for d in NSFW_DEFINITIONS:
+        columns = {f"{c}_{d}": c for c in ("n", "k", *extra)}
+        part = wide[[*keys, *columns]].rename(columns=columns)
+        part[list(columns.values())] = part[list(columns.values())].fillna(0).astype("int64")
+        out[d] = part.reset_index(drop=True)
+    return out
+
+
 def months_of(series: pd.Series) -> pd.Series:
     """UTC calendar month ``YYYY-MM`` of a pandas timestamp column."""
     ts = pd.to_datetime(series, utc=True)

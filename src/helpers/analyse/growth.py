@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,59 +135,36 @@ def segmented_trend(monthly: pd.DataFrame, month: str = "month", k: str = "k", n
     return out
 
 
-def definition_sensitivity(monthly: pd.DataFrame, adapter_odds: dict[str, float] | None = None,
-                           trends: dict[str, Any] | None = None,
-                           ratios: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
-    """The headline estimates under every NSFW definition, one row each: overall share, first and
-    last month's share, the logistic trend (odds ratio per year), the NSFW/SFW growth ratio and,
-    when given (``definition → odds ratio``), the adapter odds ratio. ``monthly`` is the long
-    frame of :func:`~helpers.analyse.images.nsfw_share_by_month`. A definition the snapshot cannot
-    evaluate (no image has its flag) has a row of NaN. ``trends`` (definition → logistic trend,
-    as notebook 03 computes them) and ``ratios`` (definition → :func:`growth_ratio`) are reused
-    when given instead of being fitted again."""
-    from ..stats import estimable, logistic_trend, wilson_interval
-
-    nan_trend = {"odds_ratio_per_year": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-
-    rows = []
-    for definition, part in monthly.groupby("definition", sort=False):
-        part = part[part["n"] > 0].sort_values("month")
-        n, k = int(part["n"].sum()), int(part["k"].sum())
-        low, high = wilson_interval([k], [n])
-        trend = trends.get(definition) if trends is not None else logistic_trend(part)
-        if trend is None or not estimable(trend):
-            trend = nan_trend
-        ratio = ratios[definition] if ratios is not None else growth_ratio(part)
-        rows.append({
-            "definition": definition, "images": n,
-            "share": k / n if n else math.nan, "share_low": float(low[0]), "share_high": float(high[0]),
-            "first_month_share": float(part["share"].iloc[0]) if len(part) else math.nan,
-            "last_month_share": float(part["share"].iloc[-1]) if len(part) else math.nan,
-            "odds_ratio_per_year": trend["odds_ratio_per_year"], "trend_low": trend["ci_low"],
-            "trend_high": trend["ci_high"], "growth_ratio": ratio["ratio"],
-            "growth_low": ratio["ratio_low"], "growth_high": ratio["ratio_high"],
-            "adapter_odds_ratio": (adapter_odds or {}).get(definition, math.nan)})
-    return pd.DataFrame(rows)
+def growth_ratios(monthly: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """:func:`growth_ratio` of every definition of the long monthly frame of
+    :func:`~helpers.analyse.images.nsfw_share_by_month`: definition → ratio."""
+    return {d: growth_ratio(p[p["n"] > 0]) for d, p in monthly.groupby("definition", sort=False)}
 
 
 def growth_fields(monthly: pd.DataFrame, definition: str,
-                  adapter_odds: dict[str, float] | None = None,
-                  trends: dict[str, Any] | None = None) -> dict:
-    """The "disproportionate" results of notebook 03: growth ratio and segmented trend under the
-    headline definition (each :class:`~helpers.stats.NotEstimable` with its reason where the
-    months do not allow it) and the sensitivity table over every definition."""
+                  ratios: dict[str, dict[str, float]] | None = None) -> dict:
+    """The "disproportionate" results of notebook 03 under the headline definition: the growth
+    ratio and the segmented trend (each :class:`~helpers.stats.NotEstimable` with its reason
+    where the months do not allow it). ``ratios`` (:func:`growth_ratios`) is reused when given."""
     from ..stats import NotEstimable
 
-    ratios = {d: growth_ratio(p[p["n"] > 0]) for d, p in monthly.groupby("definition", sort=False)}
+    ratios = ratios if ratios is not None else growth_ratios(monthly)
     part = monthly[(monthly["definition"] == definition) & (monthly["n"] > 0)]
-    ratio = ratios[definition]
+    ratio = growth_or_reason(ratios[definition], len(part))
     segmented = segmented_trend(part)
-    if len(part) < 4:
-        ratio = NotEstimable(f"{len(part)} month(s) with data: growth rates need at least four")
-    elif math.isnan(ratio["ratio"]):
-        ratio = NotEstimable("every image is NSFW, or every image is SFW, under this definition")
     if not segmented["break_month"]:
         segmented = NotEstimable(f"{len(part)} month(s) with data, or a share that never varies: a "
                                  f"break needs at least {2 * MIN_SEGMENT} months")
-    return {"growth": ratio, "segmented": segmented,
-            "sensitivity": definition_sensitivity(monthly, adapter_odds, trends, ratios)}
+    return {"growth": ratio, "segmented": segmented}
+
+
+def growth_or_reason(ratio: dict[str, float], n_months: int):
+    """A :func:`growth_ratio`, or :class:`~helpers.stats.NotEstimable` with the reason when it is
+    NaN (fewer than four months, or every image on one side)."""
+    from ..stats import NotEstimable
+
+    if n_months < 4:
+        return NotEstimable(f"{n_months} month(s) with data: growth rates need at least four")
+    if math.isnan(ratio["ratio"]):
+        return NotEstimable("every image is NSFW, or every image is SFW, under this definition")
+    return ratio

@@ -20,8 +20,9 @@ from ..db import sql_literal
 from ..schema import ADAPTER_CALL_PATTERN, MARKER_KINDS, MARKERS, NSFW_DEFINITIONS, marker_role
 from ..stats import (NotEstimable, gini, lorenz_curve, odds_ratio, quantile_from_counts,
                      share_trend, top_share, weighted_log_odds, wilson_interval, with_share)
-from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, flag_column, month_sql,
-                     nsfw_groups, nsfw_trend_wording, nsfw_wording, two_groups)
+from .common import (IMAGE_ENGAGEMENT, MIN_USERS, compare_groups, definition_counts_sql,
+                     flag_column, month_sql, nsfw_groups, nsfw_trend_wording, nsfw_wording,
+                     split_definitions, two_groups)
 from .names import personal_name_filter
 from .results import Results
 
@@ -147,23 +148,24 @@ def adapter_groups(n_with: float, n_without: float) -> NotEstimable | None:
                       "every image calls an adapter")
 
 
-def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
-                              con: duckdb.DuckDBPyConnection | None = None
-                              ) -> pd.DataFrame | NotEstimable:
-    """NSFW share of images with and without adapter calls, with Wilson intervals.
-
-    Two rows (``uses_adapter`` False, True); the odds ratio (with vs without) and its Woolf
-    95% interval are repeated on both rows so the frame is self-contained.
-    :class:`NotEstimable` when one of the two groups is empty.
-    """
+def adapter_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnection | None = None
+                                 ) -> dict[str, pd.DataFrame]:
+    """Per month and adapter use (images with a prompt), under every NSFW definition from one
+    pass: definition → frame of ``month``, ``uses_adapter``, ``n`` (label known), ``k`` (NSFW)."""
     con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    out = con.execute(f"""
-        SELECT n_lora > 0 AS uses_adapter, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
-        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1 ORDER BY 1""").df()
-    out = (out.set_index("uses_adapter").reindex([False, True], fill_value=0)
+    wide = con.execute(f"""
+        SELECT {month_sql()} AS month, n_lora > 0 AS uses_adapter, {definition_counts_sql()}
+        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
+    return split_definitions(wide, ["month", "uses_adapter"])
+
+
+def adapter_comparison(counts: pd.DataFrame, definition: str) -> pd.DataFrame | NotEstimable:
+    """NSFW share of images with and without adapter calls (Wilson intervals) and the odds ratio
+    (with vs without, Woolf 95% interval, repeated on both rows so the frame is self-contained),
+    from one definition's :func:`adapter_counts_by_definition`; :class:`NotEstimable` when one
+    of the two groups is empty."""
+    out = (counts.groupby("uses_adapter")[["n", "k"]].sum().reindex([False, True], fill_value=0)
            .rename_axis("uses_adapter").reset_index())
-    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
     empty = adapter_groups(out["n"].iloc[1], out["n"].iloc[0])
     if empty is not None:
         return empty
@@ -177,38 +179,91 @@ def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
     return out
 
 
+def adapter_comparison_by_month(counts: pd.DataFrame, definition: str) -> pd.DataFrame | NotEstimable:
+    """Monthly NSFW share of images with and without adapter calls (Wilson intervals), from one
+    definition's :func:`adapter_counts_by_definition`; :class:`NotEstimable` when one of the two
+    groups is empty."""
+    empty = adapter_groups(counts.loc[counts["uses_adapter"] == True, "n"].sum(),  # noqa: E712
+                           counts.loc[counts["uses_adapter"] == False, "n"].sum())  # noqa: E712
+    if empty is not None:
+        return empty
+    out = counts.copy()
+    out.insert(1, "definition", definition)
+    return with_share(out)
+
+
+def nsfw_share_by_adapter_use(images: Path, definition: str = "r",
+                              con: duckdb.DuckDBPyConnection | None = None
+                              ) -> pd.DataFrame | NotEstimable:
+    """NSFW share of images with and without adapter calls, with Wilson intervals.
+
+    Two rows (``uses_adapter`` False, True); the odds ratio (with vs without) and its Woolf
+    95% interval are repeated on both rows so the frame is self-contained.
+    :class:`NotEstimable` when one of the two groups is empty.
+    """
+    flag_column(definition)
+    return adapter_comparison(adapter_counts_by_definition(images, con)[definition], definition)
+
+
 def nsfw_share_by_adapter_use_by_month(images: Path, definition: str = "r",
                                        con: duckdb.DuckDBPyConnection | None = None
                                        ) -> pd.DataFrame | NotEstimable:
     """Monthly NSFW share of images with and without adapter calls (Wilson intervals);
     :class:`NotEstimable` when one of the two groups is empty."""
-    con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    out = con.execute(f"""
-        SELECT {month_sql()} AS month, n_lora > 0 AS uses_adapter,
-               count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
-        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
-    out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
-    empty = adapter_groups(out.loc[out["uses_adapter"] == True, "n"].sum(),  # noqa: E712
-                           out.loc[out["uses_adapter"] == False, "n"].sum())  # noqa: E712
-    if empty is not None:
-        return empty
-    out.insert(1, "definition", definition)
-    return with_share(out)
+    flag_column(definition)
+    return adapter_comparison_by_month(adapter_counts_by_definition(images, con)[definition],
+                                       definition)
 
 
 # --------------------------------------------------------------------------- images: engagement
-def engagement_counts(images: Path, metric: str = "reaction_count", definition: str = "r",
-                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """Frequency table of an engagement metric for NSFW and SFW images: (value, nsfw, n)."""
+def engagement_counts_by_definition(images: Path, metric: str = "reaction_count",
+                                    con: duckdb.DuckDBPyConnection | None = None
+                                    ) -> dict[str, pd.DataFrame]:
+    """:func:`engagement_counts` under every NSFW definition from one pass over the images."""
     if metric not in {c.name for c in schema.IMAGES} or not metric.endswith("_count"):
         raise ValueError(f"unknown engagement metric {metric!r}; valid: {', '.join(IMAGE_ENGAGEMENT)}")
     con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    return con.execute(f"""
-        SELECT {metric} AS value, {flag} AS nsfw, count(*) AS n
-        FROM {db.read_parquet_sql(images)} WHERE {flag} IS NOT NULL AND {metric} IS NOT NULL
-        GROUP BY 1, 2 ORDER BY 1, 2""").df()
+    flags = ", ".join(f"{c} AS flag_{d}" for d, c in NSFW_DEFINITIONS.items())
+    wide = con.execute(f"""
+        SELECT {metric} AS value, {flags}, count(*) AS n
+        FROM {db.read_parquet_sql(images)} WHERE {metric} IS NOT NULL GROUP BY ALL""").df()
+    out = {}
+    for d in NSFW_DEFINITIONS:
+        part = wide[wide[f"flag_{d}"].notna()]
+        out[d] = (part.assign(nsfw=part[f"flag_{d}"].astype(bool)).groupby(["value", "nsfw"], sort=True)
+                  ["n"].sum().astype("int64").reset_index())
+    return out
+
+
+def engagement_counts(images: Path, metric: str = "reaction_count", definition: str = "r",
+                      con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Frequency table of an engagement metric for NSFW and SFW images: (value, nsfw, n)."""
+    flag_column(definition)
+    return engagement_counts_by_definition(images, metric, con)[definition]
+
+
+def engagement_comparison(counts: dict[str, pd.DataFrame], definition: str) -> pd.DataFrame | NotEstimable:
+    """Engagement of NSFW vs SFW images under ``definition`` from metric → that definition's
+    :func:`engagement_counts` (see :func:`engagement_nsfw_vs_sfw`)."""
+    rows = [compare_groups(frame.rename(columns={"nsfw": "group"}), metric, True, False, "nsfw", "sfw")
+            for metric, frame in counts.items()]
+    out = pd.DataFrame(rows)
+    empty = nsfw_groups(out["n_nsfw"].sum(), out["n_sfw"].sum(), definition) if len(out) else \
+        NotEstimable("no engagement metric was asked for")
+    if empty is not None:
+        return empty
+    out.insert(1, "definition", definition)
+    return out
+
+
+def engagement_by_definition(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEMENT,
+                             con: duckdb.DuckDBPyConnection | None = None
+                             ) -> tuple[dict[str, pd.DataFrame | NotEstimable], dict[str, dict[str, pd.DataFrame]]]:
+    """:func:`engagement_nsfw_vs_sfw` under every NSFW definition, one pass per metric; also
+    returns the counts (definition → metric → :func:`engagement_counts`) for the figures."""
+    per_metric = {m: engagement_counts_by_definition(images, m, con) for m in metrics}
+    counts = {d: {m: per_metric[m][d] for m in per_metric} for d in NSFW_DEFINITIONS}
+    return {d: engagement_comparison(counts[d], d) for d in NSFW_DEFINITIONS}, counts
 
 
 def engagement_nsfw_vs_sfw(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEMENT,
@@ -222,18 +277,10 @@ def engagement_nsfw_vs_sfw(images: Path, metrics: Iterable[str] = IMAGE_ENGAGEME
     an NSFW image is to out-score an SFW one (positive = NSFW higher). :class:`NotEstimable`
     when every image with engagement counts is on one side.
     """
+    flag_column(definition)
     con = db.connection_or_default(con)
-    rows = []
-    for metric in metrics:
-        counts = engagement_counts(images, metric, definition, con).rename(columns={"nsfw": "group"})
-        rows.append(compare_groups(counts, metric, True, False, "nsfw", "sfw"))
-    out = pd.DataFrame(rows)
-    empty = nsfw_groups(out["n_nsfw"].sum(), out["n_sfw"].sum(), definition) if len(out) else \
-        NotEstimable("no engagement metric was asked for")
-    if empty is not None:
-        return empty
-    out.insert(1, "definition", definition)
-    return out
+    return engagement_comparison({m: engagement_counts(images, m, definition, con) for m in metrics},
+                                 definition)
 
 
 # --------------------------------------------------------------------------- images: vocabulary
@@ -562,13 +609,14 @@ class ImageResults(Results):
     # "disproportionate" defined (growth.growth_fields)
     growth: dict[str, float] | NotEstimable       # NSFW vs SFW growth per year and their ratio
     segmented: dict[str, Any] | NotEstimable      # logistic trend with one break
-    sensitivity: pd.DataFrame                     # every headline under every definition
+    sensitivity: pd.DataFrame                     # every headline under every definition (long)
     # inference that respects users (users.user_fields)
     clustered_share: pd.DataFrame | NotEstimable  # NSFW share: naive and cluster-bootstrap CI
     clustered_monthly: pd.DataFrame | NotEstimable
     adapter_clustered: dict[str, float] | NotEstimable  # adapter odds ratio, both intervals
     adapter_adjusted: dict[str, float] | NotEstimable   # Mantel–Haenszel over user × month
     per_user: pd.DataFrame | NotEstimable               # per-user NSFW share quantiles
+    per_user_histogram: pd.DataFrame | NotEstimable     # per-user NSFW shares binned (users, images)
     decomposition: pd.DataFrame | NotEstimable          # rise within users vs who posts
     # through the image → model link (links.link_fields)
     family_monthly: pd.DataFrame                        # images by base-model family and month
@@ -583,6 +631,7 @@ class ImageResults(Results):
     syntax_by_lineage: dict[str, float] | NotEstimable  # booru syntax: lineage vs other families
     minor_nsfw_monthly: pd.DataFrame | NotEstimable     # minor-coded ∧ NSFW prompts by month
     minor_nsfw: dict[str, float] | NotEstimable         # ... and over the window (counts, shares)
+    family_nsfw_monthly: pd.DataFrame | NotEstimable    # NSFW by family and month, every definition
 
 
 def image_results(images: Path, models: pd.DataFrame | None = None, definition: str = "r",
@@ -598,24 +647,39 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     ``seed`` drive the cluster bootstrap over users. The notebook, the paper's numbers, the
     benchmark and the tests all take their image results from here, so an analysis added here
     reaches all of them.
-    """
-    from .growth import growth_fields
-    from .links import link_fields
-    from .subculture import subculture_image_fields
-    from .users import user_fields
 
+    Every comparison runs under every NSFW definition: each analysis aggregates the images once
+    with the counts of all three definitions and is reduced per definition; the headline fields
+    use ``definition``, the ``sensitivity`` table holds every headline under every definition.
+    """
+    from . import links as link
+    from .growth import growth_fields, growth_ratios
+    from .sensitivity import image_sensitivity
+    from .subculture import subculture_image_fields
+    from .users import user_counts_by_definition, user_estimates, user_fields
+
+    flag_column(definition)
     con = db.connection_or_default(con)
     monthly = nsfw_share_by_month(images, con)
     lora_monthly = lora_use_by_month(images, con)
     concentration, lorenz = creator_concentration(images, con=con)
     name_filter = personal_name_filter(models) if models is not None else None
     overview = image_overview(images, con)
-    by_definition = {d: nsfw_share_by_adapter_use(images, d, con) for d in NSFW_DEFINITIONS}
-    adapter_odds = {d: math.nan if isinstance(by_use, NotEstimable) else float(by_use["odds_ratio"].iloc[0])
-                    for d, by_use in by_definition.items()}
+    adapter_counts = adapter_counts_by_definition(images, con)
+    adapter = {d: adapter_comparison(c, d) for d, c in adapter_counts.items()}
+    engagement, engagement_counts_ = engagement_by_definition(images, con=con)
     trends = nsfw_share_trend(monthly)
+    ratios = growth_ratios(monthly)
+    user_counts_ = user_counts_by_definition(images, con=con)
+    user_by_definition = user_estimates(user_counts_, boot_replicates, seed)
+    users = user_fields(images, definition, boot_replicates, seed, con, counts=user_counts_,
+                        estimates=user_by_definition)
+    link_counts_ = (link.link_counts_by_definition(images, links, models_file, con)
+                    if link.link_inputs(links, models_file) else None)
+    linked = link.link_fields(images, links, models_file, definition, con, counts=link_counts_)
+    rp_by_definition = (linked["real_person_adapter_nsfw"] if link_counts_ is None else
+                        {d: link.real_person_adapter_comparison(c) for d, c in link_counts_.items()})
     no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
-    linked = link_fields(images, links, models_file, definition, con)
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
         overview=overview,
@@ -626,18 +690,20 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
         lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
                     share_trend(lora_monthly, never="no image calls an adapter",
                                 always="every image calls an adapter")),
-        adapter=by_definition[definition],
-        adapter_monthly=nsfw_share_by_adapter_use_by_month(images, definition, con),
-        engagement=engagement_nsfw_vs_sfw(images, definition=definition, con=con),
-        reaction_counts=engagement_counts(images, "reaction_count", definition, con),
+        adapter=adapter[definition],
+        adapter_monthly=adapter_comparison_by_month(adapter_counts[definition], definition),
+        engagement=engagement[definition],
+        reaction_counts=engagement_counts_[definition]["reaction_count"],
         terms=distinctive_terms(images, definition=definition, top_n=top_terms,
                                 exclude=name_filter, sample_percent=term_sample_percent, con=con),
         markers=markers_by_month(images, con),
         markers_nsfw=nsfw_share_by_marker(images, definition, con),
         concentration=concentration,
         lorenz=lorenz,
-        **growth_fields(monthly, definition, adapter_odds, trends),
-        **user_fields(images, definition, boot_replicates, seed, con),
+        **growth_fields(monthly, definition, ratios),
+        sensitivity=image_sensitivity(monthly, trends, ratios, adapter, user_by_definition,
+                                      engagement, rp_by_definition, linked["family_nsfw_monthly"]),
+        **users,
         **linked,
         **subculture_image_fields(images, linked["family_monthly"], models, definition,
                                   boot_replicates, seed, con),

@@ -17,21 +17,19 @@ import pandas as pd
 from .. import db
 from ..schema import BASE_MODEL_FAMILIES, base_model_family_sql
 from ..stats import odds_ratio, with_share
-from .common import flag_column, month_sql, months_of
+from ..schema import NSFW_DEFINITIONS
+from .common import definition_counts_sql, flag_column, month_sql, months_of, split_definitions
 
 
-def link_counts(images: Path, links: Path, models: Path, definition: str = "r",
-                con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
-    """One pass over the images and their links: images (``images``), images whose NSFW label is
-    known (``n``) and NSFW images (``k``) per month, base-model family and whether the image uses
-    a real-person adapter (a resolved adapter link to a model labelled ``is_real_person``). The
-    analyses below reduce this small frame; none reads the images again."""
+def link_counts_by_definition(images: Path, links: Path, models: Path,
+                              con: duckdb.DuckDBPyConnection | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`link_counts` under every NSFW definition from one pass over the images and their
+    links: definition → its frame."""
     con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    out = con.execute(f"""
+    wide = con.execute(f"""
         SELECT {month_sql('i.created_at')} AS month, {base_model_family_sql('i.base_model')} AS family,
                coalesce(rp.uses_real_person_adapter, false) AS uses_real_person_adapter,
-               count(*) AS images, count(i.{flag}) AS n, count(*) FILTER (WHERE i.{flag}) AS k
+               count(*) AS images, {definition_counts_sql('i')}
         FROM {db.read_parquet_sql(images)} i
         LEFT JOIN (
             SELECT l.image_id, bool_or(coalesce(m.is_real_person, false)) AS uses_real_person_adapter
@@ -40,8 +38,21 @@ def link_counts(images: Path, links: Path, models: Path, definition: str = "r",
             WHERE l.kind = 'adapter' GROUP BY l.image_id
         ) rp ON rp.image_id = i.image_id
         GROUP BY ALL ORDER BY ALL""").df()
-    out.attrs["definition"] = definition
+    out = split_definitions(wide, ["month", "family", "uses_real_person_adapter", "images"])
+    for d, frame in out.items():
+        frame["images"] = frame["images"].astype("int64")
+        frame.attrs["definition"] = d
     return out
+
+
+def link_counts(images: Path, links: Path, models: Path, definition: str = "r",
+                con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """One pass over the images and their links: images (``images``), images whose NSFW label is
+    known (``n``) and NSFW images (``k``) per month, base-model family and whether the image uses
+    a real-person adapter (a resolved adapter link to a model labelled ``is_real_person``). The
+    analyses below reduce this small frame; none reads the images again."""
+    flag_column(definition)
+    return link_counts_by_definition(images, links, models, con)[definition]
 
 
 def real_person_adapter_use_by_month(counts: pd.DataFrame) -> pd.DataFrame:
@@ -112,6 +123,21 @@ def nsfw_share_by_family(counts: pd.DataFrame) -> pd.DataFrame:
     return _family_frame(out, ["family"])
 
 
+def nsfw_share_by_family_by_month(counts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per month, base-model family and NSFW definition: images whose label is known (``n``),
+    NSFW images (``k``), the share with its Wilson interval (from :func:`link_counts_by_definition`).
+    Families in reporting order, definitions in :data:`~helpers.schema.NSFW_DEFINITIONS` order."""
+    parts = []
+    for d, frame in counts.items():
+        part = frame.groupby(["month", "family"], sort=True)[["n", "k"]].sum().reset_index()
+        part.insert(2, "definition", d)
+        parts.append(part)
+    out = with_share(pd.concat(parts, ignore_index=True))
+    order = {d: i for i, d in enumerate(NSFW_DEFINITIONS)}
+    out = out.sort_values("definition", key=lambda s: s.map(order), kind="stable")
+    return _family_frame(out, ["definition", "family", "month"])
+
+
 def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Per month of creation and base-model family: new models (``k``) out of the month's (``n``)."""
     from ..schema import base_model_family
@@ -125,28 +151,49 @@ def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def link_fields(images: Path, links: Path | None, models: Path | None, definition: str,
-                con: duckdb.DuckDBPyConnection | None = None) -> dict:
+                con: duckdb.DuckDBPyConnection | None = None,
+                counts: dict[str, pd.DataFrame] | None = None) -> dict:
     """Notebook 03's results that need the image → model link: real-person adapter use by month,
     NSFW with vs without a real-person adapter, the real-person share of adapter links, and
-    base-model families (images by month, NSFW by family). Without a link table or a models
-    table the link results are :class:`~helpers.stats.NotEstimable`."""
+    base-model families (images by month, NSFW by family, and NSFW by family and month under
+    every definition). ``counts`` (:func:`link_counts_by_definition`) is read when not given.
+    Without a link table or a models table the link results are
+    :class:`~helpers.stats.NotEstimable`."""
     from ..stats import NotEstimable
 
     out: dict = {"family_monthly": images_by_family_by_month(images, con)}
-    if links is None or models is None or not Path(links).exists() or not Path(models).exists():
+    if not link_inputs(links, models):
         reason = NotEstimable("no models table: no image can be linked to a model")
         return {**out, "real_person_adapter_monthly": reason, "real_person_adapter_nsfw": reason,
-                "real_person_adapter_links": reason, "family_nsfw": reason}
-    counts = link_counts(images, links, models, definition, con)
-    nsfw = nsfw_share_by_real_person_adapter(counts)
-    groups = nsfw.set_index("uses_real_person_adapter")["n"]
-    if groups.get(True, 0) == 0:
-        nsfw = NotEstimable("no image uses a resolved real-person adapter")
-    elif groups.get(False, 0) == 0:
-        nsfw = NotEstimable("every image uses a real-person adapter")
+                "real_person_adapter_links": reason, "family_nsfw": reason,
+                "family_nsfw_monthly": reason}
+    counts = counts if counts is not None else link_counts_by_definition(images, links, models, con)
+    headline = counts[definition]
     shares = real_person_share_of_adapter_links(links, models, con)
-    return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(counts),
-            "real_person_adapter_nsfw": nsfw,
+    return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(headline),
+            "real_person_adapter_nsfw": real_person_adapter_comparison(headline),
             "real_person_adapter_links": (NotEstimable("no adapter call resolved to a model")
                                           if shares["n"].iloc[0] == 0 else shares),
-            "family_nsfw": nsfw_share_by_family(counts)}
+            "family_nsfw": nsfw_share_by_family(headline),
+            "family_nsfw_monthly": nsfw_share_by_family_by_month(counts)}
+
+
+def link_inputs(links: Path | None, models: Path | None) -> bool:
+    """Whether a run has both a link table and a models table to analyse through."""
+    return links is not None and models is not None and Path(links).exists() and Path(models).exists()
+
+
+def real_person_adapter_comparison(counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`nsfw_share_by_real_person_adapter`, or :class:`~helpers.stats.NotEstimable` when
+    no image, or every image, uses a resolved real-person adapter."""
+    from ..stats import NotEstimable
+
+    nsfw = nsfw_share_by_real_person_adapter(counts)
+    groups = nsfw.set_index("uses_real_person_adapter")["n"]
+    if groups.sum() == 0:
+        return NotEstimable("no image has a known NSFW label under this definition")
+    if groups.get(True, 0) == 0:
+        return NotEstimable("no image uses a resolved real-person adapter")
+    if groups.get(False, 0) == 0:
+        return NotEstimable("every image uses a real-person adapter")
+    return nsfw

@@ -18,8 +18,9 @@ from .common import (MODEL_ENGAGEMENT, as_bool, compare_groups, flag_column, fla
                      nsfw_groups, nsfw_wording, two_groups)
 from .links import new_models_by_family_by_month
 from .names import as_list, personal_name_filter
-from .real_person import real_person_fields
+from .real_person import model_nsfw_by_definition, real_person_fields
 from .results import Results
+from .sensitivity import model_sensitivity
 
 
 #: Why a comparison of real-person models with the others cannot be made.
@@ -318,7 +319,7 @@ class ModelResults(Results):
     tags_real: pd.DataFrame | NotEstimable            # top_tags of real-person models
     tags_all: pd.DataFrame | NotEstimable             # top_tags of all models
     # models over time and the real-person models in full (real_person.real_person_fields)
-    model_nsfw_monthly: pd.DataFrame                  # NSFW share by month of creation
+    model_nsfw_monthly: pd.DataFrame                  # NSFW share by month of creation, every definition
     model_nsfw_trend: dict[str, float] | NotEstimable
     real_person_downloads_monthly: pd.DataFrame       # real-person share of downloads by month
     real_person_creators: dict[str, float] | NotEstimable  # concentration among creators
@@ -327,6 +328,7 @@ class ModelResults(Results):
     female_bounds: dict[str, float] | NotEstimable    # female share, unknowns both ways
     threshold_curve: pd.DataFrame                     # real-person share by score threshold
     family_monthly: pd.DataFrame                      # new models by base-model family per month
+    sensitivity: pd.DataFrame                         # every headline under every definition (long)
 
 
 def real_person_sources(models: pd.DataFrame) -> pd.DataFrame:
@@ -350,9 +352,14 @@ def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 
     adapter_monthly = adapter_share_by_month(models)
     real_person_monthly = real_person_share_by_month(models)
     name_filter = personal_name_filter(models)
+    nsfw = model_nsfw_by_definition(models)
+    by_real_person = {d: nsfw_share_by_real_person(models, d) for d in NSFW_DEFINITIONS}
+    by_gender = {d: nsfw_share_by_depicted_gender(models, d) for d in NSFW_DEFINITIONS}
+    engagement_nsfw = {d: engagement_nsfw_vs_sfw_models(models, definition=d) for d in NSFW_DEFINITIONS}
+    overview = model_overview(models)
     return ModelResults(
         definition=definition, top_types=top_types, top_tags=top_tags,
-        overview=model_overview(models),
+        overview=overview,
         real_person_sources=real_person_sources(models),
         types=model_types_by_month(models, top_k=top_types),
         bases=base_models_by_month(models, top_k=top_types),
@@ -364,13 +371,26 @@ def model_results(models: pd.DataFrame, definition: str = "r", top_types: int = 
                                       always=ONLY_REAL_PERSON),
         by_type=real_person_share_by_type(models),
         gender=depicted_gender_split(models),
-        nsfw_by_real_person=nsfw_share_by_real_person(models, definition),
-        nsfw_by_gender=nsfw_share_by_depicted_gender(models, definition),
+        nsfw_by_real_person=by_real_person[definition],
+        nsfw_by_gender=by_gender[definition],
         engagement=engagement_real_person_vs_other(models),
-        engagement_nsfw=engagement_nsfw_vs_sfw_models(models, definition=definition),
+        engagement_nsfw=engagement_nsfw[definition],
         downloads=real_person_downloads(models),
         tags_real=_ranked_tags(models, "real_person", top_tags, name_filter),
         tags_all=_ranked_tags(models, "all", top_tags, name_filter),
-        **real_person_fields(models, definition, validation),
+        **real_person_fields(models, definition, validation, nsfw),
         family_monthly=new_models_by_family_by_month(models),
+        sensitivity=model_sensitivity({
+            d: {"overall": _overall_share(overview, d), "trend": nsfw[1][d],
+                "by_real_person": by_real_person[d], "by_gender": by_gender[d],
+                "engagement": engagement_nsfw[d]} for d in NSFW_DEFINITIONS}),
     )
+
+
+def _overall_share(overview: dict[str, Any], definition: str) -> pd.Series | NotEstimable:
+    """The overall NSFW share of models under ``definition`` from :func:`model_overview`."""
+    key = f"nsfw_share_{definition}"
+    if isinstance(overview[key], NotEstimable):
+        return overview[key]
+    return pd.Series({"n": overview["n_models"], "share": overview[key],
+                      "ci_low": overview[f"{key}_ci_low"], "ci_high": overview[f"{key}_ci_high"]})

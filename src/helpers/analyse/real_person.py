@@ -24,6 +24,24 @@ def model_nsfw_share_by_month(models: pd.DataFrame, definition: str = "r") -> tu
     return out, share_trend(out) if len(out) >= 3 else {}
 
 
+def model_nsfw_by_definition(models: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """:func:`model_nsfw_share_by_month` under every NSFW definition: the long monthly frame
+    (one row per month and definition, in definition order) and definition → trend, or
+    :class:`~helpers.stats.NotEstimable` with the reason."""
+    from ..schema import NSFW_DEFINITIONS
+    from ..stats import NotEstimable
+
+    frames, trends = [], {}
+    for d in NSFW_DEFINITIONS:
+        monthly, trend = model_nsfw_share_by_month(models, d)
+        frames.append(monthly.assign(definition=d))
+        trends[d] = trend if trend else NotEstimable(
+            "no model has a known NSFW label under this definition" if monthly.empty else
+            f"{len(monthly)} month(s) of model creation: a trend needs at least three")
+    out = pd.concat(frames, ignore_index=True)
+    return out[["month", "definition", *[c for c in out.columns if c not in ("month", "definition")]]], trends
+
+
 def real_person_downloads_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Per month of creation: downloads of all models (``n``) and of real-person models (``k``)."""
     downloads = models["download_count"].fillna(0).astype("int64")
@@ -108,15 +126,18 @@ def real_person_share_by_threshold(models: pd.DataFrame,
 
 
 def real_person_fields(models: pd.DataFrame, definition: str,
-                       validation: dict | None = None) -> dict:
+                       validation: dict | None = None,
+                       nsfw: tuple[pd.DataFrame, dict] | None = None) -> dict:
     """Notebook 04's results on models over time and the real-person models in full. The
     Rogan–Gladen correction uses ``validation`` (``true_positives``, ``condition_positives``,
     ``true_negatives``, ``condition_negatives`` of the predicted label against ``poi``, from the
     real-data report) and corrects the share of models the labeller predicts as real-person (the
-    label a snapshot without ``poi`` would carry)."""
+    label a snapshot without ``poi`` would carry). ``nsfw`` (:func:`model_nsfw_by_definition`)
+    is computed when not given; the monthly NSFW share covers every definition, the trend is the
+    headline definition's."""
     from ..stats import NotEstimable
 
-    monthly, trend = model_nsfw_share_by_month(models, definition)
+    monthly, trends = nsfw if nsfw is not None else model_nsfw_by_definition(models)
     if "creator_hash" in models:
         creators, lorenz = real_person_creator_concentration(models)
     else:
@@ -131,8 +152,7 @@ def real_person_fields(models: pd.DataFrame, definition: str,
         corrected = NotEstimable("no validation of the real-person label against poi is available")
     return {
         "model_nsfw_monthly": monthly,
-        "model_nsfw_trend": trend if trend else NotEstimable(
-            f"{len(monthly)} month(s) of model creation: a trend needs at least three"),
+        "model_nsfw_trend": trends[definition],
         "real_person_downloads_monthly": real_person_downloads_by_month(models),
         "real_person_creators": creators if creators["creators"] else NotEstimable(
             "no real-person model with a creator hash"),

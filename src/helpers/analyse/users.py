@@ -12,6 +12,7 @@ month, so neither a user's taste nor the month's trend can produce it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import duckdb
 import numpy as np
@@ -20,31 +21,45 @@ from scipy import sparse
 from statsmodels.stats.contingency_tables import StratifiedTable
 
 from .. import db
-from ..stats import CONFIDENCE, odds_ratio, wilson_interval
-from .common import flag_column, month_sql
+from ..schema import NSFW_DEFINITIONS
+from ..stats import CONFIDENCE, NotEstimable, odds_ratio, wilson_interval
+from .common import MIN_USERS, definition_counts_sql, flag_column, month_sql, split_definitions
 
 #: Bootstrap replicates of every cluster interval unless a caller says otherwise.
 N_BOOT = 1000
+#: Fewest images (with a known NSFW label) a user needs to enter the per-user distribution.
+PER_USER_MIN_IMAGES = 5
 #: Replicates computed at once (bounds the weight matrix to users × this many floats).
 BOOT_CHUNK = 50
 
 
 # --------------------------------------------------------------------------- per-user counts
+def user_counts_by_definition(images: Path, by_month: bool = True,
+                              con: duckdb.DuckDBPyConnection | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`user_counts` under every NSFW definition, from one pass over the images:
+    definition → its per-user (and month) frame."""
+    con = db.connection_or_default(con)
+    month = f", {month_sql()} AS month" if by_month else ""
+    group = "user, month" if by_month else "user"
+    adapter = "coalesce(n_lora, 0) > 0"
+    parts = ", ".join(f"count({c}) FILTER (WHERE {adapter}) AS n_adapter_{d}, "
+                      f"count(*) FILTER (WHERE {c} AND {adapter}) AS k_adapter_{d}"
+                      for d, c in NSFW_DEFINITIONS.items())
+    wide = con.execute(f"""
+        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
+               {definition_counts_sql()}, {parts}
+        FROM {db.read_parquet_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
+    keys = ["user", "month"] if by_month else ["user"]
+    return split_definitions(wide, keys, extra=("n_adapter", "k_adapter"))
+
+
 def user_counts(images: Path, definition: str = "r", by_month: bool = True,
                 con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
     """Per user (and month): images with the definition's flag known (``n``), NSFW (``k``),
     and the same split by adapter use (``n_adapter``, ``k_adapter``). Images without a user
     hash are one cluster each (they cannot be attributed)."""
-    con = db.connection_or_default(con)
-    flag = flag_column(definition)
-    month = f", {month_sql()} AS month" if by_month else ""
-    group = "user, month" if by_month else "user"
-    return con.execute(f"""
-        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
-               count({flag}) AS n, count(*) FILTER (WHERE {flag}) AS k,
-               count({flag}) FILTER (WHERE coalesce(n_lora, 0) > 0) AS n_adapter,
-               count(*) FILTER (WHERE {flag} AND coalesce(n_lora, 0) > 0) AS k_adapter
-        FROM {db.read_parquet_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
+    flag_column(definition)  # refuses an unknown definition before reading anything
+    return user_counts_by_definition(images, by_month, con)[definition]
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -109,24 +124,39 @@ def cluster_bootstrap_shares(counts: pd.DataFrame, group: str | None = None, k: 
 
 
 def cluster_bootstrap_odds_ratio(counts: pd.DataFrame, cluster: str = "user", n_boot: int = N_BOOT,
-                                 seed: int = 0, confidence: float = CONFIDENCE) -> dict[str, float]:
+                                 seed: int = 0, confidence: float = CONFIDENCE,
+                                 group: str | None = None) -> dict[str, float] | dict[object, dict[str, float]]:
     """NSFW odds ratio of images with vs without an adapter call: the pooled (unadjusted) ratio
-    with its Woolf interval and the percentile interval of a cluster (user) bootstrap."""
-    per_user = counts.groupby(cluster)[["n", "k", "n_adapter", "k_adapter"]].sum()
-    k1, n1 = per_user["k_adapter"].to_numpy(float), per_user["n_adapter"].to_numpy(float)
-    k0, n0 = (per_user["k"] - per_user["k_adapter"]).to_numpy(float), \
-        (per_user["n"] - per_user["n_adapter"]).to_numpy(float)
-    pooled = odds_ratio(int(k1.sum()), int(n1.sum()), int(k0.sum()), int(n0.sum()), confidence)
+    with its Woolf interval and the percentile interval of a cluster (user) bootstrap.
+
+    With ``group`` (e.g. the NSFW definition of stacked counts), one ratio per group, every group
+    resampled with the same user weights in each replicate: group → ratio."""
+    data = counts if group is not None else counts.assign(_group=0)
+    key = group if group is not None else "_group"
+    per = data.groupby([key, cluster], sort=True)[["n", "k", "n_adapter", "k_adapter"]].sum().reset_index()
+    users, n_users = _codes(per[cluster])
+    groups, n_groups = _codes(per[key])
+    labels = np.sort(per[key].unique())
+
+    def matrix(values: pd.Series) -> sparse.csr_matrix:
+        return sparse.csr_matrix((values.to_numpy(float), (groups, users)), shape=(n_groups, n_users))
+
+    k1, n1 = matrix(per["k_adapter"]), matrix(per["n_adapter"])
+    k0, n0 = matrix(per["k"] - per["k_adapter"]), matrix(per["n"] - per["n_adapter"])
     ratios = []
-    for w in poisson_weights(len(per_user), n_boot, seed):
+    for w in poisson_weights(n_users, n_boot, seed):
         a, b = k1 @ w, (n1 - k1) @ w
         c, d = k0 @ w, (n0 - k0) @ w
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios.append(((a + 0.5) * (d + 0.5)) / ((b + 0.5) * (c + 0.5)))
-    boot = np.concatenate(ratios) if ratios else np.array([np.nan])
+    boot = np.concatenate(ratios, axis=1) if ratios else np.full((n_groups, 1), np.nan)
     tail = (1 - confidence) / 2
-    return {**pooled, "boot_low": float(np.nanquantile(boot, tail)),
-            "boot_high": float(np.nanquantile(boot, 1 - tail))}
+    out = {}
+    for i, label in enumerate(labels):
+        sums = [int(np.asarray(m[i].sum())) for m in (k1, n1, k0, n0)]
+        out[label] = {**odds_ratio(*sums, confidence), "boot_low": float(np.nanquantile(boot[i], tail)),
+                      "boot_high": float(np.nanquantile(boot[i], 1 - tail))}
+    return out if group is not None else out[0]
 
 
 # --------------------------------------------------------------------------- adjusted association
@@ -154,7 +184,7 @@ def mantel_haenszel_odds_ratio(counts: pd.DataFrame, confidence: float = CONFIDE
 
 
 # --------------------------------------------------------------------------- per-user view
-def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
+def per_user_share_distribution(counts: pd.DataFrame, min_images: int = PER_USER_MIN_IMAGES,
                                 quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> pd.DataFrame:
     """Quantiles of per-user NSFW shares over users with at least ``min_images`` images:
     unweighted (each user counts once) and weighted by the user's images."""
@@ -173,6 +203,38 @@ def per_user_share_distribution(counts: pd.DataFrame, min_images: int = 5,
             rows.append({"quantile": q, "unweighted": np.nan, "weighted": np.nan})
     out = pd.DataFrame(rows)
     out.attrs["users"] = int(len(share))
+    return out
+
+
+def per_user_share_histogram(counts: pd.DataFrame, bins: int = 10, min_images: int = PER_USER_MIN_IMAGES,
+                             min_users: int = MIN_USERS) -> pd.DataFrame | NotEstimable:
+    """How per-user NSFW shares are distributed over users with at least ``min_images`` images:
+    per bin of the share (``bins`` equal bins of [0, 1], the last one closed), the share of
+    those users in it (``user_share``, each user counts once) and the share of their images
+    (``image_share``, each user weighted by their images).
+
+    A bin holding fewer than ``min_users`` users describes too few people: its counts and shares
+    are suppressed (NaN) and ``suppressed`` is true; the shares of the other bins are still out
+    of all users and images, so suppressed mass is visibly missing. :class:`NotEstimable` when
+    fewer than ``min_users`` users qualify.
+    """
+    per_user = counts.groupby("user")[["n", "k"]].sum()
+    per_user = per_user[per_user["n"] >= min_images]
+    if len(per_user) < min_users:
+        return NotEstimable(f"fewer than {min_users} users have at least {min_images} images with "
+                            "a known NSFW label (privacy floor)")
+    share = (per_user["k"] / per_user["n"]).to_numpy()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # A share on an edge opens the upper bin (the tolerance absorbs float error in share × bins).
+    index = np.clip(np.floor(share * bins + 1e-9).astype(int), 0, bins - 1)
+    users = np.bincount(index, minlength=bins).astype(float)
+    images = np.bincount(index, weights=per_user["n"].to_numpy(float), minlength=bins)
+    out = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:], "users": users,
+                        "images": images, "user_share": users / users.sum(),
+                        "image_share": images / images.sum()})
+    out["suppressed"] = (out["users"] > 0) & (out["users"] < min_users)
+    out.loc[out["suppressed"], ["users", "images", "user_share", "image_share"]] = np.nan
+    out.attrs["users"] = int(len(per_user))
     return out
 
 
@@ -197,62 +259,124 @@ def _decompose(n_a: np.ndarray, k_a: np.ndarray, n_b: np.ndarray, k_b: np.ndarra
     return np.vstack([change, within, change - within])
 
 
+def halving_month(counts: pd.DataFrame) -> str:
+    """The month that halves the images of ``counts`` (the first month of the second half)."""
+    by_month = counts.groupby("month")["n"].sum().sort_index()
+    return str(by_month.index[np.searchsorted(by_month.cumsum().to_numpy(), by_month.sum() / 2)])
+
+
 def shift_share(counts: pd.DataFrame, split_month: str | None = None, n_boot: int = N_BOOT,
-                seed: int = 0, confidence: float = CONFIDENCE) -> pd.DataFrame:
+                seed: int = 0, confidence: float = CONFIDENCE, group: str | None = None) -> pd.DataFrame:
     """The change of the NSFW share between two periods split into change *within* users active
     in both (each weighted by their mean share of images) and change in *who posts* (users'
     shifting weights, users who joined and users who left), with cluster-bootstrap intervals.
 
     ``counts`` is :func:`user_counts` by month; ``split_month`` starts the second period
     (default: the month that halves the images). The two parts add up to the change exactly
-    (the symmetric shift-share decomposition).
+    (the symmetric shift-share decomposition). With ``group`` (e.g. the NSFW definition of
+    stacked counts) every group is decomposed (its own halving month unless ``split_month`` is
+    given) with the same user weights in each replicate, and the frame gains the group column.
     """
-    if split_month is None:
-        by_month = counts.groupby("month")["n"].sum().sort_index()
-        split_month = str(by_month.index[np.searchsorted(by_month.cumsum().to_numpy(), by_month.sum() / 2)])
-    parts = _period_parts(counts, split_month)
-    arrays = [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")]
-    point = _decompose(*arrays)[:, 0]
-    replicates = [_decompose(*(a * w for a in arrays))
-                  for w in poisson_weights(len(parts), n_boot, seed)]
-    boot = np.concatenate(replicates, axis=1) if replicates else np.full((3, 1), np.nan)
+    data = counts if group is not None else counts.assign(_group=0)
+    key = group if group is not None else "_group"
+    users = pd.Index(np.sort(data["user"].unique()))
+    setup = {}
+    for label, part in data.groupby(key, sort=True):
+        split = split_month if split_month is not None else halving_month(part)
+        parts = _period_parts(part, split).reindex(users, fill_value=0.0)
+        setup[label] = (split, parts, [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")])
+    replicates: dict = {label: [] for label in setup}
+    for w in poisson_weights(len(users), n_boot, seed):
+        for label, (_, _, arrays) in setup.items():
+            replicates[label].append(_decompose(*(a * w for a in arrays)))
     tail = (1 - confidence) / 2
-    return pd.DataFrame({
-        "part": ["change", "within users", "who posts"], "estimate": point,
-        "boot_low": np.nanquantile(boot, tail, axis=1), "boot_high": np.nanquantile(boot, 1 - tail, axis=1),
-        "split_month": split_month,
-        "users_in_both": int(((parts["n_a"] > 0) & (parts["n_b"] > 0)).sum())})
+    frames = []
+    for label, (split, parts, arrays) in setup.items():
+        boot = np.concatenate(replicates[label], axis=1) if replicates[label] else np.full((3, 1), np.nan)
+        frame = pd.DataFrame({
+            "part": ["change", "within users", "who posts"], "estimate": _decompose(*arrays)[:, 0],
+            "boot_low": np.nanquantile(boot, tail, axis=1),
+            "boot_high": np.nanquantile(boot, 1 - tail, axis=1), "split_month": split,
+            "users_in_both": int(((parts["n_a"] > 0) & (parts["n_b"] > 0)).sum())})
+        if group is not None:
+            frame.insert(0, group, label)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def user_estimates(counts: Mapping[str, pd.DataFrame], n_boot: int, seed: int) -> dict[str, dict]:
+    """The user-respecting estimates that the sensitivity table repeats under every NSFW
+    definition: definition → {the overall share with its user-bootstrap interval
+    (``clustered_share``), the adapter odds ratio pooled with both intervals
+    (``adapter_clustered``) and adjusted for user × month (``adapter_adjusted``), and the
+    shift-share decomposition (``decomposition``)}. ``counts`` is definition →
+    :func:`user_counts` by month. The definitions are stacked and resampled together (one set
+    of user weights per replicate), so three definitions cost one bootstrap, not three. A result
+    a definition cannot give is :class:`~helpers.stats.NotEstimable` with the reason."""
+    reasons: dict[str, dict] = {}
+    for d, c in counts.items():
+        reasons[d] = {}
+        if c["n"].sum() == 0:
+            reason = NotEstimable("no image has a known NSFW label under this definition")
+            reasons[d] = dict.fromkeys(("clustered_share", "adapter_clustered", "adapter_adjusted",
+                                        "decomposition"), reason)
+            continue
+        with_adapter, without = c["n_adapter"].sum(), (c["n"] - c["n_adapter"]).sum()
+        if with_adapter == 0 or without == 0:
+            reason = NotEstimable("no image calls an adapter" if with_adapter == 0 else
+                                  "every image calls an adapter")
+            reasons[d].update(adapter_clustered=reason, adapter_adjusted=reason)
+        if c.loc[c["n"] > 0, "month"].nunique() < 2:
+            reasons[d]["decomposition"] = NotEstimable("one month only: no change to decompose")
+    stacked = pd.concat([c.assign(definition=d) for d, c in counts.items()], ignore_index=True)
+
+    def eligible(field: str) -> pd.DataFrame:
+        return stacked[stacked["definition"].isin([d for d in counts if field not in reasons[d]])]
+
+    shares = cluster_bootstrap_shares(eligible("clustered_share"), group="definition", n_boot=n_boot,
+                                      seed=seed)
+    ratios = (cluster_bootstrap_odds_ratio(eligible("adapter_clustered"), n_boot=n_boot, seed=seed,
+                                           group="definition")
+              if len(eligible("adapter_clustered")) else {})
+    parts = (shift_share(eligible("decomposition"), n_boot=n_boot, seed=seed, group="definition")
+             if len(eligible("decomposition")) else pd.DataFrame(columns=["definition"]))
+    out = {}
+    for d, c in counts.items():
+        r = reasons[d]
+        adjusted = r.get("adapter_adjusted") or mantel_haenszel_odds_ratio(c)
+        if not isinstance(adjusted, NotEstimable) and adjusted["informative_strata"] == 0:
+            adjusted = NotEstimable("no user posted images both with and without an adapter call "
+                                    "in the same month (or the images carry no user)")
+        out[d] = {"clustered_share": r.get("clustered_share") or
+                  shares[shares["definition"] == d].drop(columns="definition").reset_index(drop=True),
+                  "adapter_clustered": r.get("adapter_clustered") or ratios[d],
+                  "adapter_adjusted": adjusted,
+                  "decomposition": r.get("decomposition") or
+                  parts[parts["definition"] == d].drop(columns="definition").reset_index(drop=True)}
+    return out
 
 
 def user_fields(images: Path, definition: str, n_boot: int, seed: int,
-                con: duckdb.DuckDBPyConnection | None = None) -> dict:
-    """Notebook 03's results that respect users: the NSFW share overall and by month with naive
-    and cluster-bootstrap intervals, the adapter odds ratio (pooled, with both intervals) and
-    adjusted for user × month (Mantel–Haenszel), the per-user share distribution, and the change
-    of the share split into change within users and change in who posts. A result
-    the snapshot cannot give is :class:`~helpers.stats.NotEstimable` with the reason."""
-    from ..stats import NotEstimable
-
-    counts = user_counts(images, definition, con=con)
-    if counts["n"].sum() == 0:
-        reason = NotEstimable("no image has a known NSFW label under this definition")
-        return {"clustered_share": reason, "clustered_monthly": reason, "adapter_clustered": reason,
-                "adapter_adjusted": reason, "per_user": reason, "decomposition": reason}
-    with_adapter, without = counts["n_adapter"].sum(), (counts["n"] - counts["n_adapter"]).sum()
-    adapter_reason = (NotEstimable("no image calls an adapter") if with_adapter == 0 else
-                      NotEstimable("every image calls an adapter") if without == 0 else None)
-    adjusted = adapter_reason or mantel_haenszel_odds_ratio(counts)
-    if not isinstance(adjusted, NotEstimable) and adjusted["informative_strata"] == 0:
-        adjusted = NotEstimable("no user posted images both with and without an adapter call in "
-                                "the same month (or the images carry no user)")
-    per_user = per_user_share_distribution(counts)
+                con: duckdb.DuckDBPyConnection | None = None,
+                counts: Mapping[str, pd.DataFrame] | None = None,
+                estimates: Mapping[str, dict] | None = None) -> dict:
+    """Notebook 03's results that respect users under the headline ``definition``:
+    :func:`user_estimates`, the NSFW share by month with naive and cluster-bootstrap intervals,
+    and the per-user share distribution (quantiles and histogram). ``counts``
+    (:func:`user_counts_by_definition`) and ``estimates`` (:func:`user_estimates` of them) are
+    computed when not given. A result the snapshot cannot give is
+    :class:`~helpers.stats.NotEstimable` with the reason."""
+    counts = counts if counts is not None else user_counts_by_definition(images, con=con)
+    estimates = estimates if estimates is not None else user_estimates(counts, n_boot, seed)
+    headline = counts[definition]
+    out = dict(estimates[definition])
+    if headline["n"].sum() == 0:
+        reason = out["clustered_share"]
+        return {**out, "clustered_monthly": reason, "per_user": reason, "per_user_histogram": reason}
+    per_user = per_user_share_distribution(headline)
     if per_user.attrs.get("users", 0) == 0:
-        per_user = NotEstimable("no user has at least 5 images with a known NSFW label")
-    months = counts.loc[counts["n"] > 0, "month"].nunique()
-    decomposition = (shift_share(counts, n_boot=n_boot, seed=seed) if months >= 2 else
-                     NotEstimable("one month only: no change to decompose"))
-    return {"decomposition": decomposition,
-            "clustered_share": cluster_bootstrap_shares(counts, n_boot=n_boot, seed=seed),
-            "clustered_monthly": cluster_bootstrap_shares(counts, group="month", n_boot=n_boot, seed=seed),
-            "adapter_clustered": adapter_reason or cluster_bootstrap_odds_ratio(counts, n_boot=n_boot, seed=seed),
-            "adapter_adjusted": adjusted, "per_user": per_user}
+        per_user = NotEstimable(f"no user has at least {PER_USER_MIN_IMAGES} images with a known "
+                                "NSFW label")
+    return {**out, "per_user": per_user, "per_user_histogram": per_user_share_histogram(headline),
+            "clustered_monthly": cluster_bootstrap_shares(headline, group="month", n_boot=n_boot,
+                                                          seed=seed)}
