@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import parameters, paper, plots
+from helpers import interventions_report, parameters, plots
 from helpers.analyse import interventions as iv
 from helpers.analyse.results import Results
 from helpers.paths import RunPaths
@@ -173,7 +173,7 @@ def test_rule_added_in_a_yaml_appears_in_the_table(tmp_path):
     results = run_rules(files, rules=params["moderation_rules"], n_boot=50)
     assert list(results.rules["name"]) == [r["name"] for r in params["moderation_rules"]]
     assert results.rules.iloc[-1]["label"] == extra["label"]
-    table = paper.intervention_rule_table(results.rules)
+    table = interventions_report.intervention_rule_table(results.rules)
     assert extra["label"] in set(table["label"])
 
 
@@ -244,7 +244,7 @@ def test_results_save_load_and_figure(tmp_path):
     assert back.label_error == results.label_error
     fig = plots.draw("fig14_interventions", back, synthetic=True)
     assert [ax.get_title() for ax in fig.axes] == [t for _, t in plots.INTERVENTION_PANELS]
-    numbers = paper.intervention_numbers(back)
+    numbers = interventions_report.intervention_numbers(back)
     assert numbers["rule_block_nsfw_rp_real_person_nsfw_removed"]["value"] == 1.0
     assert numbers["interventions_rules"]["value"] == len(RULES)
 

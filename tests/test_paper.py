@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, comparison, paper, parameters, plots
+from helpers import analyse, comparison, interventions_report, paper, parameters, plots
 from helpers.paths import RunPaths, repo_root
 
 from test_analyse import make_models, write_images
@@ -61,7 +61,7 @@ def small_study(root: Path, synthetic: bool = True) -> tuple[RunPaths, dict[str,
         plots.save_figures(results, paths, synthetic=synthetic)
     paper.write_paper_tables(paths, {**paper.image_tables(image_results),
                                       **paper.model_tables(model_results),
-                                      **paper.intervention_tables(intervention_results)})
+                                      **interventions_report.intervention_tables(intervention_results)})
     numbers = paper.study_numbers(analyse.ImageResults.load_from_run(paths),
                                   analyse.ModelResults.load_from_run(paths), "sample", synthetic,
                                   analyse.InterventionResults.load_from_run(paths))

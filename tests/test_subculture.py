@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import analyse, paper, schema
+from helpers import analyse, paper, schema, subculture_report
 from helpers.analyse import subculture
 from test_analyse import write_images
 
@@ -90,21 +90,21 @@ def test_booru_syntax_share_by_family_recovers_planted_shares(tmp_path):
     planted_or = (0.8 / 0.2) / (0.45 / 0.55)
     assert by_lineage["boot_low"] <= planted_or <= by_lineage["boot_high"]
     assert by_lineage["mh_ci_low"] > 1 and by_lineage["informative_strata"] > 0
-    assert "more often than" in paper.subculture_sentence(by_lineage)
+    assert "more often than" in subculture_report.subculture_sentence(by_lineage)
 
 
 def test_booru_syntax_sentence_flips_with_the_planted_effect(tmp_path):
     images = _planted_syntax_images(tmp_path / "images.parquet", {"Pony": 0.2, "SDXL": 0.7, "SD 1.x": 0.7})
     by_lineage = subculture.booru_syntax_by_lineage(subculture.syntax_counts(images), n_boot=100, seed=1)
     assert by_lineage["mh_ci_high"] < 1
-    assert "less often than" in paper.subculture_sentence(by_lineage)
+    assert "less often than" in subculture_report.subculture_sentence(by_lineage)
 
 
 def test_syntax_by_lineage_not_estimable_without_lineage_prompts(tmp_path):
     images = _planted_syntax_images(tmp_path / "images.parquet", {"SDXL": 0.4, "SD 1.x": 0.5})
     result = subculture.booru_syntax_by_lineage(subculture.syntax_counts(images), n_boot=20)
     assert isinstance(result, analyse.NotEstimable)
-    assert "not estimable" in paper.subculture_sentence(result)
+    assert "not estimable" in subculture_report.subculture_sentence(result)
 
 
 # --------------------------------------------------------------------------- minor-coded ∧ NSFW
@@ -122,7 +122,7 @@ def test_minor_nsfw_by_month_counts_and_shares(tmp_path):
     assert np.isnan(out.loc[("of_minor", "2024-02"), "share"])  # no minor-coded prompt that month
     totals = subculture.minor_nsfw_totals(subculture.minor_nsfw_by_month(images))
     assert (totals["minor"], totals["minor_nsfw"], totals["prompts"]) == (4, 3, 150)
-    sentence = paper.minor_nsfw_sentence(totals, "r")
+    sentence = subculture_report.minor_nsfw_sentence(totals, "r")
     assert sentence.startswith("3 of the 4 prompts") and "75.0%" in sentence
 
 
@@ -150,7 +150,7 @@ def test_complete_separation_gives_reasons_not_infinite_ratios(tmp_path):
     images = _planted_syntax_images(tmp_path / "images.parquet", {"Pony": 1.0, "SDXL": 0.0})
     by_lineage = subculture.booru_syntax_by_lineage(subculture.syntax_counts(images), n_boot=50)
     assert isinstance(by_lineage["mh_odds_ratio"], analyse.NotEstimable)
-    sentence = paper.subculture_sentence(by_lineage)
+    sentence = subculture_report.subculture_sentence(by_lineage)
     assert "inf" not in sentence and "nan" not in sentence.lower()
     numbers = {k: v for k, v in paper.entry(by_lineage["mh_ci_high"], "float", 2).items()}
     assert numbers["value"] is None and numbers["reason"]

@@ -33,7 +33,6 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from .analyse import MIN_USERS, ImageResults, ModelResults
-from .analyse.policy import MIN_MONTHS_EACH_SIDE
 from .db import write_text_atomic
 from .label import load_real_records_report
 from .paths import RunPaths, repo_root
@@ -246,6 +245,8 @@ def image_numbers(results: ImageResults) -> dict[str, dict]:
     out["creator_top_ten_share"] = entry(_field(concentration, "top10_share"), "percent")
     out["creator_median_images"] = entry(_field(concentration, "median_images_per_user"), "count")
     out.update(personalisation_numbers(results))
+    from .subculture_report import subculture_numbers  # written from this module's formatting
+
     out.update(subculture_numbers(results))
 
     from . import robustness  # written from this module's formatting
@@ -485,11 +486,11 @@ def study_numbers(images: ImageResults | None, models: ModelResults | None, sour
     if images is None and models is None:
         raise FileNotFoundError("no image or model results in data/reports: run notebooks 03 "
                                 "and 04 first")
-    from . import prose  # the sentences are written from this module's numbers
+    from . import interventions_report, prose  # both written from this module's formatting
 
     parts = {"images": image_numbers(images) if images is not None else {},
              "models": model_numbers(models) if models is not None else {},
-             "interventions": intervention_numbers(interventions) if interventions is not None else {},
+             "interventions": interventions_report.intervention_numbers(interventions) if interventions is not None else {},
              "methods": method_numbers(), "source": source_numbers(source, synthetic),
              "real_records": real_records_numbers(load_real_records_report())}
     numbers = merge_numbers(parts)
@@ -941,241 +942,3 @@ def manuscript_check(paths: RunPaths, main_tex: Path = MAIN_TEX) -> pd.DataFrame
     rows += [{"kind": "macro", "name": "\\" + m, "status": "ok" if m in defined else "missing"}
              for m in sorted(needs["macros"])]
     return pd.DataFrame(rows, columns=["kind", "name", "status"])
-
-
-# --------------------------------------------------------------------------- interventions
-def share_with_interval(value: float, low: float, high: float, digits: int = 1) -> str:
-    """``"82.5% [81.0, 84.1]"``: a share with its interval in percent; "n/a" when missing."""
-    if value is None or _is_nan(float(value)):
-        return "n/a"
-    return (f"{format_value(value, 'percent', digits)[0]} "
-            f"[{100 * low:.{digits}f}, {100 * high:.{digits}f}]")
-
-
-def _points_with_interval(value: float, low: float, high: float) -> str:
-    """A change in a share as percentage points with its interval, e.g. ``"+4.1 [1.2, 7.0]"``."""
-    return f"{100 * value:+.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-
-
-def intervention_rule_table(rules: pd.DataFrame | NotEstimable) -> pd.DataFrame | NotEstimable:
-    """The rule table with each removed share written with its interval, for the paper."""
-    if isinstance(rules, NotEstimable):
-        return rules
-    out = rules.copy()
-    for name in ("real_person_nsfw", "minor_nsfw"):
-        out[f"{name}_text"] = [share_with_interval(v, lo, hi) for v, lo, hi in zip(
-            out[f"{name}_removed"], out[f"{name}_removed_low"], out[f"{name}_removed_high"])]
-    out["collateral_text"] = [share_with_interval(v, lo, hi) for v, lo, hi in zip(
-        out["collateral"], out["collateral_low"], out["collateral_high"])]
-    return out
-
-
-def policy_table(its: pd.DataFrame) -> pd.DataFrame:
-    """The interrupted-time-series table for the paper: each event and series with its level
-    and slope change (percentage points, HAC interval) or why it is not estimable; an event that
-    no series can estimate, for one reason, is one row."""
-    rows = []
-    for (date, event), part in its.groupby(["date", "event"], sort=True):
-        reasons = part["not_estimable"]
-        if reasons.notna().all() and reasons.nunique() == 1:
-            part = part.iloc[:1].assign(series_label="every series")
-        for row in part.itertuples(index=False):
-            ok = row.not_estimable is None or (isinstance(row.not_estimable, float) and _is_nan(row.not_estimable))
-            rows.append({**row._asdict(), "event_text": f"{date}: {event}",
-                         "level_text": (_points_with_interval(row.level_change, row.level_ci_low, row.level_ci_high)
-                                        if ok else f"{NOT_ESTIMABLE_TEXT}: {row.not_estimable}"),
-                         "slope_text": (_points_with_interval(row.slope_change_per_year, row.slope_ci_low,
-                                                              row.slope_ci_high) if ok else ""),
-                         "months_text": f"{row.months_before} / {row.months_after}"})
-    return pd.DataFrame(rows, columns=[*its.columns, "event_text", "level_text", "slope_text", "months_text"])
-
-
-def intervention_tables(results: Any) -> dict[str, pd.DataFrame | NotEstimable]:
-    """The paper tables of notebook 05, by :data:`PAPER_TABLES` name."""
-    return {"interventions": intervention_rule_table(results.rules),
-            "policy_its": policy_table(results.its)}
-
-
-def change_word(low: float, high: float, rose: str = "rose", fell: str = "fell",
-                none: str = "showed no detectable change") -> str:
-    """The direction of an estimated change from its interval: up or down only when the interval
-    excludes zero."""
-    if low > 0:
-        return rose
-    if high < 0:
-        return fell
-    return none
-
-
-def intervention_sentences(results: Any) -> list[str]:
-    """What the rule simulation and the policy events found, as sentences generated from the
-    results (so they stay true on any snapshot): the rule that removes most real-person ∧ NSFW
-    content at the least collateral, the costliest rule, and each estimable policy break."""
-    out: list[str] = []
-    rules, harm = results.rules, results.harm
-    if isinstance(rules, NotEstimable):
-        out.append(f"The moderation rules are {rules}.")
-    else:
-        sizes = harm.set_index("category")
-        rp = sizes.loc["real_person_nsfw"] if "real_person_nsfw" in sizes.index else None
-        if rp is None or rp["images"] == 0:
-            out.append("No image of this snapshot is real-person ∧ NSFW, so no rule can be judged on it.")
-        else:
-            ranked = rules.sort_values(["real_person_nsfw_removed", "collateral"],
-                                       ascending=[False, True], kind="stable")
-            best = ranked.iloc[0]
-            out.append(
-                f"Real-person ∧ NSFW images are {format_value(rp['share'], 'percent')[0]} of all images. "
-                f"Of the {len(rules)} rules, “{best['label']}” removes the largest share of them, "
-                f"{share_with_interval(best['real_person_nsfw_removed'], best['real_person_nsfw_removed_low'], best['real_person_nsfw_removed_high'])}, "
-                f"and {share_with_interval(best['collateral'], best['collateral_low'], best['collateral_high'])} "
-                f"of other images.")
-            costly = rules.sort_values("collateral", ascending=False, kind="stable").iloc[0]
-            if len(rules) > 1 and costly["name"] != best["name"]:
-                out.append(
-                    f"The bluntest, “{costly['label']}”, removes "
-                    f"{format_value(costly['real_person_nsfw_removed'], 'percent')[0]} of them but "
-                    f"{format_value(costly['collateral'], 'percent')[0]} of other images, touching "
-                    f"{format_value(costly['users_touched_share'], 'percent')[0]} of users.")
-        minor = sizes.loc["minor_nsfw"] if "minor_nsfw" in sizes.index else None
-        if minor is not None and minor["images"] == 0:
-            out.append("No image carries a minor-coded marker and is NSFW, so the minor-coded harm "
-                       "category is not estimable here.")
-    its = results.its
-    done = its[its["not_estimable"].isna()]
-    for row in done.itertuples(index=False):
-        word = change_word(row.level_ci_low, row.level_ci_high)
-        out.append(f"At the event “{row.event}” ({row.date}), the {row.series_label} {word} in level "
-                   f"({_points_with_interval(row.level_change, row.level_ci_low, row.level_ci_high)} "
-                   f"percentage points) and its slope "
-                   f"{change_word(row.slope_ci_low, row.slope_ci_high, 'steepened', 'flattened', 'showed no detectable change')} "
-                   f"({_points_with_interval(row.slope_change_per_year, row.slope_ci_low, row.slope_ci_high)} points a year).")
-    skipped = its[its["not_estimable"].notna()].drop_duplicates("date")
-    if len(skipped):
-        out.append(f"{len(skipped)} of {its['date'].nunique()} declared policy events could not be "
-                   f"estimated on this snapshot (the reasons are in the table).")
-    return out
-
-
-def intervention_numbers(results: Any) -> dict[str, dict]:
-    """The intervention numbers the paper quotes, from notebook 05's results: the size of each
-    harm category, each rule's harm removed and collateral with intervals and the users it
-    touches, each estimable policy break, and the generated finding sentences."""
-    out: dict[str, dict] = {"interventions_rules": entry(len(results.declared_rules), "count"),
-                            "interventions_events": entry(int(results.events.shape[0]), "count"),
-                            "its_min_months_each_side": entry(MIN_MONTHS_EACH_SIDE, "count")}
-    harm, rules = results.harm, results.rules
-    for category in ("real_person_nsfw", "minor_nsfw"):
-        row = harm if isinstance(harm, NotEstimable) else harm.set_index("category").loc[category]
-        out.update(_share_entries(f"harm_{category}_share", _field(row, "share"),
-                                  _field(row, "ci_low"), _field(row, "ci_high")))
-    if not isinstance(rules, NotEstimable):
-        for row in rules.itertuples(index=False):
-            key = f"rule_{row.name}"
-            for name in ("any_harm", "real_person_nsfw", "minor_nsfw"):
-                value = getattr(row, f"{name}_removed")
-                reason = "no image of this snapshot is in this harm category"
-                out.update(_share_entries(f"{key}_{name}_removed", _nan_as(value, reason),
-                                          _nan_as(getattr(row, f"{name}_removed_low"), reason),
-                                          _nan_as(getattr(row, f"{name}_removed_high"), reason)))
-            out.update(_share_entries(f"{key}_collateral", row.collateral, row.collateral_low,
-                                      row.collateral_high))
-            out[f"{key}_users_touched"] = entry(row.users_touched, "count")
-    its = results.its
-    for row in its[its["not_estimable"].isna()].itertuples(index=False):
-        key = f"its_{month_key(row.date)}_{row.series}"
-        out[f"{key}_level_change"] = entry(100 * row.level_change, "float", 1)
-        out[f"{key}_level_ci_low"] = entry(100 * row.level_ci_low, "float", 1)
-        out[f"{key}_level_ci_high"] = entry(100 * row.level_ci_high, "float", 1)
-    out["interventions_finding"] = entry(" ".join(intervention_sentences(results)), "text")
-    return out
-
-
-# --------------------------------------------------------------------------- subculture (appended)
-def _direction(low: Any, high: Any, more: str, less: str, same: str) -> str:
-    """Which way an odds ratio's 95% interval points: above 1, below 1, or covering 1."""
-    if isinstance(low, NotEstimable) or _is_nan(low) or _is_nan(high):
-        return same
-    return more if low > 1 else less if high < 1 else same
-
-
-def subculture_sentence(by_lineage: Mapping[str, Any] | NotEstimable) -> str:
-    """One generated sentence on tools carrying practices: is booru tag syntax more common in
-    prompts made with booru-lineage base models (the within-user-and-month odds ratio when there
-    is one, else the pooled one with its user-bootstrap interval)?"""
-    if isinstance(by_lineage, NotEstimable):
-        return f"Booru syntax by base-model lineage is not estimable ({by_lineage.reason})."
-    adjusted = not isinstance(by_lineage["mh_odds_ratio"], NotEstimable)
-    ratio, low, high = ((by_lineage["mh_odds_ratio"], by_lineage["mh_ci_low"], by_lineage["mh_ci_high"])
-                        if adjusted else (by_lineage["odds_ratio"], by_lineage["boot_low"], by_lineage["boot_high"]))
-    share_in = format_value(by_lineage["share_lineage"], "percent")[0]
-    share_out = format_value(by_lineage["share_other"], "percent")[0]
-    if isinstance(ratio, NotEstimable):
-        return (f"Prompts made with booru-lineage base models are written in booru tag syntax in "
-                f"{share_in} of cases, prompts made with other families in {share_out}; the odds "
-                f"ratio is not estimable ({ratio.reason}).")
-    how = _direction(low, high, "more often than", "less often than", "about as often as")
-    scope = "within the same user and month" if adjusted else "pooled, users resampled"
-    level = format_value(CONFIDENCE, "percent", 0)[0]
-    return (f"Prompts made with booru-lineage base models are written in booru tag syntax {how} "
-            f"prompts made with other families ({share_in} vs {share_out}; odds ratio {scope} "
-            f"{ratio:.2f}, {level} CI {low:.2f} to {high:.2f}).")
-
-
-def minor_nsfw_sentence(totals: Mapping[str, Any] | NotEstimable, definition: str) -> str:
-    """One generated sentence on the minor-coded ∧ NSFW co-occurrence (counts and shares only)."""
-    if isinstance(totals, NotEstimable):
-        return f"The co-occurrence of minor-coded terms and NSFW labels is not estimable ({totals.reason})."
-    if not totals["minor"]:
-        return "No prompt in this snapshot carries a minor-coded term."
-    both = format_value(totals["minor_nsfw"], "count")[0]
-    minor = format_value(totals["minor"], "count")[0]
-    of_minor = format_value(totals["share_of_minor"], "percent")[0]
-    of_all = format_value(totals["share_of_prompts"], "percent", 2)[0]
-    return (f"{both} of the {minor} prompts with minor-coded terms are NSFW "
-            f"({NSFW_DEFINITION_LABELS[definition]}; {of_minor}), {of_all} of all prompts.")
-
-
-def subculture_numbers(results: ImageResults) -> dict[str, dict]:
-    """Numbers of notebook 03's subculture section: booru-lineage shares of images and new models
-    (first and last month), booru syntax in vs outside the lineage, the NSFW odds ratio of every
-    marker that does not define NSFW content (never of the sexual terms), the minor-coded ∧ NSFW
-    co-occurrence (counts and shares), and two generated sentences."""
-    from .analyse import marker_findings
-
-    out: dict[str, dict] = {}
-    for name, frame in (("lineage_images_share", results.lineage_monthly),
-                        ("lineage_models_share", results.lineage_models_monthly)):
-        if isinstance(frame, NotEstimable):
-            out.update(_share_entries(f"{name}_first_month", frame, frame, frame))
-            out.update(_share_entries(f"{name}_last_month", frame, frame, frame))
-        else:
-            out.update(_first_last(frame[frame["denominator"] == "all"], name))
-    by_lineage = results.syntax_by_lineage
-    for key, name, kind in (("share_lineage", "booru_syntax_share_lineage", "percent"),
-                            ("share_other", "booru_syntax_share_other", "percent"),
-                            ("odds_ratio", "booru_lineage_or", "float"),
-                            ("boot_low", "booru_lineage_or_boot_low", "float"),
-                            ("boot_high", "booru_lineage_or_boot_high", "float"),
-                            ("mh_odds_ratio", "booru_lineage_mh_or", "float"),
-                            ("mh_ci_low", "booru_lineage_mh_or_ci_low", "float"),
-                            ("mh_ci_high", "booru_lineage_mh_or_ci_high", "float")):
-        out[name] = entry(_field(by_lineage, key), kind, 2 if kind == "float" else 1)
-    findings = marker_findings(results.markers_nsfw)
-    if not isinstance(findings, NotEstimable):
-        for row in findings.itertuples():
-            for column, suffix in (("odds_ratio", ""), ("or_ci_low", "_ci_low"), ("or_ci_high", "_ci_high")):
-                out[f"marker_nsfw_or_{row.marker}{suffix}"] = entry(getattr(row, column), "float", 2)
-    totals = results.minor_nsfw
-    out["minor_prompts"] = entry(_field(totals, "minor"), "count")
-    out["minor_nsfw_prompts"] = entry(_field(totals, "minor_nsfw"), "count")
-    out["minor_nsfw_share_of_prompts"] = entry(_field(totals, "share_of_prompts"), "percent", 2)
-    out["minor_nsfw_share_of_minor"] = entry(_field(totals, "share_of_minor"), "percent")
-    monthly = results.minor_nsfw_monthly
-    if not isinstance(monthly, NotEstimable):
-        out.update({k: v for k, v in _first_last(monthly[monthly["measure"] == "of_prompts"],
-                                                 "minor_nsfw_share").items()
-                    if not k.endswith(("_ci_low", "_ci_high"))})
-    out["subculture_sentence"] = entry(subculture_sentence(by_lineage), "text")
-    out["minor_nsfw_sentence"] = entry(minor_nsfw_sentence(totals, results.definition), "text")
-    return out

@@ -728,7 +728,8 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     """
     import pandas as pd
 
-    from . import analyse, clean, comparison, db, label, link, paper, parameters, plots, sources
+    from . import (analyse, clean, comparison, db, interventions_report, label, link, paper,
+                   parameters, plots, sources)
 
     paths.ensure()
     synthetic = source == "sample"
@@ -778,7 +779,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
             validation=label.real_person_validation_counts(), report=label.load_real_records_report(),
             n_boot=boot_replicates, seed=seed)
         interventions.save_to_run(paths)
-        paper.write_paper_tables(paths, paper.intervention_tables(interventions))
+        paper.write_paper_tables(paths, interventions_report.intervention_tables(interventions))
         plots.show("fig14_interventions", interventions, paths, synthetic)
     else:
         analyse.InterventionResults.discard(paths)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .analyse import ImageResults
 from .analyse.sensitivity import FAMILY_SECTION
+from . import prose
 from .paper import _is_nan, entry, format_value
 from .schema import NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
 from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, NotEstimable
@@ -51,7 +52,7 @@ def direction(value: float, low: float, high: float) -> str:
     ``n/a`` (no estimate)."""
     if any(_is_nan(float(v)) for v in (value, low, high)):
         return "n/a"
-    return "above" if low > 1 else "below" if high < 1 else "unclear"
+    return prose.direction(value, low, high, null=1.0, words=("above", "below", "unclear")) or "n/a"
 
 
 def sensitivity_sentence(table: pd.DataFrame) -> str:
