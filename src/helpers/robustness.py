@@ -9,6 +9,7 @@ typed: a reader of the paper sees what this snapshot shows, whatever it shows.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -103,8 +104,11 @@ def adjusted_adapter_sentence(results: ImageResults) -> str:
     generated from the estimate: its size and direction, whether its interval excludes 1, and
     how it compares with the pooled ratio and under the other definitions."""
     adjusted, label = results.adapter_adjusted, NSFW_DEFINITION_LABELS[results.definition]
-    if isinstance(adjusted, NotEstimable) or _is_nan(adjusted["odds_ratio"]):
-        reason = adjusted.reason if isinstance(adjusted, NotEstimable) else "no informative stratum"
+    if isinstance(adjusted, NotEstimable) or any(
+            isinstance(adjusted[k], NotEstimable) or not math.isfinite(float(adjusted[k]))
+            for k in ("odds_ratio", "ci_low", "ci_high")):
+        reason = (adjusted.reason if isinstance(adjusted, NotEstimable)
+                  else "too few user-months hold images both with and without an adapter call")
         return (f"Whether the gap holds within the same user and month cannot be estimated here: "
                 f"{reason}. The pooled gap may therefore reflect who uses adapters and when.")
     fmt = lambda v: format_value(v, "float", 2)[0]  # noqa: E731

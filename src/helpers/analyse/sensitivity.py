@@ -77,8 +77,11 @@ def estimate_row(key: str, definition: str, value: Any, low: Any = math.nan, hig
     section, label, kind, interval = spec if spec is not None else IMAGE_ESTIMATES[key]
     reason = value.reason if isinstance(value, NotEstimable) else ""
     number = _number(value)
-    if not reason and math.isnan(number):
+    if not reason and not math.isfinite(number):
         reason = "the data do not allow this estimate under this definition"
+    if not reason and interval and not all(math.isfinite(_number(v)) for v in (low, high)):
+        # an estimate whose interval cannot be computed is not reported without one
+        reason = "too few informative groups for an interval under this definition"
     return {"section": section, "estimate": key, "label": label, "definition": definition,
             "value": number, "ci_low": math.nan if reason else _number(low),
             "ci_high": math.nan if reason else _number(high), "interval": interval, "kind": kind,
