@@ -217,6 +217,6 @@ def test_not_estimable_panel_says_why(name):
 
 def test_family_figure_draws_the_user_bootstrap_band_and_names_both_intervals():
     fig = plots.fig15_family_nsfw(*figure_inputs()["fig15_family_nsfw"])
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "95% interval, users resampled" in labels
-    assert "95% Wilson interval, images independent" in labels
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "95% CI, users resampled" in labels
+    assert "95% Wilson CI, images independent" in labels

@@ -651,12 +651,12 @@ def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: s
         if {"boot_low", "boot_high"} <= set(cells.columns):
             x = _month_dates(cells["month"])
             ax.fill_between(x, cells["boot_low"], cells["boot_high"], color=GROUP_COLOURS[0], alpha=0.2,
-                            linewidth=0, label="95% interval, users resampled")
+                            linewidth=0, label="95% CI, users resampled")
             ax.plot(x, cells["share"], color=GROUP_COLOURS[0], marker="o", markersize=1.8,
                     label="NSFW share")
             for edge in ("ci_low", "ci_high"):
                 ax.plot(x, cells[edge], color=GROUP_COLOURS[0], linewidth=0.6, linestyle=":",
-                        label="95% Wilson interval, images independent" if edge == "ci_low" else None)
+                        label="95% Wilson CI, images independent" if edge == "ci_low" else None)
         else:
             _share_with_band(ax, cells, GROUP_COLOURS[0], family)
         ax.set_title(f"{letters[i]}  {family}")
@@ -668,7 +668,9 @@ def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: s
         say_not_estimable(axes[0], f"no image has a known NSFW label ({label})")
     else:
         handles, labels = axes[0].get_legend_handles_labels()
-        axes[0].legend(handles=handles, labels=labels, loc="lower right", fontsize=5.5)
+        # Below the panels: inside one, the four entries would cover its data.
+        fig.legend(handles=handles, labels=labels, loc="outside lower center", ncol=2, fontsize=6,
+                   frameon=False)
     fig.supylabel(f"NSFW share of images ({label})", fontsize=7.5)
     return _finish(fig, synthetic)
 
