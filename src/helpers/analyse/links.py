@@ -166,13 +166,16 @@ def family_clustered(counts: dict[str, pd.DataFrame], n_boot: int, seed: int) ->
     for d, c in counts.items():
         pooled = c.groupby(["user", "family"], sort=False)[["n", "k"]].sum().reset_index()
         parts += [c.assign(definition=d), pooled.assign(definition=d, month=ALL_MONTHS)]
+    columns = ["definition", "family", "month", "n", "k", "share", "ci_low", "ci_high", "boot_low",
+               "boot_high", "users"]
     data = pd.concat(parts, ignore_index=True)
+    if not (data["n"] > 0).any():
+        return pd.DataFrame(columns=columns)
     sep = "\x1f"
     data["cell"] = data["definition"] + sep + data["family"] + sep + data["month"]
     out = cluster_bootstrap_shares(data, group="cell", n_boot=n_boot, seed=seed)
     out[["definition", "family", "month"]] = out["cell"].str.split(sep, expand=True)
-    out = out.drop(columns="cell")[["definition", "family", "month", "n", "k", "share", "ci_low",
-                                    "ci_high", "boot_low", "boot_high", "users"]]
+    out = out.drop(columns="cell")[columns]
     order = {d: i for i, d in enumerate(NSFW_DEFINITIONS)}
     out = out.sort_values("definition", key=lambda s: s.map(order), kind="stable")
     return _family_frame(out, ["definition", "family", "month"])
