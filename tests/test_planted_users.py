@@ -18,6 +18,7 @@ from helpers import link, schema, synth
 from helpers.analyse import links as link_analyses
 from helpers.analyse import real_person, users
 from helpers.paths import RunPaths
+from helpers.stats import NotEstimable
 
 #: Bootstrap replicates of the intervals checked here (the study's default is 1000).
 N_BOOT = 400
@@ -141,26 +142,41 @@ def _images_with_calls(paths: RunPaths) -> pd.DataFrame:
 
 def test_the_real_person_adapter_odds_ratio_adjusted_for_user_and_month_recovers_the_planted_one(linked):
     """Among adapter-calling images whose calls all resolve (so the exposure is known), those of
-    the same user and month that call a real-person adapter have the planted NSFW odds ratio."""
+    the same user and month that call a real-person adapter have the planted NSFW odds ratio:
+    the pipeline's adjusted estimate recovers it, its raw comparison does not."""
     params, truth, paths, _ = linked
-    images = _images_with_calls(paths)
-    adapters = images[(images["n_lora"] > 0) & images["all_resolved"] & images["is_nsfw_r"].notna()]
-    strata = (adapters.assign(k=adapters["is_nsfw_r"].astype(bool),
-                              exposed=adapters["uses_person"],
-                              both=adapters["is_nsfw_r"].astype(bool) & adapters["uses_person"])
-              .groupby(["user_hash", "month"])
-              .agg(n=("k", "size"), k=("k", "sum"), n_adapter=("exposed", "sum"), k_adapter=("both", "sum"))
-              .reset_index())
-    adjusted = users.mantel_haenszel_odds_ratio(strata)
+    processed_images, processed_models = paths.table("processed", "images"), paths.table("processed", "models")
+    strata = link_analyses.real_person_adapter_strata_by_definition(processed_images, paths.links,
+                                                                    processed_models)["r"]
+    adjusted = link_analyses.real_person_adapter_adjusted(strata)
     planted = truth["real_person_adapter_nsfw_odds_ratio"]
     assert planted == params.real_person_adapter_nsfw_odds_ratio
     assert adjusted["informative_strata"] > 200
     assert adjusted["ci_low"] <= planted <= adjusted["ci_high"], adjusted
+    # The pipeline's restriction is the one the truth is defined on: an independent count from
+    # the prompts (every call name resolved one by one) selects the same images, up to the few
+    # whose two names resolve to one model (left out by the pipeline).
+    images = _images_with_calls(paths)
+    hand = images[(images["n_lora"] > 0) & images["all_resolved"] & images["is_nsfw_r"].notna()]
+    assert 0.97 * len(hand) <= strata["n"].sum() <= len(hand), (strata["n"].sum(), len(hand))
+    assert strata["n_adapter"].sum() <= hand["uses_person"].sum()
     # The study's unadjusted comparison (every image, real-person adapter vs not) mixes in the
     # adapter effect and the users, and misses it.
     raw = link_analyses.nsfw_share_by_real_person_adapter(link_analyses.link_counts(
-        paths.table("processed", "images"), paths.links, paths.table("processed", "models")))
+        processed_images, paths.links, processed_models))
     assert raw["or_ci_low"].iloc[0] > adjusted["ci_high"], (raw, adjusted)
+    print(f"real-person adapter NSFW odds ratio: planted {planted}, adjusted {adjusted['odds_ratio']:.2f} "
+          f"({adjusted['ci_low']:.2f}-{adjusted['ci_high']:.2f}), raw {raw['odds_ratio'].iloc[0]:.2f}")
+
+
+def test_the_real_person_adapter_adjusted_ratio_is_not_estimable_without_both_kinds():
+    strata = pd.DataFrame({"user": ["a", "b"], "month": ["2023-01"] * 2, "n": [4, 3], "k": [2, 1],
+                           "n_adapter": [0, 0], "k_adapter": [0, 0]})
+    assert isinstance(link_analyses.real_person_adapter_adjusted(strata), NotEstimable)
+    assert isinstance(link_analyses.real_person_adapter_adjusted(strata.iloc[:0]), NotEstimable)
+    # Each user only ever calls one kind: no stratum compares the two.
+    apart = strata.assign(n_adapter=[4, 0], k_adapter=[2, 0])
+    assert isinstance(link_analyses.real_person_adapter_adjusted(apart), NotEstimable)
 
 
 def test_real_person_adapter_use_follows_its_planted_path_and_break(linked):
@@ -202,21 +218,27 @@ def test_real_person_calls_are_a_known_share_of_adapter_calls(linked):
 
 # --------------------------------------------------------------------------- families and creators
 def test_nsfw_share_by_base_model_family_covers_its_planted_value(linked):
+    """The pipeline's per-family shares carry a user-bootstrap interval that covers every planted
+    family share; the Wilson interval beside it (images independent) is narrower."""
     _, truth, paths, _ = linked
-    images = pq.read_table(paths.table("processed", "images"),
-                           columns=["user_hash", "base_model", "is_nsfw_r"]).to_pandas()
-    images["family"] = [schema.base_model_family(b if isinstance(b, str) else None) for b in images["base_model"]]
-    data = (images.dropna(subset=["is_nsfw_r"]).assign(k=lambda d: d["is_nsfw_r"].astype(bool))
-            .groupby(["user_hash", "family"]).agg(n=("k", "size"), k=("k", "sum"))
-            .rename_axis(["user", "family"]).reset_index())
-    got = users.cluster_bootstrap_shares(data, group="family", n_boot=N_BOOT, seed=1).set_index("family")
+    processed_images = paths.table("processed", "images")
+    clustered = link_analyses.family_clustered(link_analyses.family_user_counts_by_definition(processed_images),
+                                               n_boot=N_BOOT, seed=1)
+    got = clustered[(clustered["definition"] == "r") & (clustered["month"] == link_analyses.ALL_MONTHS)
+                    ].set_index("family")
     study = link_analyses.nsfw_share_by_family(link_analyses.link_counts(
-        paths.table("processed", "images"), paths.links, paths.table("processed", "models"))).set_index("family")
+        processed_images, paths.links, paths.table("processed", "models"))).set_index("family")
     planted = truth["nsfw_share_by_family"]
     assert set(got.index) == set(planted) == set(study.index)
+    wilson_hits = 0
     for family, share in planted.items():
         assert got.loc[family, "share"] == pytest.approx(study.loc[family, "share"])
+        assert got.loc[family, "ci_low"] == pytest.approx(study.loc[family, "ci_low"])
         assert got.loc[family, "boot_low"] <= share <= got.loc[family, "boot_high"], (family, share, got)
+        wilson_hits += got.loc[family, "ci_low"] <= share <= got.loc[family, "ci_high"]
+    print(f"planted family NSFW shares covered: {len(planted)}/{len(planted)} by the user bootstrap, "
+          f"{wilson_hits}/{len(planted)} by the Wilson interval")
+    assert (got["boot_high"] - got["boot_low"] > got["ci_high"] - got["ci_low"]).all(), got
     assert max(planted.values()) - min(planted.values()) > 0.15  # the families differ by design
     for month, shares in truth["nsfw_share_by_family_by_month"].items():
         assert set(shares) <= set(planted) and all(0 < s < 1 for s in shares.values()), month

@@ -84,6 +84,8 @@ def figure_inputs(seed: int = 0) -> dict[str, object]:
                                               **_shares(rng.binomial(n, p), n)})
                                 for f, p in (("SD 1.x", 0.4), ("SDXL", 0.5), ("Pony", 0.8))
                                 for d in ("platform", "r", "x")])
+    family_monthly = family_monthly.assign(boot_low=(family_monthly["ci_low"] - 0.05).clip(0, 1),
+                                           boot_high=(family_monthly["ci_high"] + 0.05).clip(0, 1))
     edges = np.linspace(0, 1, 11)
     histogram = pd.DataFrame({"bin_low": edges[:-1], "bin_high": edges[1:],
                               "user_share": np.full(10, 0.1), "image_share": np.linspace(0.01, 0.19, 10),
@@ -211,3 +213,10 @@ def test_not_estimable_panel_says_why(name):
     fig.canvas.draw()
     panel_texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "not estimable:\nnothing to compare here" in panel_texts
+
+
+def test_family_figure_draws_the_user_bootstrap_band_and_names_both_intervals():
+    fig = plots.fig15_family_nsfw(*figure_inputs()["fig15_family_nsfw"])
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "95% CI, users resampled" in labels
+    assert "95% Wilson CI, images independent" in labels

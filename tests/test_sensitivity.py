@@ -142,22 +142,46 @@ def test_planted_nsfw_share_by_family_and_month(results, synthetic_run, linked_r
               .agg(n=("k", "size"), k=("k", "sum")).reset_index())
     got = results.family_nsfw_monthly
     got = got[(got["definition"] == "r") & (got["n"] >= 100)].assign(cell=lambda d: d["month"] + "|" + d["family"])
-    boot = users.cluster_bootstrap_shares(counts[counts["cell"].isin(got["cell"])], group="cell",
-                                          n_boot=300, seed=2).set_index("cell")
-    hits = 0
+    mine = counts.groupby("cell")[["n", "k"]].sum()
+    hits = wilson_hits = 0
     for row in got.itertuples():
-        assert boot.loc[row.cell, "k"] == row.k and boot.loc[row.cell, "n"] == row.n, row.cell
+        assert mine.loc[row.cell, "k"] == row.k and mine.loc[row.cell, "n"] == row.n, row.cell
         planted = truth["nsfw_share_by_family_by_month"][row.month][row.family]
-        hits += boot.loc[row.cell, "boot_low"] <= planted <= boot.loc[row.cell, "boot_high"]
+        hits += row.boot_low <= planted <= row.boot_high
+        wilson_hits += row.ci_low <= planted <= row.ci_high
+    print(f"family × month cells covering the planted share: {hits}/{len(got)} user bootstrap, "
+          f"{wilson_hits}/{len(got)} Wilson")
     assert len(got) >= 20 and hits >= 0.85 * len(got), (hits, len(got))
-    # pooled over the months, each family covers its planted share too
+    # pooled over the months, each family covers its planted share too: in the results, in the
+    # headline frame and in the sensitivity table's per-family rows (user-bootstrap intervals)
+    pooled = results.family_nsfw.set_index("family")
+    clustered = results.family_nsfw_clustered.query("definition == 'r'").set_index("family")
+    table = results.sensitivity
     counts["family"] = counts["cell"].str.split("|").str[1]
-    pooled = users.cluster_bootstrap_shares(counts.groupby(["user", "family"])[["n", "k"]].sum().reset_index(),
-                                            group="family", n_boot=300, seed=3).set_index("family")
-    totals = results.family_nsfw_monthly.query("definition == 'r'").groupby("family")[["k", "n"]].sum()
+    totals = counts.groupby("family")[["k", "n"]].sum()
     for family, share in truth["nsfw_share_by_family"].items():
-        assert totals.loc[family, "k"] == pooled.loc[family, "k"]
+        assert totals.loc[family, "k"] == pooled.loc[family, "k"] == clustered.loc[family, "k"]
         assert pooled.loc[family, "boot_low"] <= share <= pooled.loc[family, "boot_high"], family
+        row = _row(table, f"family_{family}", "r")
+        assert row["interval"] == "user bootstrap"
+        assert (row["ci_low"], row["ci_high"]) == (clustered.loc[family, "boot_low"],
+                                                   clustered.loc[family, "boot_high"])
+
+
+def test_growth_and_real_person_rows_carry_their_new_intervals(results, synthetic_run):
+    """The growth ratio has its user-bootstrap row beside the HAC one, covering the planted
+    ratio; the real-person adapter odds ratio has its adjusted row beside the raw one."""
+    table = results.sensitivity
+    h = results.definition
+    hac, boot = _row(table, "growth_ratio", h), _row(table, "growth_ratio_boot", h)
+    assert hac["value"] == boot["value"] == results.growth["ratio"]
+    assert (boot["ci_low"], boot["ci_high"]) == (results.growth["ratio_boot_low"],
+                                                 results.growth["ratio_boot_high"])
+    assert results.real_person_adapter_adjusted["odds_ratio"] == _row(table, "rp_or_adjusted", h)["value"]
+    planted_or = synthetic_run.truth["real_person_adapter_nsfw_odds_ratio"]
+    adjusted = results.real_person_adapter_adjusted
+    assert adjusted["ci_low"] <= planted_or <= adjusted["ci_high"], adjusted
+    assert _row(table, "rp_or", h)["value"] > adjusted["ci_high"]
 
 
 def test_per_user_histogram_counts_users_and_images_exactly():

@@ -616,11 +616,14 @@ def fig12_real_person_label(curve: pd.DataFrame, corrected: dict[str, float] | N
 def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: str = "r",
                       synthetic: bool = False) -> Figure:
     """NSFW share of images by base-model family over time: one panel per family (families in
-    reporting order, those without images left out) on a common y axis, each with its Wilson
-    band and, in grey, the share over all families for reference.
+    reporting order, those without images left out) on a common y axis, each with its
+    user-bootstrap band (users resampled: a few heavy users can carry a family's month) and the
+    narrower Wilson interval (images independent) as dotted lines, and, in grey, the share over
+    all families for reference. Without bootstrap columns only the Wilson band is drawn.
 
-    ``family_monthly`` is :func:`~helpers.analyse.links.nsfw_share_by_family_by_month` (every
-    definition); ``definition`` picks the one drawn.
+    ``family_monthly`` is the ``family_nsfw_monthly`` frame of
+    :func:`~helpers.analyse.links.link_fields` (every definition, ``boot_low``/``boot_high``
+    beside ``ci_low``/``ci_high``); ``definition`` picks the one drawn.
     """
     label = NSFW_DEFINITION_LABELS[definition]
     if isinstance(family_monthly, NotEstimable):
@@ -644,7 +647,18 @@ def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: s
         family = families[i]
         ax.plot(_month_dates(overall["month"]), overall["share"], color="#999999", linewidth=0.8,
                 label="all families")
-        _share_with_band(ax, data[data["family"] == family], GROUP_COLOURS[0], family)
+        cells = data[data["family"] == family].sort_values("month")
+        if {"boot_low", "boot_high"} <= set(cells.columns):
+            x = _month_dates(cells["month"])
+            ax.fill_between(x, cells["boot_low"], cells["boot_high"], color=GROUP_COLOURS[0], alpha=0.2,
+                            linewidth=0, label="95% CI, users resampled")
+            ax.plot(x, cells["share"], color=GROUP_COLOURS[0], marker="o", markersize=1.8,
+                    label="NSFW share")
+            for edge in ("ci_low", "ci_high"):
+                ax.plot(x, cells[edge], color=GROUP_COLOURS[0], linewidth=0.6, linestyle=":",
+                        label="95% Wilson CI, images independent" if edge == "ci_low" else None)
+        else:
+            _share_with_band(ax, cells, GROUP_COLOURS[0], family)
         ax.set_title(f"{letters[i]}  {family}")
         ax.set_ylim(0, 1)
         _percent_axis(ax)
@@ -653,7 +667,10 @@ def fig15_family_nsfw(family_monthly: pd.DataFrame | NotEstimable, definition: s
         axes[0].set_visible(True)
         say_not_estimable(axes[0], f"no image has a known NSFW label ({label})")
     else:
-        axes[0].legend(handles=axes[0].lines[:1], loc="lower right")
+        handles, labels = axes[0].get_legend_handles_labels()
+        # Below the panels: inside one, the four entries would cover its data.
+        fig.legend(handles=handles, labels=labels, loc="outside lower center", ncol=2, fontsize=6,
+                   frameon=False)
     fig.supylabel(f"NSFW share of images ({label})", fontsize=7.5)
     return _finish(fig, synthetic)
 

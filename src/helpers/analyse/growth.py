@@ -4,7 +4,10 @@ The paper's claim is a *disproportionate* rise of NSFW content. Two measurements
 
 * :func:`growth_ratio` compares the yearly growth of NSFW and of SFW image counts: their ratio
   above 1 means NSFW grows faster. Standard errors are HAC (Newey–West), since neighbouring
-  months are not independent and vary beyond binomial or Poisson noise.
+  months are not independent and vary beyond binomial or Poisson noise. Those intervals
+  describe the users who happened to post; :func:`growth_ratio_bootstrap` resamples the users
+  themselves (their per-month counts), so it also covers the ratio a different draw of users
+  would give.
 * :func:`segmented_trend` fits the NSFW share with a logistic line that may change slope once,
   at the month that fits best (a grid over interior months), where one straight line does not
   fit (its dispersion is reported).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -87,6 +91,62 @@ def growth_ratio(monthly: pd.DataFrame, month: str = "month", k: str = "k", n: s
             "ratio_high": high, "p_value": p, "n_months": float(len(data))}
 
 
+def logistic_slopes(k: np.ndarray, n: np.ndarray, t: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Slope of the logistic line ``logit(k/n) = a + b·t`` fitted by maximum likelihood to every
+    column of ``k`` and ``n`` (months × replicates) at once (Newton–Raphson on the 2 × 2
+    information matrix): the bootstrap refits in one vectorised pass. NaN where a column has
+    no image, or every or no image NSFW."""
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = k.sum(axis=0) / n.sum(axis=0)
+        a = np.log(pooled / (1 - pooled))
+    b = np.zeros_like(a)
+    tt = t[:, None]
+    for _ in range(iterations):
+        with np.errstate(invalid="ignore", over="ignore"):
+            p = 1 / (1 + np.exp(-(a + b * tt)))
+            w = n * p * (1 - p)
+            r = k - n * p
+            g0, g1 = r.sum(axis=0), (r * tt).sum(axis=0)
+            h00, h01, h11 = w.sum(axis=0), (w * tt).sum(axis=0), (w * tt ** 2).sum(axis=0)
+            det = h00 * h11 - h01 ** 2
+            a = a + (h11 * g0 - h01 * g1) / det
+            b = b + (h00 * g1 - h01 * g0) / det
+    degenerate = ~np.isfinite(a) | (pooled <= 0) | (pooled >= 1)
+    return np.where(degenerate, np.nan, b)
+
+
+def growth_ratio_bootstrap(counts: pd.DataFrame, n_boot: int, seed: int,
+                           confidence: float = CONFIDENCE) -> dict[str, float]:
+    """The NSFW vs SFW growth ratio of :func:`growth_ratio` with the percentile interval of a
+    user-cluster bootstrap: each replicate weights every user's per-month counts
+    (:func:`~helpers.analyse.users.user_counts` by month) with a Poisson(1) weight, sums them
+    to monthly counts and refits the logistic slope. Keys ``ratio``, ``boot_low``,
+    ``boot_high``; NaN when fewer than four months hold images or one side is empty."""
+    from .users import _codes, poisson_weights
+
+    nan = {"ratio": math.nan, "boot_low": math.nan, "boot_high": math.nan}
+    data = counts[counts["n"] > 0]
+    if data["month"].nunique() < 4 or data["k"].sum() == 0 or data["k"].sum() == data["n"].sum():
+        return nan
+    users, n_users = _codes(data["user"])
+    months, n_months = _codes(data["month"])
+    t = _years(pd.Series(np.sort(data["month"].unique())))
+    from scipy import sparse
+
+    mat_k = sparse.csr_matrix((data["k"].to_numpy(float), (months, users)), shape=(n_months, n_users))
+    mat_n = sparse.csr_matrix((data["n"].to_numpy(float), (months, users)), shape=(n_months, n_users))
+    point = logistic_slopes(np.asarray(mat_k.sum(axis=1)), np.asarray(mat_n.sum(axis=1)), t)[0]
+    slopes = [logistic_slopes(np.asarray(mat_k @ w), np.asarray(mat_n @ w), t)
+              for w in poisson_weights(n_users, n_boot, seed)]
+    if not slopes:
+        return {**nan, "ratio": float(np.exp(point))}
+    boot = np.exp(np.concatenate(slopes))
+    tail = (1 - confidence) / 2
+    return {"ratio": float(np.exp(point)), "boot_low": float(np.nanquantile(boot, tail)),
+            "boot_high": float(np.nanquantile(boot, 1 - tail))}
+
+
 def _logit_fit(k: np.ndarray, n: np.ndarray, exog: np.ndarray):
     endog = np.column_stack([k, n - k])
     with warnings.catch_warnings():
@@ -135,10 +195,22 @@ def segmented_trend(monthly: pd.DataFrame, month: str = "month", k: str = "k", n
     return out
 
 
-def growth_ratios(monthly: pd.DataFrame) -> dict[str, dict[str, float]]:
+def growth_ratios(monthly: pd.DataFrame, user_counts: Mapping[str, pd.DataFrame] | None = None,
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
     """:func:`growth_ratio` of every definition of the long monthly frame of
-    :func:`~helpers.analyse.images.nsfw_share_by_month`: definition → ratio."""
-    return {d: growth_ratio(p[p["n"] > 0]) for d, p in monthly.groupby("definition", sort=False)}
+    :func:`~helpers.analyse.images.nsfw_share_by_month`: definition → ratio. With
+    ``user_counts`` (definition → :func:`~helpers.analyse.users.user_counts` by month) each
+    ratio gains the user-bootstrap interval of :func:`growth_ratio_bootstrap` as
+    ``ratio_boot_low`` / ``ratio_boot_high`` beside the HAC one (every definition's rows list
+    the same users, so the same seed gives every definition the same user weights)."""
+    out = {}
+    for d, part in monthly.groupby("definition", sort=False):
+        ratio = growth_ratio(part[part["n"] > 0])
+        if user_counts is not None and d in user_counts:
+            boot = growth_ratio_bootstrap(user_counts[d], n_boot, seed)
+            ratio.update(ratio_boot_low=boot["boot_low"], ratio_boot_high=boot["boot_high"])
+        out[d] = ratio
+    return out
 
 
 def growth_fields(monthly: pd.DataFrame, definition: str,

@@ -622,6 +622,7 @@ class ImageResults(Results):
     family_monthly: pd.DataFrame                        # images by base-model family and month
     real_person_adapter_monthly: pd.DataFrame | NotEstimable
     real_person_adapter_nsfw: pd.DataFrame | NotEstimable
+    real_person_adapter_adjusted: dict[str, float] | NotEstimable  # MH over user × month, adapter callers
     real_person_adapter_links: pd.DataFrame | NotEstimable
     family_nsfw: pd.DataFrame | NotEstimable
     # ---- subculture: tools vs practices, minor-coded ∧ NSFW (subculture.subculture_image_fields)
@@ -632,6 +633,7 @@ class ImageResults(Results):
     minor_nsfw_monthly: pd.DataFrame | NotEstimable     # minor-coded ∧ NSFW prompts by month
     minor_nsfw: dict[str, float] | NotEstimable         # ... and over the window (counts, shares)
     family_nsfw_monthly: pd.DataFrame | NotEstimable    # NSFW by family and month, every definition
+    family_nsfw_clustered: pd.DataFrame | NotEstimable  # NSFW by family, every definition, both CIs
 
 
 def image_results(images: Path, models: pd.DataFrame | None = None, definition: str = "r",
@@ -669,16 +671,21 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     adapter = {d: adapter_comparison(c, d) for d, c in adapter_counts.items()}
     engagement, engagement_counts_ = engagement_by_definition(images, con=con)
     trends = nsfw_share_trend(monthly)
-    ratios = growth_ratios(monthly)
     user_counts_ = user_counts_by_definition(images, con=con)
+    ratios = growth_ratios(monthly, user_counts_, boot_replicates, seed)
     user_by_definition = user_estimates(user_counts_, boot_replicates, seed)
     users = user_fields(images, definition, boot_replicates, seed, con, counts=user_counts_,
                         estimates=user_by_definition)
-    link_counts_ = (link.link_counts_by_definition(images, links, models_file, con)
-                    if link.link_inputs(links, models_file) else None)
-    linked = link.link_fields(images, links, models_file, definition, con, counts=link_counts_)
+    has_links = link.link_inputs(links, models_file)
+    link_counts_ = link.link_counts_by_definition(images, links, models_file, con) if has_links else None
+    strata = (link.real_person_adapter_strata_by_definition(images, links, models_file, con)
+              if has_links else None)
+    linked = link.link_fields(images, links, models_file, definition, boot_replicates, seed, con,
+                              counts=link_counts_, strata=strata)
     rp_by_definition = (linked["real_person_adapter_nsfw"] if link_counts_ is None else
-                        {d: link.real_person_adapter_comparison(c) for d, c in link_counts_.items()})
+                        {d: {"raw": link.real_person_adapter_comparison(c),
+                             "adjusted": link.real_person_adapter_adjusted(strata[d])}
+                         for d, c in link_counts_.items()})
     no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
     return ImageResults(
         definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
@@ -702,7 +709,7 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
         lorenz=lorenz,
         **growth_fields(monthly, definition, ratios),
         sensitivity=image_sensitivity(monthly, trends, ratios, adapter, user_by_definition,
-                                      engagement, rp_by_definition, linked["family_nsfw_monthly"]),
+                                      engagement, rp_by_definition, linked["family_nsfw_clustered"]),
         **users,
         **linked,
         **subculture_image_fields(images, linked["family_monthly"], models, definition,

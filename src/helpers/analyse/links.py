@@ -15,9 +15,8 @@ import duckdb
 import pandas as pd
 
 from .. import db
-from ..schema import BASE_MODEL_FAMILIES, base_model_family_sql
-from ..stats import odds_ratio, with_share
-from ..schema import NSFW_DEFINITIONS
+from ..schema import ADAPTER_CALL_NAME_PATTERN, BASE_MODEL_FAMILIES, NSFW_DEFINITIONS, base_model_family_sql
+from ..stats import NotEstimable, odds_ratio, with_share
 from .common import definition_counts_sql, flag_column, month_sql, months_of, split_definitions
 
 
@@ -138,6 +137,56 @@ def nsfw_share_by_family_by_month(counts: dict[str, pd.DataFrame]) -> pd.DataFra
     return _family_frame(out, ["definition", "family", "month"])
 
 
+def family_user_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnection | None = None
+                                     ) -> dict[str, pd.DataFrame]:
+    """Per user × month × base-model family: images with a known NSFW label (``n``) and NSFW
+    (``k``) under every definition (definition → frame), from one pass over the images. Images
+    without a user hash are a cluster each."""
+    con = db.connection_or_default(con)
+    wide = con.execute(f"""
+        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
+               {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
+               {definition_counts_sql()}
+        FROM {db.read_parquet_sql(images)} GROUP BY ALL ORDER BY ALL""").df()
+    return split_definitions(wide, ["user", "month", "family"])
+
+
+#: ``month`` of the rows of :func:`family_clustered` pooled over every month.
+ALL_MONTHS = "all"
+
+
+def family_clustered(counts: dict[str, pd.DataFrame], n_boot: int, seed: int) -> pd.DataFrame:
+    """NSFW share by definition, base-model family and month (and over all months, ``month`` =
+    :data:`ALL_MONTHS`) with the naive Wilson interval and the user-bootstrap one, side by side
+    (:func:`~helpers.analyse.users.cluster_bootstrap_shares`; every cell resampled with the
+    same user weights in one pass). ``counts`` is :func:`family_user_counts_by_definition`."""
+    from .users import cluster_bootstrap_shares
+
+    parts = []
+    for d, c in counts.items():
+        pooled = c.groupby(["user", "family"], sort=False)[["n", "k"]].sum().reset_index()
+        parts += [c.assign(definition=d), pooled.assign(definition=d, month=ALL_MONTHS)]
+    columns = ["definition", "family", "month", "n", "k", "share", "ci_low", "ci_high", "boot_low",
+               "boot_high", "users"]
+    data = pd.concat(parts, ignore_index=True)
+    if not (data["n"] > 0).any():
+        return pd.DataFrame(columns=columns)
+    sep = "\x1f"
+    data["cell"] = data["definition"] + sep + data["family"] + sep + data["month"]
+    out = cluster_bootstrap_shares(data, group="cell", n_boot=n_boot, seed=seed)
+    out[["definition", "family", "month"]] = out["cell"].str.split(sep, expand=True)
+    out = out.drop(columns="cell")[columns]
+    order = {d: i for i, d in enumerate(NSFW_DEFINITIONS)}
+    out = out.sort_values("definition", key=lambda s: s.map(order), kind="stable")
+    return _family_frame(out, ["definition", "family", "month"])
+
+
+def with_boot(frame: pd.DataFrame, clustered: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame`` with the user-bootstrap interval (``boot_low``, ``boot_high``) of the matching
+    rows of :func:`family_clustered` beside its Wilson one."""
+    return frame.merge(clustered[[*keys, "boot_low", "boot_high"]], on=keys, how="left")
+
+
 def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
     """Per month of creation and base-model family: new models (``k``) out of the month's (``n``)."""
     from ..schema import base_model_family
@@ -151,31 +200,42 @@ def new_models_by_family_by_month(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def link_fields(images: Path, links: Path | None, models: Path | None, definition: str,
-                con: duckdb.DuckDBPyConnection | None = None,
-                counts: dict[str, pd.DataFrame] | None = None) -> dict:
+                n_boot: int, seed: int, con: duckdb.DuckDBPyConnection | None = None,
+                counts: dict[str, pd.DataFrame] | None = None,
+                strata: dict[str, pd.DataFrame] | None = None) -> dict:
     """Notebook 03's results that need the image → model link: real-person adapter use by month,
-    NSFW with vs without a real-person adapter, the real-person share of adapter links, and
+    NSFW with vs without a real-person adapter (raw, and adjusted for user × month among
+    adapter-calling images, :func:`real_person_adapter_adjusted` of ``strata``), the real-person share of adapter links, and
     base-model families (images by month, NSFW by family, and NSFW by family and month under
-    every definition). ``counts`` (:func:`link_counts_by_definition`) is read when not given.
+    every definition, each with its Wilson and user-bootstrap intervals; ``n_boot`` replicates
+    seeded by ``seed``, the per-family pooled cells of every definition in
+    ``family_nsfw_clustered``). ``counts`` (:func:`link_counts_by_definition`) is read when not given.
     Without a link table or a models table the link results are
     :class:`~helpers.stats.NotEstimable`."""
-    from ..stats import NotEstimable
-
     out: dict = {"family_monthly": images_by_family_by_month(images, con)}
     if not link_inputs(links, models):
         reason = NotEstimable("no models table: no image can be linked to a model")
         return {**out, "real_person_adapter_monthly": reason, "real_person_adapter_nsfw": reason,
-                "real_person_adapter_links": reason, "family_nsfw": reason,
-                "family_nsfw_monthly": reason}
+                "real_person_adapter_links": reason, "real_person_adapter_adjusted": reason,
+                "family_nsfw": reason, "family_nsfw_monthly": reason,
+                "family_nsfw_clustered": reason}
     counts = counts if counts is not None else link_counts_by_definition(images, links, models, con)
+    strata = strata if strata is not None else real_person_adapter_strata_by_definition(
+        images, links, models, con)
     headline = counts[definition]
     shares = real_person_share_of_adapter_links(links, models, con)
+    clustered = family_clustered(family_user_counts_by_definition(images, con), n_boot, seed)
+    pooled = clustered[clustered["month"] == ALL_MONTHS].drop(columns="month").reset_index(drop=True)
     return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(headline),
             "real_person_adapter_nsfw": real_person_adapter_comparison(headline),
+            "real_person_adapter_adjusted": real_person_adapter_adjusted(strata[definition]),
             "real_person_adapter_links": (NotEstimable("no adapter call resolved to a model")
                                           if shares["n"].iloc[0] == 0 else shares),
-            "family_nsfw": nsfw_share_by_family(headline),
-            "family_nsfw_monthly": nsfw_share_by_family_by_month(counts)}
+            "family_nsfw": with_boot(nsfw_share_by_family(headline),
+                                     pooled[pooled["definition"] == definition], ["family"]),
+            "family_nsfw_monthly": with_boot(nsfw_share_by_family_by_month(counts), clustered,
+                                             ["definition", "family", "month"]),
+            "family_nsfw_clustered": pooled}
 
 
 def link_inputs(links: Path | None, models: Path | None) -> bool:
@@ -197,3 +257,68 @@ def real_person_adapter_comparison(counts: pd.DataFrame) -> pd.DataFrame:
     if groups.get(False, 0) == 0:
         return NotEstimable("every image uses a real-person adapter")
     return nsfw
+
+
+# --------------------------------------------------------------------------- adjusted for user and month
+#: How a link was made from a prompt's adapter call (the name-matching sources of :mod:`helpers.link`).
+CALL_LINK_SOURCES: tuple[str, ...] = ("file_name", "version_name", "model_name")
+
+
+def real_person_adapter_strata_by_definition(images: Path, links: Path, models: Path,
+                                             con: duckdb.DuckDBPyConnection | None = None
+                                             ) -> dict[str, pd.DataFrame]:
+    """Per user × month, among images that call an adapter and whose calls all resolved: images
+    with a known NSFW label (``n``), NSFW (``k``), and the same for those calling a real-person
+    adapter (``n_adapter``, ``k_adapter``), under every NSFW definition (definition → frame, the
+    strata of :func:`~helpers.analyse.users.mantel_haenszel_odds_ratio`).
+
+    Restricted to adapter-calling images so the comparison is real-person vs other adapters,
+    and to images whose calls all resolved so the exposure is known: an image counts when its
+    distinct call names gave as many distinct name-matched adapter links (two names resolving
+    to one model leave an image out, which only makes the restriction stricter). Images
+    without a user hash are a cluster each. The prompt scan touches adapter-calling images only.
+    """
+    con = db.connection_or_default(con)
+    pattern = db.sql_literal(ADAPTER_CALL_NAME_PATTERN)
+    sources = ", ".join(db.sql_literal(h) for h in CALL_LINK_SOURCES)
+    flags = ", ".join(f"{c}" for c in dict.fromkeys(NSFW_DEFINITIONS.values()))
+    person = ", ".join(f"count(c.{c}) FILTER (WHERE r.person) AS n_adapter_{d}, "
+                       f"count(*) FILTER (WHERE c.{c} AND r.person) AS k_adapter_{d}"
+                       for d, c in NSFW_DEFINITIONS.items())
+    wide = con.execute(f"""
+        WITH c AS (
+            SELECT image_id, coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
+                   {month_sql()} AS month, {flags},
+                   len(list_distinct(list_filter(list_transform(regexp_extract_all(prompt, {pattern}, 1),
+                                                                lambda x: trim(x)), lambda x: x <> ''))) AS names
+            FROM {db.read_parquet_sql(images)}
+            WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
+        r AS (
+            SELECT l.image_id, count(DISTINCT l.model_id) AS resolved,
+                   bool_or(coalesce(m.is_real_person, false)) AS person
+            FROM {db.read_parquet_sql(links)} l
+            LEFT JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
+            WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id)
+        SELECT c.user, c.month, {definition_counts_sql('c')}, {person}
+        FROM c JOIN r ON r.image_id = c.image_id
+        WHERE c.names > 0 AND r.resolved = c.names
+        GROUP BY c.user, c.month ORDER BY c.user, c.month""").df()
+    return split_definitions(wide, ["user", "month"], extra=("n_adapter", "k_adapter"))
+
+
+def real_person_adapter_adjusted(strata: pd.DataFrame) -> dict[str, float] | NotEstimable:
+    """NSFW odds ratio of images calling a real-person adapter vs images calling other adapters,
+    within user × month strata (Mantel–Haenszel, Robins–Breslow–Greenland interval), from
+    :func:`real_person_adapter_strata_by_definition`; :class:`~helpers.stats.NotEstimable` when
+    no stratum holds both kinds of image."""
+    from .users import mantel_haenszel_odds_ratio
+
+    if strata.empty or strata["n"].sum() == 0:
+        return NotEstimable("no adapter-calling image whose calls all resolved has a known NSFW label")
+    if strata["n_adapter"].sum() == 0:
+        return NotEstimable("no adapter-calling image whose calls all resolved uses a real-person adapter")
+    out = mantel_haenszel_odds_ratio(strata)
+    if out["informative_strata"] == 0:
+        return NotEstimable("no user called both a real-person and another adapter in the same month "
+                            "(with every call resolved)")
+    return out

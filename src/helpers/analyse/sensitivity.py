@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..schema import NSFW_DEFINITIONS
-from ..stats import NotEstimable, estimable, wilson_interval, with_share
+from ..stats import NotEstimable, estimable, wilson_interval
 
 #: Columns of a sensitivity table.
 SENSITIVITY_COLUMNS: tuple[str, ...] = ("section", "estimate", "label", "definition", "value",
@@ -31,6 +31,8 @@ IMAGE_ESTIMATES: dict[str, tuple[str, str, str, str]] = {
     "last_month": ("NSFW share", "NSFW share in the last month", "percent", "Wilson"),
     "trend_or": ("Trend", "Odds ratio per year of the NSFW share", "float", "quasi-binomial"),
     "growth_ratio": ("Trend", "NSFW vs SFW growth ratio per year", "float", "HAC"),
+    "growth_ratio_boot": ("Trend", "NSFW vs SFW growth ratio per year, users resampled", "float",
+                          "user bootstrap"),
     "shift_change": ("Who posts", "Change of the NSFW share, first to second half", "points",
                      "user bootstrap"),
     "shift_within": ("Who posts", "of which within users active in both halves", "points",
@@ -45,6 +47,8 @@ IMAGE_ESTIMATES: dict[str, tuple[str, str, str, str]] = {
                 "percent", "Wilson"),
     "rp_without": ("Real-person adapters", "NSFW share of other images", "percent", "Wilson"),
     "rp_or": ("Real-person adapters", "Real-person adapter vs none: odds ratio", "float", "Woolf"),
+    "rp_or_adjusted": ("Real-person adapters", "Real-person vs other adapters: odds ratio, same user "
+                       "and month", "float", "Mantel–Haenszel"),
     "reactions_r": ("Engagement", "Reactions, NSFW vs SFW: rank-biserial r", "float", ""),
 }
 #: Model-level headline estimates, as :data:`IMAGE_ESTIMATES`.
@@ -124,10 +128,11 @@ def image_sensitivity(monthly: pd.DataFrame, trends: Mapping[str, Any], ratios: 
     ``ratios`` (:func:`~helpers.analyse.growth.growth_ratio`), ``adapter``
     (:func:`~helpers.analyse.images.adapter_comparison`), ``users``
     (:func:`~helpers.analyse.users.user_estimates`), ``engagement``
-    (:func:`~helpers.analyse.images.engagement_comparison`), ``links``
-    (:func:`~helpers.analyse.links.real_person_adapter_comparison`, or one reason for all);
-    ``monthly`` is :func:`~helpers.analyse.images.nsfw_share_by_month` and ``family``
-    :func:`~helpers.analyse.links.nsfw_share_by_family_by_month`.
+    (:func:`~helpers.analyse.images.engagement_comparison`), ``links`` ({``raw``:
+    :func:`~helpers.analyse.links.real_person_adapter_comparison`, ``adjusted``:
+    :func:`~helpers.analyse.links.real_person_adapter_adjusted`}, or one reason for all);
+    ``monthly`` is :func:`~helpers.analyse.images.nsfw_share_by_month` and ``family`` the
+    ``family_nsfw_clustered`` frame of :func:`~helpers.analyse.links.link_fields`.
     """
     rows: list[dict[str, Any]] = []
     for d in NSFW_DEFINITIONS:
@@ -149,6 +154,10 @@ def image_sensitivity(monthly: pd.DataFrame, trends: Mapping[str, Any], ratios: 
         ratio = ratios.get(d, none)
         rows.append(estimate_row("growth_ratio", d, _get(ratio, "ratio"), _get(ratio, "ratio_low"),
                                  _get(ratio, "ratio_high")))
+        boot = ratio if isinstance(ratio, NotEstimable) else {"low": ratio.get("ratio_boot_low", math.nan),
+                                                              "high": ratio.get("ratio_boot_high", math.nan)}
+        rows.append(estimate_row("growth_ratio_boot", d, _get(ratio, "ratio"), _get(boot, "low"),
+                                 _get(boot, "high")))
         decomposition = users[d]["decomposition"]
         for key, part_name in (("shift_change", "change"), ("shift_within", "within users"),
                                ("shift_who", "who posts")):
@@ -167,12 +176,15 @@ def image_sensitivity(monthly: pd.DataFrame, trends: Mapping[str, Any], ratios: 
         adjusted = users[d]["adapter_adjusted"]
         rows.append(estimate_row("adapter_or_adjusted", d, _get(adjusted, "odds_ratio"),
                                  _get(adjusted, "ci_low"), _get(adjusted, "ci_high")))
-        rp = links if isinstance(links, NotEstimable) else links[d]
+        rp = links if isinstance(links, NotEstimable) else links[d]["raw"]
+        rp_adjusted = links if isinstance(links, NotEstimable) else links[d]["adjusted"]
         rows.append(_share_rows("rp_with", d, _row_of(rp, "uses_real_person_adapter", True)))
         rows.append(_share_rows("rp_without", d, _row_of(rp, "uses_real_person_adapter", False)))
         rp_row = _row_of(rp, "uses_real_person_adapter", True)
         rows.append(estimate_row("rp_or", d, _get(rp_row, "odds_ratio"), _get(rp_row, "or_ci_low"),
                                  _get(rp_row, "or_ci_high")))
+        rows.append(estimate_row("rp_or_adjusted", d, _get(rp_adjusted, "odds_ratio"),
+                                 _get(rp_adjusted, "ci_low"), _get(rp_adjusted, "ci_high")))
         reactions = _row_of(engagement[d], "metric", "reaction_count")
         rows.append(estimate_row("reactions_r", d, _get(reactions, "rank_biserial")))
     rows += family_rows(family)
@@ -180,19 +192,21 @@ def image_sensitivity(monthly: pd.DataFrame, trends: Mapping[str, Any], ratios: 
 
 
 def family_rows(family: pd.DataFrame | NotEstimable) -> list[dict[str, Any]]:
-    """The NSFW share of each base-model family's images (all months) under every definition,
-    from :func:`~helpers.analyse.links.nsfw_share_by_family_by_month`."""
+    """The NSFW share of each base-model family's images (all months) under every definition
+    with its user-bootstrap interval (a few users can make a family), from the
+    ``family_nsfw_clustered`` frame of :func:`~helpers.analyse.links.link_fields`."""
     if isinstance(family, NotEstimable):
         return []
-    totals = with_share(family.groupby(["family", "definition"], sort=False)[["n", "k"]].sum()
-                        .reset_index())
     rows = []
-    for fam, part in totals.groupby("family", sort=False):
+    for fam, part in family.groupby("family", sort=False):
         if part["n"].sum() == 0:
             continue
-        spec = (FAMILY_SECTION, f"NSFW share of {fam} images", "percent", "Wilson")
+        spec = (FAMILY_SECTION, f"NSFW share of {fam} images", "percent", "user bootstrap")
         for d in NSFW_DEFINITIONS:
             row = _row_of(part, "definition", d)
+            if not isinstance(row, NotEstimable) and row["n"] > 0:
+                row = row.rename({"ci_low": "wilson_low", "ci_high": "wilson_high",
+                                  "boot_low": "ci_low", "boot_high": "ci_high"})
             rows.append(_share_rows(f"family_{fam}", d, row, spec))
     return rows
 
