@@ -445,6 +445,9 @@ def test_committed_numbers_recover_the_planted_truth():
     expected = pd.DataFrame({"month": months, "n": given["n"].to_numpy(), "k": given["nsfw"].to_numpy()})
     planted_ratio = growth_ratio(expected)["ratio"]
     assert got["growth_ratio_ci_low"] <= planted_ratio <= got["growth_ratio_ci_high"], planted_ratio
+    # Over users, the planted (within user × month, among adapter callers) real-person adapter
+    # odds ratio in the adjusted interval.
+    inside("rp_adapter_or_adjusted", truth["real_person_adapter_nsfw_odds_ratio"])
     # Models: real-person share, whom they depict, and their NSFW odds ratio.
     inside("real_person_share", truth["real_person_share"])
     inside("real_person_female_share", truth["real_person_female_share"])

@@ -268,8 +268,9 @@ def personalisation_numbers(results: ImageResults) -> dict[str, dict]:
     growth = results.growth
     for key, name in (("ratio", "growth_ratio"), ("ratio_low", "growth_ratio_ci_low"),
                       ("ratio_high", "growth_ratio_ci_high"), ("nsfw_growth", "nsfw_growth_per_year"),
-                      ("sfw_growth", "sfw_growth_per_year")):
-        out[name] = entry(_field(growth, key), "float", 2)
+                      ("sfw_growth", "sfw_growth_per_year"), ("ratio_boot_low", "growth_ratio_boot_low"),
+                      ("ratio_boot_high", "growth_ratio_boot_high")):
+        out[name] = entry(_nan_as(_field(growth, key), "too few users or months to resample"), "float", 2)
     clustered = results.clustered_share
     out["nsfw_share_boot_low"] = entry(_field(clustered, 0, "boot_low"), "percent")
     out["nsfw_share_boot_high"] = entry(_field(clustered, 0, "boot_high"), "percent")
@@ -286,6 +287,10 @@ def personalisation_numbers(results: ImageResults) -> dict[str, dict]:
         out.update(_share_entries(name, *(_field(by_use, uses, c) for c in ("share", "ci_low", "ci_high"))))
         out[f"n_images_{'with' if uses else 'without'}_rp_adapter"] = entry(_field(by_use, uses, "n"), "count")
     out["rp_adapter_nsfw_or"] = entry(_field(by_use, True, "odds_ratio"), "float", 2)
+    rp_adjusted = results.real_person_adapter_adjusted
+    for key, name in (("odds_ratio", "rp_adapter_or_adjusted"), ("ci_low", "rp_adapter_or_adjusted_ci_low"),
+                      ("ci_high", "rp_adapter_or_adjusted_ci_high")):
+        out[name] = entry(_nan_as(_field(rp_adjusted, key), "no informative user-month stratum"), "float", 2)
     links = results.real_person_adapter_links
     out["rp_share_of_adapter_links"] = entry(_field(links, 0, "share"), "percent")
     return out
