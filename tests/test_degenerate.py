@@ -241,7 +241,7 @@ def test_combined_degenerate_snapshots_run_to_the_end(base, tmp_path, drawn):
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, database=None,
+@settings(max_examples=10, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(drawn=snapshots)
 def test_many_combined_degenerate_snapshots_run_to_the_end(base, tmp_path, drawn):
