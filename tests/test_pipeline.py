@@ -390,3 +390,19 @@ def test_a_whole_sample_run_into_a_folder_whose_name_needs_quoting(tmp_path):
     assert len(result.executed) == len(pipeline.notebook_files())
     assert (out / "data" / "processed" / "links.parquet").exists()
     assert (out / "paper" / "numbers.json").exists()
+
+
+def test_split_stream_outputs_are_merged_so_notebooks_are_deterministic():
+    import nbformat
+
+    from helpers.pipeline import coalesce_streams
+
+    parts = [nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+             nbformat.v4.new_output("stream", name="stdout", text="b"),
+             nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+             nbformat.v4.new_output("stream", name="stdout", text="c\n")]
+    merged = coalesce_streams(parts)
+    assert [(o["name"], o["text"]) for o in merged] == [("stdout", "a\nb"), ("stderr", "warn\n"),
+                                                        ("stdout", "c\n")]
+    whole = [nbformat.v4.new_output("stream", name="stdout", text="a\nb")]
+    assert coalesce_streams(whole) == whole

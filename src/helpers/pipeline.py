@@ -70,8 +70,23 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     return out
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one name (stdout, stderr) as one: how the kernel splits a
+    cell's printing into messages depends on timing, so unmerged outputs would not be
+    deterministic."""
+    merged: list = []
+    for out in outputs:
+        if (merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = merged[-1]["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def strip_run_metadata(nb_path: Path) -> None:
-    """Remove papermill/ExecuteTime metadata (timestamps, durations, paths) from a notebook."""
+    """Remove papermill/ExecuteTime metadata (timestamps, durations, paths) from a notebook and
+    merge split stream outputs (:func:`coalesce_streams`)."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
@@ -79,6 +94,8 @@ def strip_run_metadata(nb_path: Path) -> None:
     for cell in nb.cells:
         for key in ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled"):
             cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     with atomic_path(nb_path) as tmp:
         nbformat.write(nb, tmp)
 
