@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import clean, sources
 from helpers.paths import RunPaths
 
@@ -168,7 +169,7 @@ def assert_balanced(run: RunPaths, report: dict[str, Any]) -> None:
             assert not run.table("interim", table).exists()
             continue
         assert rep["raw"] == rep["clean"] + rep["quarantined"], table
-        assert pq.ParquetFile(run.table("raw", table)).metadata.num_rows == rep["raw"]
+        assert db.table_rows(run.table("raw", table)) == rep["raw"]
         assert pq.ParquetFile(run.table("interim", table)).metadata.num_rows == rep["clean"]
         quarantine = pq.read_table(run.quarantined(table))
         assert quarantine.num_rows == rep["quarantined"]
@@ -348,7 +349,7 @@ def test_missing_required_image_column_is_a_clear_error(run, tmp_path, fmt):
     write_snapshot(tmp_path / "snap", fmt, images=records)
     msg = _acquire_error(tmp_path / "snap", run, fmt)
     assert f"part-0.{fmt}" in msg and "image_id" in msg and "imageId" in msg and "rename" in msg
-    assert not run.table("raw", "images").exists()
+    assert not db.table_exists(run.table("raw", "images"))
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
@@ -409,7 +410,7 @@ def test_parquet_corrupt_in_the_middle_is_a_clear_error(run, tmp_path):
     msg = _acquire_error(tmp_path / "snap", run, "parquet")
     assert "big.parquet" in msg and "truncated or corrupt" in msg
     assert "Traceback" not in msg
-    assert not run.table("raw", "images").exists()
+    assert not db.table_exists(run.table("raw", "images"))
 
 
 @pytest.mark.parametrize("fmt", ["jsonl.gz", "csv.gz"])
@@ -454,7 +455,7 @@ def test_snapshot_with_zero_rows_is_a_clear_error(run, tmp_path, fmt):
         snapshot = tmp_path / "snap" if fmt == "jsonl" else tmp_path / "snap" / "models" / "part-0.jsonl"
     msg = _acquire_error(snapshot, run, fmt)
     assert "part-0" in msg and "snapshot is empty" in msg and "export or download finished" in msg
-    assert not run.table("raw", "images").exists() and not run.table("raw", "models").exists()
+    assert not db.table_exists(run.table("raw", "images")) and not run.table("raw", "models").exists()
 
 
 def test_empty_folder_is_a_clear_error(run, tmp_path):
@@ -493,7 +494,7 @@ def test_snapshot_with_only_one_table(run, tmp_path, fmt, only):
     acquired, report = acquire_and_clean(snapshot, run, fmt)
     assert set(acquired["rows"]) == {only}
     assert report["tables"][other] is None and report["tables"][only]["clean"] > 0
-    assert not run.table("raw", other).exists() and not run.quarantined(other).exists()
+    assert not db.table_exists(run.table("raw", other)) and not run.quarantined(other).exists()
 
 
 def test_image_files_with_different_column_types_name_both_files(run, tmp_path):
@@ -538,7 +539,7 @@ def test_cli_truncated_parquet_exits_non_zero_naming_file_and_remedy(tmp_path):
     assert "00_acquire_snapshot" in proc.stderr and "SourceError" in proc.stderr
     assert "part-0.parquet" in proc.stderr and "truncated or corrupt" in proc.stderr
     assert "re-download or remove" in proc.stderr
-    assert not (tmp_path / "out" / "data" / "raw" / "images.parquet").exists()
+    assert not db.table_exists(tmp_path / "out" / "data" / "raw" / "images.parquet")
 
 
 @pytest.mark.slow

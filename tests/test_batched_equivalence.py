@@ -72,7 +72,7 @@ def test_acquire_local_equals_a_tiny_batch_adapter(snapshot, tmp_path):
     paths = _run(tmp_path, "local")
     sources.acquire_local(snapshot, paths, salt="s")
     small = _raw_images(snapshot, _run(tmp_path, "b7"), batch_size=7)
-    _assert_same_frame(pq.read_table(paths.table("raw", "images")).to_pandas(), small)
+    _assert_same_frame(db.read_table(paths.table("raw", "images")).to_pandas(), small)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +102,14 @@ def test_labelling_with_small_memory_limit_equals_default(cleaned_pair):
     counts_tight = label.label_images(tight, memory_limit="64MB")
     counts_default = label.label_images(default)
     assert counts_tight == counts_default
-    assert pq.read_table(tight.table("processed", "images")).equals(
-        pq.read_table(default.table("processed", "images")))
+    assert db.read_table(tight.table("processed", "images")).equals(
+        db.read_table(default.table("processed", "images")))
 
 
 def test_sql_labels_equal_the_whole_frame_label_function(cleaned_pair):
     _, default, _, _ = cleaned_pair
     label.label_images(default)
-    sql = pq.read_table(default.table("processed", "images")).to_pandas()
+    sql = db.read_table(default.table("processed", "images")).to_pandas()
     interim = pq.read_table(default.table("interim", "images")).to_pandas()
     frame = label.label_image_frame(interim)
     assert len(sql) == len(frame) == len(interim)
@@ -123,7 +123,7 @@ def test_sql_aggregates_equal_a_pandas_groupby_of_the_whole_frame(cleaned_pair):
     _, default, _, _ = cleaned_pair
     label.label_images(default)
     images = default.table("processed", "images")
-    frame = pq.read_table(images).to_pandas()
+    frame = db.read_table(images).to_pandas()
     frame["month"] = frame["created_at"].dt.strftime("%Y-%m")
     monthly = analyse.nsfw_share_by_month(images)
     r = monthly[monthly["definition"] == "r"].set_index("month")

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import db
 from helpers import label, schema, stats
 from helpers.paths import RunPaths
 
@@ -161,7 +162,7 @@ def test_label_images_sql_path_equals_pandas_path(tmp_path):
     table = _interim_images(TRICKY_PROMPTS, levels, flags)
     pq.write_table(table, paths.table("interim", "images"))
     counts = label.label_images(paths)
-    out = pq.read_table(paths.table("processed", "images"))
+    out = db.read_table(paths.table("processed", "images"))
     schema.validate_schema(out.schema, "images", "processed")
     for f in schema.IMAGE_LABEL_FIELDS:
         assert out.schema.field(f.name).type == f.type, f.name
@@ -548,7 +549,7 @@ def test_label_all_on_the_embedded_sample(tmp_path, synthetic_run):
     paths = synthetic_run.interim_copy(tmp_path / "run")
     report = label.label_all(paths, seed=7, n_boot=100)
     json.dumps(report)  # the report must be JSON-ready
-    images = pq.read_table(paths.table("processed", "images"))
+    images = db.read_table(paths.table("processed", "images"))
     models = pq.read_table(paths.table("processed", "models"))
     schema.validate_file(paths.table("processed", "images"), "images", "processed")
     schema.validate_file(paths.table("processed", "models"), "models", "processed")
@@ -709,3 +710,27 @@ def test_marker_precision_scores_only_current_hits():
     assert out.loc["booru", "status"].startswith("below")
     assert out.loc["minor", "precision"] == 0 and out.loc["pony", "status"] == "no hits on these prompts"
     assert out.loc["real_person", "status"] == "dropped on prompts"
+
+
+def test_distinct_prompt_labels_equal_every_row_labelled_in_sql(tmp_path):
+    """Labelling each distinct prompt of a batch once and taking the labels back to the rows
+    gives the labels of the row-by-row SQL select, in the same row order, for any batch size."""
+    paths = RunPaths(tmp_path / "run").ensure()
+    prompts = [p for p in TRICKY_PROMPTS for _ in range(3)][::-1] + list(TRICKY_PROMPTS)
+    n = len(prompts)
+    levels = [list(schema.BROWSING_LEVELS)[i % 6] for i in range(n)]
+    flags = [None if i % 5 == 0 else bool(i % 2) for i in range(n)]
+    table = _interim_images(prompts, levels, flags)
+    pq.write_table(table, paths.table("interim", "images"))
+    with db.connect() as con:
+        rowwise = con.sql(label.image_labels_of_file_sql(paths.table("interim", "images"),
+                                                         label.load_lexicon())).to_arrow_table()
+    for batch_rows in (1, 7, n):
+        label.label_images(paths, batch_rows=batch_rows)
+        got = db.read_table(paths.table("processed", "images"))
+        assert got.column("image_id").to_pylist() == table.column("image_id").to_pylist()
+        for f in schema.IMAGE_LABEL_FIELDS:
+            assert got.column(f.name).to_pylist() == rowwise.column(f.name).to_pylist(), (batch_rows, f.name)
+    # only the labels are written; the processed table is a view of the interim file and them
+    assert not paths.table("processed", "images").exists()
+    assert set(pq.read_schema(paths.image_labels).names) == {"image_id", *(f.name for f in schema.IMAGE_LABEL_FIELDS)}

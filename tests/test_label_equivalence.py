@@ -118,7 +118,7 @@ def test_every_sample_prompt_labels_as_the_reference(synthetic_run):
             f"SELECT image_id, {ref_items} FROM (SELECT image_id, {label.normalised_text_sql('prompt')} "
             f"AS _norm FROM {db.read_parquet_sql(paths.table('interim', 'images'))}) ORDER BY image_id"
         ).fetchall()
-    table = pq.read_table(processed, columns=["image_id", "prompt",
+    table = db.read_table(processed, columns=["image_id", "prompt",
                                               *(schema.marker_column(c) for c in LEX.categories)])
     got = sorted(zip(*(table.column(i).to_pylist() for i in range(table.num_columns))), key=lambda r: r[0])
     assert len(got) == len(reference) > 10_000

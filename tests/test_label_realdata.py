@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import label
 
 pytestmark = pytest.mark.realdata
@@ -135,7 +136,7 @@ def test_evaluation_outputs_name_no_real_person(real_data, evaluation):
 def test_sql_labels_equal_pandas_labels_on_real_prompts(api_run):
     counts = label.label_images(api_run)
     interim = pq.read_table(api_run.table("interim", "images")).to_pandas()
-    processed = pq.read_table(api_run.table("processed", "images")).to_pandas()
+    processed = db.read_table(api_run.table("processed", "images")).to_pandas()
     assert counts["rows"] == len(interim) == len(processed)
     assert (processed["image_id"].to_numpy() == interim["image_id"].to_numpy()).all()
     expected = label.label_image_frame(interim)

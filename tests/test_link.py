@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import clean, label, link, schema, sources, synth
 from helpers.analyse import links as link_analyses
 from helpers.paths import RunPaths
@@ -161,7 +162,7 @@ def test_real_records_linkage_matches_a_straightforward_count(real_data, tmp_pat
 
 # --------------------------------------------------------------------------- analyses on the link
 def _joined(paths):
-    images = pq.read_table(paths.table("processed", "images")).to_pandas()
+    images = db.read_table(paths.table("processed", "images")).to_pandas()
     models = pq.read_table(paths.table("processed", "models")).to_pandas()
     links = pq.read_table(paths.links).to_pandas()
     real = set(models.loc[models["is_real_person"].fillna(False).astype(bool), "model_id"])

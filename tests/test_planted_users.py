@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import link, schema, synth
 from helpers.analyse import links as link_analyses
 from helpers.analyse import real_person, users
@@ -72,9 +73,8 @@ def test_without_user_effects_the_cluster_interval_is_not_much_wider_than_the_na
 def linked(synthetic_run, tmp_path_factory):
     """The session's synthetic sample (cleaned and labelled) linked, in a folder of its own."""
     paths = RunPaths(tmp_path_factory.mktemp("planted_users")).ensure()
-    for stage in ("interim", "processed"):
-        for table in ("images", "models"):
-            shutil.copy(synthetic_run.paths.table(stage, table), paths.table(stage, table))
+    for stage in ("interim", "processed"):  # the tables, stored views and label files alike
+        shutil.copytree(synthetic_run.paths.data / stage, paths.data / stage, dirs_exist_ok=True)
     report = link.link_images(paths)
     return synthetic_run.params, synthetic_run.truth, paths, report
 
@@ -124,7 +124,7 @@ def test_the_nsfw_share_by_month_scatters_around_the_planted_path_as_users_allow
 def _images_with_calls(paths: RunPaths) -> pd.DataFrame:
     """Processed images with month, whether every adapter call resolved to one model, and whether
     a resolved call (per the link table) names a real-person model."""
-    images = pq.read_table(paths.table("processed", "images"),
+    images = db.read_table(paths.table("processed", "images"),
                            columns=["image_id", "created_at", "user_hash", "is_nsfw_r", "n_lora", "prompt"]).to_pandas()
     models = pq.read_table(paths.table("interim", "models")).to_pandas()
     real = set(pq.read_table(paths.table("processed", "models")).to_pandas()
@@ -207,7 +207,7 @@ def test_real_person_adapter_use_follows_its_planted_path_and_break(linked):
 def test_real_person_calls_are_a_known_share_of_adapter_calls(linked):
     _, truth, paths, _ = linked
     share = link_analyses.real_person_share_of_adapter_links(paths.links, paths.table("processed", "models"))
-    images = pq.read_table(paths.table("processed", "images"), columns=["created_at", "n_lora"]).to_pandas()
+    images = db.read_table(paths.table("processed", "images"), columns=["created_at", "n_lora"]).to_pandas()
     calls = images.groupby(images["created_at"].dt.strftime("%Y-%m"))["n_lora"].sum()
     planted = float((calls * pd.Series(truth["real_person_call_share_by_month"])[calls.index]).sum() / calls.sum())
     # Resolved links: each call resolves with the same probability whoever it names; an image

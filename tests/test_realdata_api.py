@@ -7,6 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import sources
 
 pytestmark = pytest.mark.realdata
@@ -22,7 +23,7 @@ def test_every_real_model_and_image_is_read(api_run, real_data):
             n_poi += bool(rec.get("poi"))
             n_images += sum(len(v.get("images") or []) for v in rec.get("modelVersions") or [])
     raw_models = pq.read_table(api_run.table("raw", "models"))
-    raw_images = pq.read_table(api_run.table("raw", "images"))
+    raw_images = db.read_table(api_run.table("raw", "images"))
     assert raw_models.num_rows == n_models == 5394
     assert raw_images.num_rows == n_images
     clean_models = pq.read_table(api_run.table("interim", "models")).to_pandas()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import db
 from helpers import analyse, label, link, paper, robustness, schema
 from helpers.analyse import images as image_analyses
 from helpers.analyse import links as link_analyses
@@ -38,9 +39,9 @@ def results(linked_run) -> analyse.ImageResults:
 
 
 def _images(paths: RunPaths) -> pd.DataFrame:
-    return pd.read_parquet(paths.table("processed", "images"),
+    return db.read_table(paths.table("processed", "images"),
                            columns=["image_id", "user_hash", "created_at", "n_lora",
-                                    *schema.NSFW_DEFINITIONS.values()])
+                                    *schema.NSFW_DEFINITIONS.values()]).to_pandas()
 
 
 def test_user_counts_of_every_definition_match_an_independent_count(linked_run):
@@ -132,8 +133,8 @@ def test_planted_nsfw_share_by_family_and_month(results, synthetic_run, linked_r
     within user-bootstrap intervals: users carry a planted NSFW propensity, so images of a user
     are not independent and Wilson intervals alone would be too narrow."""
     truth = synthetic_run.truth
-    images = pd.read_parquet(linked_run.table("processed", "images"),
-                             columns=["user_hash", "image_id", "created_at", "base_model", "is_nsfw_r"])
+    images = db.read_table(linked_run.table("processed", "images"),
+                             columns=["user_hash", "image_id", "created_at", "base_model", "is_nsfw_r"]).to_pandas()
     images = images[images["is_nsfw_r"].notna()]
     images["cell"] = (pd.to_datetime(images["created_at"], utc=True).dt.strftime("%Y-%m") + "|" +
                       [schema.base_model_family(b if isinstance(b, str) else None) for b in images["base_model"]])

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import clean, schema, sources
 
 HUB_IMAGES = [
@@ -48,7 +49,7 @@ def test_local_parquet_images_resolve_aliases_and_json_stats(run, tmp_path):
     write_hub_images(tmp_path / "snap" / "images")
     res = sources.acquire("local", run, path=str(tmp_path / "snap"))
     assert res.rows == {"images": 2}
-    raw = pq.read_table(run.table("raw", "images"))
+    raw = db.read_table(run.table("raw", "images"))
     assert raw.schema.equals(schema.arrow_schema("images", "raw"))
     rows = {r["image_id"]: r for r in raw.to_pylist()}
     assert rows["11"]["prompt"].startswith("score_9") and rows["11"]["browsing_level"] == "8"
@@ -110,7 +111,7 @@ def test_api_image_items_and_page_files(run, tmp_path):
     res = sources.acquire("api", run, path=str(tmp_path / "page.json"))
     assert res.rows == {"images": 1}
     assert not run.table("raw", "models").exists()
-    row = pq.read_table(run.table("raw", "images")).to_pylist()[0]
+    row = db.read_table(run.table("raw", "images")).to_pylist()[0]
     assert row["browsing_level"] == "X" and row["prompt"] == "hello" and row["base_model"] == "ponyXL"
     assert row["user_hash"] == sources.hash_username("bob_clear", "") and row["like_count"] == "1"
 
@@ -123,7 +124,7 @@ def test_civiverse_columns(run, tmp_path):
          "likeCount": 4, "username": "hashedalready", "Model": "SD 1.5", "Resource1": "a",
          "Resource2": None, "Resource3": "c"}]), folder / "civ.parquet")
     sources.acquire("local", run, path=str(tmp_path / "civ"), salt="s")
-    row = pq.read_table(run.table("raw", "images")).to_pylist()[0]
+    row = db.read_table(run.table("raw", "images")).to_pylist()[0]
     assert row["browsing_level"] == "Mature" and row["like_count"] == "4"
     assert row["resources"] == ["a", "c"] and row["base_model"] == "SD 1.5"
     assert row["user_hash"] == sources.hash_username("hashedalready", "s")

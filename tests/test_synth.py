@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import db
 from helpers import synth
 from helpers.paths import RunPaths, repo_root
 
@@ -456,7 +457,7 @@ def test_sample_source_reads_the_snapshot(tmp_path: Path) -> None:
     assert result.rows == {"images": truth["raw_image_rows"], "models": truth["raw_model_rows"]}
     assert truth["raw_image_rows"] == 3_012 and truth["raw_model_rows"] == 200  # 200 // 300 = 0
     # The good rows (first in file order) carry a value in every contract column.
-    raw = pq.read_table(paths.table("raw", "images")).slice(0, 3_000).to_pandas()
+    raw = db.read_table(paths.table("raw", "images")).slice(0, 3_000).to_pandas()
     for col in ("image_id", "created_at", "browsing_level", "nsfw", "like_count", "comment_count",
                 "user_hash", "base_model", "model_id", "url"):
         assert raw[col].notna().all(), col

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
+from helpers import db
 from helpers.analyse import users
 
 
@@ -92,9 +93,7 @@ def test_per_user_distribution_weighted_and_unweighted():
 def test_user_counts_on_the_sample_add_up(synthetic_run):
     images = synthetic_run.paths.table("processed", "images")
     counts = users.user_counts(images, "r")
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(images, columns=["is_nsfw_r", "n_lora"]).to_pandas()
+    table = db.read_table(images, columns=["is_nsfw_r", "n_lora"]).to_pandas()
     assert counts["n"].sum() == table["is_nsfw_r"].notna().sum()
     assert counts["k"].sum() == table["is_nsfw_r"].fillna(False).sum()
     assert counts["n_adapter"].sum() == (table["is_nsfw_r"].notna() & (table["n_lora"] > 0)).sum()

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import db, schema
-from .db import read_parquet_sql, sql_identifier, sql_literal, stream_query_to_parquet
+from .db import read_parquet_sql, sql_identifier, sql_literal, stream_query_to_parquet, table_sql
 from .parameters import default
 from .paths import RunPaths
 from .sources import strip_html
@@ -140,8 +140,8 @@ def _window_reason_sql(ts: str, raw: str, window: Window) -> str:
 
 
 def raw_rows_sql(raw: Path) -> str:
-    """The raw table with each row's position in the file as ``_row`` (its stable identity)."""
-    return f"(SELECT *, file_row_number AS _row FROM {read_parquet_sql(raw, file_row_number=True)})"
+    """The raw table with each row's position in it as ``_row`` (its stable identity)."""
+    return table_sql(raw, row_numbers=True)
 
 
 def duplicate_reasons_sql(keys: str, raw_rows: str, content_sql: str,
@@ -439,6 +439,8 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     Raises :class:`CleaningError` if raw rows ≠ clean rows + quarantined rows.
     """
     raw = paths.table("raw", table)
+    if not raw.exists() and db.table_exists(raw):
+        db.verify_view(raw)  # the snapshot read in place is still the one acquired
     schema.validate_file(raw, table, "raw")
     parse_sql, clean_select, repairs_sql = TABLE_SQL[table]
     repairs = repairs_sql()
@@ -485,7 +487,7 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     finally:
         con.close()
         keys_path.unlink(missing_ok=True)
-    n_raw = pq.ParquetFile(raw).metadata.num_rows
+    n_raw = db.table_rows(raw)
     n_clean = schema.validate_file(paths.table("interim", table), table, "interim")
     n_quarantined = pq.ParquetFile(paths.quarantined(table)).metadata.num_rows
     if n_raw != n_clean + n_quarantined:
@@ -522,7 +524,7 @@ def clean_all(paths: RunPaths, window: Window = Window(), memory_limit: str = "3
     """
     report: dict[str, Any] = {"window": {"start": window.start, "end": window.end}, "tables": {}}
     for table in schema.CANONICAL:
-        if paths.table("raw", table).exists():
+        if db.table_exists(paths.table("raw", table)):
             report["tables"][table] = clean_table(table, paths, window, memory_limit,
                                                    trust_file_order)
             require_clean_rows(table, report["tables"][table], window, paths)
@@ -557,7 +559,7 @@ def _query_df(sql: str, paths: RunPaths):
 
 def rows_by_month(paths: RunPaths, table: str) -> pd.DataFrame:
     """Clean rows per calendar month (UTC) of ``created_at``: month, rows."""
-    src = read_parquet_sql(paths.table("interim", table))
+    src = table_sql(paths.table("interim", table))
     df = _query_df(f"SELECT strftime(created_at, '%Y-%m') AS month, count(*) AS rows "
                    f"FROM {src} GROUP BY month ORDER BY month", paths)
     return df
@@ -565,7 +567,7 @@ def rows_by_month(paths: RunPaths, table: str) -> pd.DataFrame:
 
 def level_counts(paths: RunPaths) -> pd.DataFrame:
     """Clean images per NSFW level, mildest first, with their share."""
-    src = read_parquet_sql(paths.table("interim", "images"))
+    src = table_sql(paths.table("interim", "images"))
     df = _query_df(f"SELECT browsing_level, nsfw_level, count(*) AS images FROM {src} "
                    f"GROUP BY ALL ORDER BY browsing_level", paths)
     df["share"] = (df["images"] / df["images"].sum()).round(4)
@@ -574,7 +576,7 @@ def level_counts(paths: RunPaths) -> pd.DataFrame:
 
 def models_by_type(paths: RunPaths) -> pd.DataFrame:
     """Clean models per type, most common first, with how many carry the platform poi flag."""
-    src = read_parquet_sql(paths.table("interim", "models"))
+    src = table_sql(paths.table("interim", "models"))
     return _query_df(f"SELECT type, count(*) AS models, count(poi) AS with_poi_flag, "
                      f"count_if(poi) AS poi_true FROM {src} "
                      f"GROUP BY type ORDER BY models DESC, type", paths)

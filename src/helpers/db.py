@@ -10,6 +10,7 @@ temporary file into place: they call these functions. That keeps three promises 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -162,3 +163,196 @@ def stream_query_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dest: Path
     out_schema = transform(pa.RecordBatch.from_pylist([], schema=reader.schema)).schema
     return write_parquet_atomic((transform(batch) for batch in reader), dest, out_schema,
                                 store_schema=False)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- study tables
+#: A table that is not written as one Parquet file is described by a small JSON file beside
+#: where the file would be (``images.parquet`` → ``images.view.json``).
+VIEW_SUFFIX = ".view.json"
+
+
+class TableMissing(FileNotFoundError):
+    """A study table has neither its Parquet file nor a stored view."""
+
+
+class TableChanged(RuntimeError):
+    """A file a stored view reads in place is not the file it was made from."""
+
+
+def view_path(table: Path) -> Path:
+    """Where the stored view of the table ``table`` (a ``….parquet`` path) lives."""
+    table = Path(table)
+    return table.with_name(table.name.removesuffix(".parquet") + VIEW_SUFFIX)
+
+
+def table_exists(table: Path) -> bool:
+    """True when the study table is there, as a Parquet file or as a stored view."""
+    return Path(table).exists() or view_path(table).exists()
+
+
+def remove_table(table: Path) -> None:
+    """Remove a study table in either form (a stale one would mislead later stages)."""
+    Path(table).unlink(missing_ok=True)
+    view_path(table).unlink(missing_ok=True)
+
+
+def write_view(table: Path, view: dict[str, Any]) -> Path:
+    """Store ``view`` as the table ``table`` (replacing its Parquet file, if any).
+
+    Two kinds exist (see :func:`table_sql`): ``positional`` (Parquet files of equal length read
+    side by side, e.g. the cleaned images and their labels) and ``select`` (a ``SELECT`` over
+    Parquet files read in place, e.g. a snapshot's images mapped to the raw columns).
+    """
+    if view.get("kind") not in ("positional", "select"):
+        raise ValueError(f"unknown view kind {view.get('kind')!r}")
+    dest = write_json_atomic(view, view_path(table))
+    Path(table).unlink(missing_ok=True)
+    return dest
+
+
+def read_view(table: Path) -> dict[str, Any]:
+    """The stored view of ``table`` (raises :class:`TableMissing` when there is none)."""
+    path = view_path(table)
+    if not path.exists():
+        raise TableMissing(f"{Path(table).name} is missing (no file and no {path.name}); run the "
+                           f"earlier notebooks first (python -m helpers run)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def view_file(table: Path, name: str) -> Path:
+    """A file named in a view: relative names are relative to the view's folder."""
+    path = Path(name)
+    return path if path.is_absolute() else Path(table).parent / path
+
+
+def _select_view_sql(table: Path, view: dict[str, Any], row_numbers: bool) -> str:
+    """``select`` view: ``view['select']`` over its files, read one after another; ``_row``
+    numbers the rows across the files in order (each file's row number plus the rows before it)."""
+    parts, offset = [], 0
+    for f in view["files"]:
+        source = read_parquet_sql(view_file(table, f["path"]), file_row_number=True)
+        parts.append(f"SELECT *, file_row_number + {offset} AS _row FROM {source}")
+        offset += int(f["rows"])
+    source = parts[0] if len(parts) == 1 else " UNION ALL ".join(f"({p})" for p in parts)
+    select = view["select"].replace("{source}", f"({source})")
+    return f"({select})" if row_numbers else f"(SELECT * EXCLUDE (_row) FROM ({select}))"
+
+
+def _positional_view_sql(table: Path, view: dict[str, Any], row_numbers: bool) -> str:
+    """``positional`` view: its Parquet parts side by side, row i with row i."""
+    items, scans = [], []
+    for i, part in enumerate(view["parts"]):
+        options = {"file_row_number": True} if row_numbers and i == 0 else {}
+        scans.append(f"{read_parquet_sql(view_file(table, part['path']), **options)} p{i}")
+        exclude = [*part.get("exclude", []), *(["file_row_number"] if options else [])]
+        items.append(f"p{i}.*" + (f" EXCLUDE ({', '.join(sql_identifier(c) for c in exclude)})"
+                                   if exclude else ""))
+    if row_numbers:
+        items.append("p0.file_row_number AS _row")
+    return f"(SELECT {', '.join(items)} FROM {' POSITIONAL JOIN '.join(scans)})"
+
+
+def in_place_file(path: Path, table: Path, root: Path) -> dict[str, Any]:
+    """How a ``select`` view names a file it reads in place: its path (relative to the view's
+    folder when it is inside the run folder ``root``, so the run can move), rows and SHA-256."""
+    path = Path(path).resolve()
+    try:
+        path.relative_to(Path(root).resolve())
+        shown = os.path.relpath(path, Path(table).parent.resolve())
+    except ValueError:
+        shown = str(path)
+    return {"path": Path(shown).as_posix(), "rows": pq.ParquetFile(path).metadata.num_rows,
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def verify_view(table: Path) -> None:
+    """Check that every file a ``select`` view reads in place is still the file it was made from
+    (size and SHA-256); raise :class:`TableChanged` saying which one and what to do."""
+    view = read_view(table)
+    for f in view.get("files", []):
+        path = view_file(table, f["path"])
+        if not path.exists():
+            raise TableChanged(f"{view_path(table).name} reads {path} in place, which is gone; restore "
+                               f"the snapshot or acquire again (re-run notebook 00)")
+        if path.stat().st_size != f["bytes"] or sha256_file(path) != f["sha256"]:
+            raise TableChanged(f"{view_path(table).name} reads {path} in place, which changed since "
+                               f"it was acquired (SHA-256 differs); acquire again (re-run notebook 00) "
+                               f"or restore the file")
+
+
+def table_sql(table: Path, row_numbers: bool = False) -> str:
+    """SQL relation reading one study table: its Parquet file, or the view stored in its place.
+
+    Every stage reads the tables of earlier stages through this function, so a table may be a
+    file or a view without its readers knowing. ``row_numbers`` adds ``_row``, each row's
+    position in the table (its stable identity in cleaning).
+    """
+    table = Path(table)
+    if table.exists():
+        if row_numbers:
+            return f"(SELECT *, file_row_number AS _row FROM {read_parquet_sql(table, file_row_number=True)})"
+        return read_parquet_sql(table)
+    view = read_view(table)
+    build = _positional_view_sql if view["kind"] == "positional" else _select_view_sql
+    return build(table, view, row_numbers)
+
+
+def table_arrow_schema(table: Path, con: duckdb.DuckDBPyConnection | None = None) -> pa.Schema:
+    """The Arrow schema of a study table (no rows read)."""
+    table = Path(table)
+    if table.exists():
+        return pq.read_schema(table)
+    own = con is None
+    con = con or connect(None)
+    try:
+        return con.sql(f"SELECT * FROM {table_sql(table)} LIMIT 0").to_arrow_table().schema
+    finally:
+        if own:
+            con.close()
+
+
+def table_rows(table: Path) -> int:
+    """Rows of a study table, from Parquet metadata (no rows read)."""
+    table = Path(table)
+    if table.exists():
+        return pq.ParquetFile(table).metadata.num_rows
+    view = read_view(table)
+    if view["kind"] == "positional":
+        return pq.ParquetFile(view_file(table, view["parts"][0]["path"])).metadata.num_rows
+    return sum(int(f["rows"]) for f in view["files"])
+
+
+def read_table(table: Path, columns: Sequence[str] | None = None,
+               con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """A whole study table (or some of its columns) as Arrow, for small tables and tests."""
+    table = Path(table)
+    if table.exists():
+        return pq.read_table(table, columns=list(columns) if columns is not None else None)
+    own = con is None
+    con = con or connect(None)
+    try:
+        cols = "*" if columns is None else ", ".join(sql_identifier(c) for c in columns)
+        return con.sql(f"SELECT {cols} FROM {table_sql(table)}").to_arrow_table()
+    finally:
+        if own:
+            con.close()
+
+
+def register_views(con: duckdb.DuckDBPyConnection, tables: dict[str, Path]) -> list[str]:
+    """Create one DuckDB view per study table that exists (``name`` → its path); return the
+    names created, so a notebook can inspect each stage's table with plain SQL."""
+    made = []
+    for name, path in tables.items():
+        if table_exists(path):
+            con.execute(f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS SELECT * FROM {table_sql(path)}")
+            made.append(name)
+    return made

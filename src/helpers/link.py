@@ -140,16 +140,16 @@ def link_images(paths: RunPaths, memory_limit: str = "3GB") -> dict[str, Any]:
     """
     images_file = paths.table("interim", "images")
     links_file = paths.links
-    if not images_file.exists():
+    if not db.table_exists(images_file):
         links_file.unlink(missing_ok=True)
         return {"images": 0, "calls": {}, "resources": {}, "checkpoints": {}, "by_month": []}
     models_file = paths.table("interim", "models")
     con = db.connect(paths.tmp, memory_limit=memory_limit)
     try:
-        images = db.read_parquet_sql(images_file)
+        images = db.table_sql(images_file)
         if models_file.exists():
             models = con.execute(f"SELECT model_id, name, type, file_names, version_names "
-                                 f"FROM {db.read_parquet_sql(models_file)}").df()
+                                 f"FROM {db.table_sql(models_file)}").df()
         else:
             models = pd.DataFrame({"model_id": pd.Series([], dtype="int64"),
                                    **{c: pd.Series([], dtype="object")

@@ -79,8 +79,15 @@ class RunPaths:
         """The image → model link table written by :mod:`helpers.link`."""
         return self.data / "processed" / "links.parquet"
 
+    @property
+    def image_labels(self) -> Path:
+        """The narrow image labels table (``image_id`` + label columns) written by the label stage."""
+        return self.data / "processed" / "image_labels.parquet"
+
     def table(self, stage: str, table: str) -> Path:
-        """``data/<stage>/<table>.parquet``, e.g. ``table("raw", "images")``."""
+        """``data/<stage>/<table>.parquet``, e.g. ``table("raw", "images")``: the table's name. A
+        table may be stored as a view beside it (``<table>.view.json``); read it with
+        :func:`helpers.db.table_sql`, test it with :func:`helpers.db.table_exists`."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
         if table not in TABLES:

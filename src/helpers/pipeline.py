@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import schema
-from .db import atomic_path, temp_name, write_json_atomic
+from . import db, schema
+from .db import atomic_path, sha256_file, temp_name, write_json_atomic
 from .paths import RunPaths, repo_root, run_paths
 from .sources import SALT_ENV, list_data_files
 
@@ -136,14 +136,6 @@ def _failure_message(name: str, exc: Exception, output: Path, paths: RunPaths) -
 
 
 # --------------------------------------------------------------------------- hashing / manifest
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def output_files(paths: RunPaths) -> list[Path]:
     """Files a run wrote that the manifest hashes (data, reports, paper outputs)."""
     folders = [paths.data / s for s in ("raw", "interim", "processed")] + \
@@ -761,7 +753,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     models_path = paths.table("processed", "models")
     models = pd.read_parquet(models_path) if models_path.exists() else None
     image_results = model_results = None
-    if images_path.exists():
+    if db.table_exists(images_path):
         con = analyse.connect(paths, memory_limit=memory_limit)
         try:
             image_results = analyse.image_results(
@@ -788,7 +780,7 @@ def run_study_in_process(paths: RunPaths, source: str = "local", path: str = "",
     for name, results in shown:  # as notebooks 03 and 04 show each figure
         plots.show(name, results, paths, synthetic)
     figures = [name for name, _ in shown]
-    if images_path.exists():  # as notebook 05
+    if db.table_exists(images_path):  # as notebook 05
         interventions = analyse.intervention_results(
             images_path, paths.links, models_path if models is not None else None,
             parameters.default("moderation_rules"), parameters.default("policy_events"),

@@ -21,6 +21,8 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import db
+
 UTC_TS = pa.timestamp("us", tz="UTC")
 STR_LIST = pa.list_(pa.string())
 
@@ -425,9 +427,12 @@ def validate_schema(schema: pa.Schema, table: str, stage: str, where: str = "") 
 
 def validate_file(path: Path, table: str, stage: str) -> int:
     """Validate a Parquet file's schema and required columns; return its row count."""
-    if not Path(path).exists():
+    if not db.table_exists(path):
         raise SchemaError(f"{table} table at stage {stage!r} is missing: {Path(path).name} was not "
                           "written; run the earlier notebooks first (python -m helpers run)")
+    if not Path(path).exists():  # a stored view: its columns, its rows from its files' metadata
+        validate_schema(db.table_arrow_schema(path), table, stage, where=db.view_path(path).name)
+        return db.table_rows(path)
     pf = pq.ParquetFile(path)
     validate_schema(pf.schema_arrow, table, stage, where=Path(path).name)
     if stage in ("interim", "processed"):

@@ -50,7 +50,7 @@ def image_overview(images: Path, con: duckdb.DuckDBPyConnection | None = None
                min({month_sql()}) AS first_month, max({month_sql()}) AS last_month,
                count(DISTINCT {month_sql()}) AS n_months,
                sum(CAST(n_lora > 0 AS INTEGER)) AS k_lora, count(n_lora) AS n_lora, {flags}
-        FROM {db.read_parquet_sql(images)}""").df().iloc[0]
+        FROM {db.table_sql(images)}""").df().iloc[0]
     out: dict[str, float | str | NotEstimable] = {
         "n_images": int(row["n_images"]), "n_users": int(row["n_users"]),
         "first_month": row["first_month"], "last_month": row["last_month"],
@@ -82,7 +82,7 @@ def nsfw_share_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = No
                       for d, c in NSFW_DEFINITIONS.items())
     wide = con.execute(f"""
         SELECT {month_sql()} AS month, count(*) AS n_images, {parts}
-        FROM {db.read_parquet_sql(images)} GROUP BY 1 ORDER BY 1""").df()
+        FROM {db.table_sql(images)} GROUP BY 1 ORDER BY 1""").df()
     rows = []
     for d in NSFW_DEFINITIONS:
         part = wide[["month", "n_images", f"n_{d}", f"k_{d}"]].rename(
@@ -119,7 +119,7 @@ def level_composition_by_month(images: Path, con: duckdb.DuckDBPyConnection | No
     con = db.connection_or_default(con)
     counts = con.execute(f"""
         SELECT {month_sql()} AS month, nsfw_level AS level, count(*) AS n
-        FROM {db.read_parquet_sql(images)} GROUP BY 1, 2""").df()
+        FROM {db.table_sql(images)} GROUP BY 1, 2""").df()
     months = sorted(counts["month"].unique())
     grid = pd.MultiIndex.from_product([months, list(schema.LEVEL_NAMES)], names=["month", "level"])
     out = counts.set_index(["month", "level"])["n"].reindex(grid, fill_value=0).reset_index()
@@ -137,7 +137,7 @@ def lora_use_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None
     out = con.execute(f"""
         SELECT {month_sql()} AS month, count(n_lora) AS n,
                sum(CAST(n_lora > 0 AS INTEGER)) AS k, avg(n_lora) AS mean_lora_calls
-        FROM {db.read_parquet_sql(images)} GROUP BY 1 ORDER BY 1""").df()
+        FROM {db.table_sql(images)} GROUP BY 1 ORDER BY 1""").df()
     out[["n", "k"]] = out[["n", "k"]].fillna(0).astype("int64")
     return with_share(out)
 
@@ -155,7 +155,7 @@ def adapter_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnection | 
     con = db.connection_or_default(con)
     wide = con.execute(f"""
         SELECT {month_sql()} AS month, n_lora > 0 AS uses_adapter, {definition_counts_sql()}
-        FROM {db.read_parquet_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
+        FROM {db.table_sql(images)} WHERE n_lora IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""").df()
     return split_definitions(wide, ["month", "uses_adapter"])
 
 
@@ -226,7 +226,7 @@ def engagement_counts_by_definition(images: Path, metric: str = "reaction_count"
     flags = ", ".join(f"{c} AS flag_{d}" for d, c in NSFW_DEFINITIONS.items())
     wide = con.execute(f"""
         SELECT {metric} AS value, {flags}, count(*) AS n
-        FROM {db.read_parquet_sql(images)} WHERE {metric} IS NOT NULL GROUP BY ALL""").df()
+        FROM {db.table_sql(images)} WHERE {metric} IS NOT NULL GROUP BY ALL""").df()
     out = {}
     for d in NSFW_DEFINITIONS:
         part = wide[wide[f"flag_{d}"].notna()]
@@ -325,7 +325,7 @@ def prompt_term_counts(images: Path, definition: str = "r", sample_percent: floa
     counts = con.execute(f"""
         WITH prompts AS (
             SELECT {flag} AS nsfw, regexp_replace(prompt, {sql_literal(ADAPTER_CALL_PATTERN)}, ' ', 'g') AS text
-            FROM {db.read_parquet_sql(images)}
+            FROM {db.table_sql(images)}
             WHERE prompt IS NOT NULL AND {flag} IS NOT NULL {_sample_sql(sample_percent)}
         ), tokens AS (
             SELECT nsfw, regexp_split_to_array(text, '{split}') AS words,
@@ -436,7 +436,7 @@ def markers_by_month(images: Path, con: duckdb.DuckDBPyConnection | None = None)
     parts = ", ".join(f"sum(CAST({c} AS INTEGER)) AS k_{m}" for m, c in MARKERS.items())
     wide = con.execute(f"""
         SELECT {month_sql()} AS month, count(*) AS n, {parts}
-        FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL GROUP BY 1 ORDER BY 1""").df()
+        FROM {db.table_sql(images)} WHERE prompt IS NOT NULL GROUP BY 1 ORDER BY 1""").df()
     rows = []
     for m in MARKERS:
         part = wide[["month", "n", f"k_{m}"]].rename(columns={f"k_{m}": "k"})
@@ -470,7 +470,7 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
     for m, col in MARKERS.items():
         part = con.execute(f"""
             SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
-            FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL AND {col} IS NOT NULL
+            FROM {db.table_sql(images)} WHERE prompt IS NOT NULL AND {col} IS NOT NULL
             GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
         k = part["k"].fillna(0).astype(int)
         n = part["n"].fillna(0).astype(int)
@@ -534,7 +534,7 @@ def images_per_user_distribution(images: Path,
     con = db.connection_or_default(con)
     return con.execute(f"""
         WITH per_user AS (
-            SELECT user_hash, count(*) AS images FROM {db.read_parquet_sql(images)}
+            SELECT user_hash, count(*) AS images FROM {db.table_sql(images)}
             WHERE user_hash IS NOT NULL GROUP BY 1)
         SELECT images, count(*) AS users FROM per_user GROUP BY 1 ORDER BY 1""").df()
 

@@ -293,7 +293,7 @@ def _adapter_summary_sql(links: Path, models: Path) -> str:
                bool_or({real} AND NOT {predicted}) AS rp_exact,
                least(count(DISTINCT l.model_id) FILTER (WHERE {real} AND {predicted}), {MAX_ADAPTERS}) AS p,
                least(count(DISTINCT l.model_id) FILTER (WHERE NOT {real} AND {predicted}), {MAX_ADAPTERS}) AS q
-        FROM {db.read_parquet_sql(links)} l JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
+        FROM {db.table_sql(links)} l JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
         WHERE l.kind = 'adapter' GROUP BY l.image_id"""
 
 
@@ -333,10 +333,10 @@ def rule_counts(images: Path, links: Path | None, models: Path | None, rules: Se
         if rule.unit == "image":
             rule_cols.append(f"{predicate_sql(rule.tree, image_cols)} AS r{k}")
         elif have_links:
-            removed = (f"SELECT model_id FROM {db.read_parquet_sql(models)} m "
+            removed = (f"SELECT model_id FROM {db.table_sql(models)} m "
                        f"WHERE {predicate_sql(rule.tree, model_cols)}")
             delisted_views[k] = removed
-            joins.append(f"LEFT JOIN (SELECT DISTINCT l.image_id FROM {db.read_parquet_sql(links)} l "
+            joins.append(f"LEFT JOIN (SELECT DISTINCT l.image_id FROM {db.table_sql(links)} l "
                          f"WHERE l.model_id IN ({removed})) h{k} ON h{k}.image_id = i.image_id")
             rule_cols.append(f"h{k}.image_id IS NOT NULL AS r{k}")
         else:
@@ -347,7 +347,7 @@ def rule_counts(images: Path, links: Path | None, models: Path | None, rules: Se
                {image_cols['nsfw']} AS nsfw, {image_cols['minor_marker']} AS minor,
                {adapter[0]} AS rp_exact, {adapter[1]} AS p, {adapter[2]} AS q,
                {', '.join(rule_cols)}
-        FROM {db.read_parquet_sql(images)} i {' '.join(joins)}""")
+        FROM {db.table_sql(images)} i {' '.join(joins)}""")
     try:
         flags = ", ".join(f"r{k}" for k in range(len(rules)))
         cells = con.execute(f"""SELECT user, nsfw, minor, rp_exact, p, q, {flags}, count(*) AS images
@@ -355,7 +355,7 @@ def rule_counts(images: Path, links: Path | None, models: Path | None, rules: Se
         touched: dict[str, int] = {}
         delisted: dict[str, int | None] = {}
         for k, rule in enumerate(rules):
-            linked = (f"SELECT l.model_id FROM {db.read_parquet_sql(links)} l JOIN {table} t "
+            linked = (f"SELECT l.model_id FROM {db.table_sql(links)} l JOIN {table} t "
                       f"ON t.image_id = l.image_id WHERE t.r{k}") if have_links else "SELECT NULL::BIGINT AS model_id WHERE false"
             union = f"{linked} UNION SELECT model_id FROM ({delisted_views[k]})" if k in delisted_views else linked
             touched[rule.name] = int(con.execute(f"SELECT count(DISTINCT model_id) FROM ({union})").fetchone()[0])
@@ -368,7 +368,7 @@ def rule_counts(images: Path, links: Path | None, models: Path | None, rules: Se
     if have_links:
         total, positive = con.execute(f"""
             SELECT count(*), count(*) FILTER (WHERE {_bool('m.is_real_person')})
-            FROM {db.read_parquet_sql(models)} m
+            FROM {db.table_sql(models)} m
             WHERE m.real_person_source = 'predicted' AND {_bool('m.is_adapter')}""").fetchone()
     for col in ("nsfw", "minor", "rp_exact", *(f"r{k}" for k in range(len(rules)))):
         cells[col] = cells[col].astype(bool)

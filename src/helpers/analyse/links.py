@@ -29,11 +29,11 @@ def link_counts_by_definition(images: Path, links: Path, models: Path,
         SELECT {month_sql('i.created_at')} AS month, {base_model_family_sql('i.base_model')} AS family,
                coalesce(rp.uses_real_person_adapter, false) AS uses_real_person_adapter,
                count(*) AS images, {definition_counts_sql('i')}
-        FROM {db.read_parquet_sql(images)} i
+        FROM {db.table_sql(images)} i
         LEFT JOIN (
             SELECT l.image_id, bool_or(coalesce(m.is_real_person, false)) AS uses_real_person_adapter
-            FROM {db.read_parquet_sql(links)} l
-            JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
+            FROM {db.table_sql(links)} l
+            JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
             WHERE l.kind = 'adapter' GROUP BY l.image_id
         ) rp ON rp.image_id = i.image_id
         GROUP BY ALL ORDER BY ALL""").df()
@@ -84,7 +84,7 @@ def real_person_share_of_adapter_links(links: Path, models: Path,
     con = db.connection_or_default(con)
     out = con.execute(f"""
         SELECT count(*) AS n, count(*) FILTER (WHERE coalesce(m.is_real_person, false)) AS k
-        FROM {db.read_parquet_sql(links)} l JOIN {db.read_parquet_sql(models)} m
+        FROM {db.table_sql(links)} l JOIN {db.table_sql(models)} m
           ON m.model_id = l.model_id
         WHERE l.kind = 'adapter'""").df()
     return with_share(out)
@@ -102,7 +102,7 @@ def images_by_family_by_month(images: Path, con: duckdb.DuckDBPyConnection | Non
     con = db.connection_or_default(con)
     out = con.execute(f"""
         WITH f AS (SELECT {month_sql()} AS month, {base_model_family_sql('base_model')} AS family
-                   FROM {db.read_parquet_sql(images)})
+                   FROM {db.table_sql(images)})
         SELECT month, family, count(*) AS k, sum(count(*)) OVER (PARTITION BY month) AS n
         FROM f GROUP BY month, family""").df()
     out["n"] = out["n"].astype("int64")
@@ -147,7 +147,7 @@ def family_user_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnectio
         SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
                {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
                {definition_counts_sql()}
-        FROM {db.read_parquet_sql(images)} GROUP BY ALL ORDER BY ALL""").df()
+        FROM {db.table_sql(images)} GROUP BY ALL ORDER BY ALL""").df()
     return split_definitions(wide, ["user", "month", "family"])
 
 
@@ -291,13 +291,13 @@ def real_person_adapter_strata_by_definition(images: Path, links: Path, models: 
                    {month_sql()} AS month, {flags},
                    len(list_distinct(list_filter(list_transform(regexp_extract_all(prompt, {pattern}, 1),
                                                                 lambda x: trim(x)), lambda x: x <> ''))) AS names
-            FROM {db.read_parquet_sql(images)}
+            FROM {db.table_sql(images)}
             WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
         r AS (
             SELECT l.image_id, count(DISTINCT l.model_id) AS resolved,
                    bool_or(coalesce(m.is_real_person, false)) AS person
-            FROM {db.read_parquet_sql(links)} l
-            LEFT JOIN {db.read_parquet_sql(models)} m ON m.model_id = l.model_id
+            FROM {db.table_sql(links)} l
+            LEFT JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
             WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id)
         SELECT c.user, c.month, {definition_counts_sql('c')}, {person}
         FROM c JOIN r ON r.image_id = c.image_id

@@ -96,15 +96,15 @@ def user_month_counts(images: Path, links: Path | None, models: Path | None, def
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     have_links = links is not None and models is not None and Path(links).exists() and Path(models).exists()
-    rp = ("LEFT JOIN (SELECT DISTINCT l.image_id FROM " + db.read_parquet_sql(links) + " l JOIN "
-          + db.read_parquet_sql(models) + " m ON m.model_id = l.model_id WHERE l.kind = 'adapter' "
+    rp = ("LEFT JOIN (SELECT DISTINCT l.image_id FROM " + db.table_sql(links) + " l JOIN "
+          + db.table_sql(models) + " m ON m.model_id = l.model_id WHERE l.kind = 'adapter' "
           "AND coalesce(m.is_real_person, false)) r ON r.image_id = i.image_id") if have_links else ""
     used = "r.image_id IS NOT NULL" if have_links else "false"
     out = con.execute(f"""
         SELECT coalesce(i.user_hash, 'image:' || CAST(i.image_id AS VARCHAR)) AS user,
                {month_sql('i.created_at')} AS month, count(*) AS images, count(i.{flag}) AS n,
                count(*) FILTER (WHERE i.{flag}) AS k, count(*) FILTER (WHERE {used}) AS rp
-        FROM {db.read_parquet_sql(images)} i {rp} GROUP BY ALL ORDER BY ALL""").df()
+        FROM {db.table_sql(images)} i {rp} GROUP BY ALL ORDER BY ALL""").df()
     out[["images", "n", "k", "rp"]] = out[["images", "n", "k", "rp"]].astype("int64")
     out.attrs["linked"] = have_links
     return out

@@ -82,7 +82,7 @@ def syntax_counts(images: Path, con: duckdb.DuckDBPyConnection | None = None) ->
         SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
                {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
                count(*) AS n, {parts}
-        FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL
+        FROM {db.table_sql(images)} WHERE prompt IS NOT NULL
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").df()
 
 
@@ -183,7 +183,7 @@ def minor_nsfw_by_month(images: Path, definition: str = "r",
     wide = con.execute(f"""
         SELECT {month_sql()} AS month, count(*) AS prompts, count_if({minor}) AS minor,
                count_if({minor} AND {flag}) AS minor_nsfw
-        FROM {db.read_parquet_sql(images)} WHERE prompt IS NOT NULL AND {flag} IS NOT NULL
+        FROM {db.table_sql(images)} WHERE prompt IS NOT NULL AND {flag} IS NOT NULL
         GROUP BY 1 ORDER BY 1""").df()
     if wide.empty:
         return NotEstimable("no prompt has a known NSFW label under this definition")

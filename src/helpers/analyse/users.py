@@ -48,7 +48,7 @@ def user_counts_by_definition(images: Path, by_month: bool = True,
     wide = con.execute(f"""
         SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
                {definition_counts_sql()}, {parts}
-        FROM {db.read_parquet_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
+        FROM {db.table_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
     keys = ["user", "month"] if by_month else ["user"]
     return split_definitions(wide, keys, extra=("n_adapter", "k_adapter"))
 

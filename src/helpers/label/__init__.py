@@ -28,7 +28,8 @@ from .images import (LEXICON_VERSION, Lexicon, load_lexicon, lexicon_summary, NO
                      light_text_sql, light_term_regex, light_category_regex,
                      light_category_patterns, image_label_items_sql, count_adapter_calls, adapter_calls_sql, nsfw_bit,
                      image_nsfw_sql, image_labels_select_sql, image_labels_of_file_sql,
-                     label_image_frame, image_label_counts, label_images)
+                     label_image_frame, image_label_counts, label_images, label_batch,
+                     prompt_labels_sql, LABEL_BATCH_ROWS)
 from .models import (NON_ADAPTER_TYPES, NON_ADAPTER_TOOL_TYPES, model_nsfw_labels, is_adapter_type,
                      tag_markers, PHOTO_TAGS, PERSON_TAGS, FICTION_TAGS, STYLE_TAGS,
                      DESCRIPTION_CUE_TERMS, RULE_WEIGHTS, RULE_BIAS, RULE_THRESHOLD, CLASSIFIER_C,

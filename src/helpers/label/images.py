@@ -1,7 +1,9 @@
 """Image labels: the three NSFW definitions, the marker lexicon and adapter-call counts.
 
-Reads the interim images table and writes ``data/processed/images.parquet`` = interim columns
-+ the ``IMAGE_LABEL_FIELDS`` of :mod:`helpers.schema`.
+Reads the interim images table and writes only the labels: ``data/processed/image_labels.parquet``
+(``image_id`` + the ``IMAGE_LABEL_FIELDS`` of :mod:`helpers.schema`, row for row the interim table)
+and the processed images table as a stored view of both (``images.view.json``, read through
+:func:`helpers.db.table_sql`). Each distinct prompt of a batch is labelled once.
 
 * **NSFW.** Three boolean definitions side by side (platform flag, level ≥ R, level ≥ X), from
   the encodings in :mod:`helpers.schema` (never re-declared here).
@@ -22,14 +24,18 @@ The lexicon and the normaliser are shared with the model labels (:mod:`.models`)
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import db, schema
 from ..paths import RunPaths
@@ -307,7 +313,7 @@ def label_image_frame(images: pd.DataFrame, lexicon: Lexicon | None = None) -> p
 
 def image_label_counts(con, parquet: Path) -> dict[str, Any]:
     """Counts of every image label in a processed file (aggregates only, one SQL pass)."""
-    rel = db.read_parquet_sql(parquet)
+    rel = db.table_sql(parquet)
     items = ["count(*) AS rows", "count(prompt) AS with_prompt",
              "count_if(is_nsfw_platform) AS is_nsfw_platform", "count(is_nsfw_platform) AS has_platform_flag",
              "count_if(is_nsfw_r) AS is_nsfw_r", "count_if(is_nsfw_x) AS is_nsfw_x",
@@ -318,28 +324,113 @@ def image_label_counts(con, parquet: Path) -> dict[str, Any]:
     return {d[0]: int(v or 0) for d, v in zip(cur.description, values)}
 
 
-def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
-                 memory_limit: str = "3GB") -> dict[str, Any]:
-    """Write ``data/processed/images.parquet`` from the interim table in one DuckDB pass.
+#: Image rows labelled per batch: each batch's distinct prompts are labelled once, so memory
+#: holds one batch's prompts whatever the table's size.
+LABEL_BATCH_ROWS = 500_000
 
-    Returns label counts for the stage report; ``{"rows": None}`` (and no file) when the run
-    has no images table. The file is written under a temporary name and renamed atomically.
+
+def prompt_labels_sql(relation: str, lexicon: Lexicon, prompt: str = "prompt") -> str:
+    """``SELECT`` of the prompt-only labels (``n_lora`` and the markers) of every row of ``relation``
+    (in its order): the same expressions as :func:`image_label_items_sql`."""
+    markers = ", ".join(f"regexp_matches(_light, {db.sql_literal(p)}) AS {marker_column(c)}"
+                        for c, p in light_category_patterns(lexicon).items())
+    return (f"SELECT {adapter_calls_sql(prompt)} AS n_lora, {markers} "
+            f"FROM (SELECT {prompt}, {light_text_sql(prompt)} AS _light FROM {relation})")
+
+
+def label_batch(con, batch: pa.RecordBatch, lexicon: Lexicon) -> pa.RecordBatch:
+    """The label columns (``image_id`` first, then ``IMAGE_LABEL_FIELDS``) of one batch of interim
+    images with ``image_id``, ``nsfw``, ``browsing_level`` and ``prompt``.
+
+    The prompts are dictionary-encoded and each distinct prompt labelled once in DuckDB, then the
+    labels are taken back to the rows: identical to labelling every row (test), cheaper because
+    prompts repeat.
+    """
+    encoded = pc.dictionary_encode(batch.column("prompt"))
+    con.register("_batch", pa.table({"nsfw": batch.column("nsfw"),
+                                      "browsing_level": batch.column("browsing_level")}))
+    con.register("_prompts", pa.table({"prompt": encoded.dictionary}))
+    try:
+        rowwise = con.sql(f"SELECT {', '.join(image_nsfw_sql())} FROM _batch").to_arrow_table()
+        distinct = con.sql(prompt_labels_sql("_prompts", lexicon)).to_arrow_table()
+    finally:
+        con.unregister("_batch")
+        con.unregister("_prompts")
+    columns = {"image_id": batch.column("image_id")}
+    columns.update({name: rowwise.column(name).combine_chunks() for name in rowwise.column_names})
+    columns.update({name: pc.take(distinct.column(name).combine_chunks(), encoded.indices)
+                    for name in distinct.column_names})
+    out = image_labels_schema()
+    return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in out], schema=out)
+
+
+#: Interim columns the labels are computed from.
+LABEL_INPUT_COLUMNS: tuple[str, ...] = ("image_id", "nsfw", "browsing_level", "prompt")
+
+
+def image_label_batches(con, source: Path, lexicon: Lexicon,
+                        batch_rows: int = LABEL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """The label batches of the interim images file ``source``, in its row order."""
+    for batch in pq.ParquetFile(source).iter_batches(batch_rows, columns=list(LABEL_INPUT_COLUMNS)):
+        yield label_batch(con, batch, lexicon)
+
+
+def image_labels_schema() -> pa.Schema:
+    """Schema of the narrow image labels table: ``image_id`` then ``IMAGE_LABEL_FIELDS``."""
+    id_type = schema.arrow_schema("images", "interim").field("image_id").type
+    return pa.schema([pa.field("image_id", id_type), *schema.IMAGE_LABEL_FIELDS])
+
+
+def processed_images_view(paths: RunPaths) -> dict[str, Any]:
+    """The processed images table as a view: the interim images and their labels side by side."""
+    processed = paths.table("processed", "images").parent
+    return {"kind": "positional",
+            "parts": [{"path": os.path.relpath(paths.table("interim", "images"), processed)},
+                      {"path": os.path.relpath(paths.image_labels, processed), "exclude": ["image_id"]}]}
+
+
+def check_aligned(con, paths: RunPaths) -> int:
+    """Rows of the processed images view; raises if the labels are not row for row the interim
+    images (a bug: the labels file is written in the interim file's order)."""
+    interim = db.read_parquet_sql(paths.table("interim", "images"))
+    labels = db.read_parquet_sql(paths.image_labels)
+    n, n_labels, misaligned = con.execute(
+        f"SELECT count(*), (SELECT count(*) FROM {labels}), count_if(a.image_id IS DISTINCT FROM b.image_id) "
+        f"FROM (SELECT image_id FROM {interim}) a POSITIONAL JOIN (SELECT image_id FROM {labels}) b").fetchone()
+    if misaligned or n != n_labels:
+        raise RuntimeError(f"image labels are not aligned with the interim images ({n:,} images, "
+                           f"{n_labels:,} label rows, {misaligned:,} ids differ); this is a bug, please report it")
+    return int(n)
+
+
+def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
+                 memory_limit: str = "3GB", batch_rows: int = LABEL_BATCH_ROWS) -> dict[str, Any]:
+    """Label the interim images: ``data/processed/image_labels.parquet`` (``image_id`` + the label
+    columns, row for row the interim table) and ``data/processed/images.view.json``, the processed
+    images table as a view of both (read with :func:`helpers.db.table_sql`). Only the label
+    columns are written: the image columns are not copied again.
+
+    Returns label counts for the stage report; ``{"rows": None}`` (and no table) when the run
+    has no images table. Files are written under temporary names and renamed atomically.
     """
     source = paths.table("interim", "images")
     dest = paths.table("processed", "images")
-    if not source.exists():
-        dest.unlink(missing_ok=True)  # a stale file from an earlier run would mislead later stages
+    if not db.table_exists(source):
+        db.remove_table(dest)  # a stale table from an earlier run would mislead later stages
+        paths.image_labels.unlink(missing_ok=True)
         return {"rows": None}
     schema.validate_file(source, "images", "interim")
     lexicon = lexicon or load_lexicon()
     own = con is None
     con = con or db.connect(paths.tmp, memory_limit=memory_limit)
     try:
-        db.stream_query_to_parquet(con, image_labels_of_file_sql(source, lexicon), dest)
+        db.write_parquet_atomic(image_label_batches(con, source, lexicon, batch_rows), paths.image_labels,
+                                image_labels_schema(), store_schema=False)
+        db.write_view(dest, processed_images_view(paths))
+        check_aligned(con, paths)
         counts = image_label_counts(con, dest)
     finally:
         if own:
             con.close()
     schema.validate_file(dest, "images", "processed")
     return counts
-

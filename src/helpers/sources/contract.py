@@ -46,7 +46,7 @@ def drop_empty_tables(result: AcquireResult, paths: RunPaths) -> None:
     for table, rows in list(result.rows.items()):
         if rows == 0:
             del result.rows[table]
-            paths.table("raw", table).unlink(missing_ok=True)
+            db.remove_table(paths.table("raw", table))
             repairs[f"{table}_files_without_rows"] += 1
     result.repairs = dict(repairs)
 
@@ -55,7 +55,7 @@ def remove_stale_tables(paths: RunPaths, keep: set[str]) -> None:
     """Delete raw tables a previous run left that this source does not provide."""
     for table in schema.CANONICAL:
         if table not in keep:
-            paths.table("raw", table).unlink(missing_ok=True)
+            db.remove_table(paths.table("raw", table))
 
 
 def require_rows(result: AcquireResult) -> None:
@@ -70,29 +70,46 @@ def require_rows(result: AcquireResult) -> None:
 def require_columns(result: AcquireResult, paths: RunPaths) -> None:
     """Raise :class:`SourceError` if a required column is null in every raw row of a table.
 
-    Reads only the Parquet footer's null counts (no data), so it costs nothing at scale.
+    Reads only the Parquet footer's null counts (no data) of a written table, so it costs
+    nothing at scale.
     """
     for table, rows in result.rows.items():
-        meta = pq.ParquetFile(paths.table("raw", table)).metadata
-        nulls: Counter = Counter()
-        for rg in range(meta.num_row_groups):
-            group = meta.row_group(rg)
-            for i in range(group.num_columns):
-                col = group.column(i)
-                stats = col.statistics
-                nulls[col.path_in_schema] += (stats.null_count if stats is not None and
-                                              stats.has_null_count else 0)
+        nulls = raw_null_counts(paths.table("raw", table), REQUIRED_RAW[table], rows)
         empty = [c for c in REQUIRED_RAW[table] if rows and nulls[c] == rows]
         if empty:
             looked = {c: schema.ALIASES[table].get(c) or MODEL_DERIVED_SOURCES.get(c, (c,))
                       for c in empty}
             for written in result.rows:  # unusable: leave no raw table of this snapshot behind
-                paths.table("raw", written).unlink(missing_ok=True)
+                db.remove_table(paths.table("raw", written))
             files = result.files.get(table) or result.files.get("api") or [result.location]
             raise SourceError(f"{_shown(files)}: no {table} row has a value for the required "
                               f"column(s) {empty} (looked for {looked}); the column is missing or "
                               f"misnamed in the snapshot: rename it (see data/README.md) or use "
                               f"another --source")
+
+
+def raw_null_counts(raw: Path, columns: tuple[str, ...], rows: int) -> Counter:
+    """Nulls per column of a raw table: from the Parquet footer's statistics (no data read), or,
+    for a table read in place, by counting the few columns asked for."""
+    nulls: Counter = Counter()
+    if not raw.exists():
+        con = db.connect(None)
+        try:
+            values = con.execute(f"SELECT {', '.join(f'count({sql_identifier(c)})' for c in columns)} "
+                                 f"FROM {db.table_sql(raw)}").fetchone()
+        finally:
+            con.close()
+        nulls.update({c: rows - int(v) for c, v in zip(columns, values)})
+        return nulls
+    meta = pq.ParquetFile(raw).metadata
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for i in range(group.num_columns):
+            col = group.column(i)
+            stats = col.statistics
+            nulls[col.path_in_schema] += (stats.null_count if stats is not None and
+                                          stats.has_null_count else 0)
+    return nulls
 
 
 def enforce_contract(result: AcquireResult, paths: RunPaths) -> AcquireResult:
@@ -166,11 +183,11 @@ def raw_coverage(paths: RunPaths) -> pd.DataFrame:
     try:
         for table, cols in schema.CANONICAL.items():
             path = paths.table("raw", table)
-            if not path.exists():
+            if not db.table_exists(path):
                 continue
             counts = ", ".join(f"count({sql_identifier(c.name)}) AS {sql_identifier(c.name)}"
                                for c in cols)
-            cur = con.execute(f"SELECT count(*) AS n, {counts} FROM {db.read_parquet_sql(path)}")
+            cur = con.execute(f"SELECT count(*) AS n, {counts} FROM {db.table_sql(path)}")
             values = cur.fetchone()
             n = values[0]
             for (name, *_), v in zip(cur.description[1:], values[1:]):

@@ -36,11 +36,12 @@ def _as_text_sql(expr: str, typ: pa.DataType) -> str:
     return f"CAST({expr} AS VARCHAR)"
 
 
-def image_select_sql(arrow_schema: pa.Schema, relation: str, salt: str) -> str:
+def image_select_sql(arrow_schema: pa.Schema, relation: str, salt: str, keep: str = "") -> str:
     """SELECT mapping a source's image columns to the raw canonical images columns.
 
     Resolves aliases, nested reaction counts (struct or JSON text), Civiverse ``Resource1..3``,
-    string NSFW levels in ``nsfw``, and hashes clear usernames with ``salt``.
+    string NSFW levels in ``nsfw``, and hashes clear usernames with ``salt``. ``keep`` names
+    source columns passed through unchanged after the canonical ones (e.g. ``_row``).
     """
     names = arrow_schema.names
     exprs: dict[str, str] = {}
@@ -88,7 +89,59 @@ def image_select_sql(arrow_schema: pa.Schema, relation: str, salt: str) -> str:
         if expr is None:
             expr = "CAST(NULL AS VARCHAR[])" if col.name in schema.LIST_COLUMNS else "CAST(NULL AS VARCHAR)"
         select.append(f"{expr} AS {sql_identifier(col.name)}")
+    if keep:
+        select.append(keep)
     return f"SELECT {', '.join(select)} FROM {relation}"
+
+
+def needs_salt(arrow_schema: pa.Schema) -> bool:
+    """True when the source's users are clear usernames that acquisition must hash."""
+    names = arrow_schema.names
+    return schema.find_alias(names, "images", "user_hash") is None and any(
+        c in names and not pa.types.is_struct(_field_type(arrow_schema, c))
+        for c in schema.CLEAR_USERNAME_COLUMNS)
+
+
+def decode_every_value_sql(field: pa.Field) -> str:
+    """An aggregate that makes DuckDB decode (and check as UTF-8) every value of a column:
+    ``count`` may be answered from the file's statistics and ``strlen`` skips the UTF-8 check."""
+    return f"bit_xor(hash({sql_identifier(field.name)}))"
+
+
+def in_place_images_view(files: list[Path], paths: RunPaths, where: str) -> dict[str, Any] | None:
+    """The raw images table as a view reading the snapshot's Parquet files in place, or None when
+    they must be converted and written instead (not Parquet, files with different columns, clear
+    usernames to hash, or text that is not valid UTF-8 and must be repaired).
+
+    The view names every file with its rows and SHA-256 (checked again before cleaning reads
+    it), and the ``SELECT`` mapping the source's columns to the raw columns; no row is copied.
+    """
+    if not files or any(file_format(f) != "parquet" for f in files):
+        return None
+    try:
+        schemas = [pq.read_schema(f) for f in files]
+    except (pa.ArrowInvalid, OSError):
+        return None  # the copying reader names the bad file
+    first = schemas[0].remove_metadata()
+    if any(not s.remove_metadata().equals(first) for s in schemas[1:]) or needs_salt(first):
+        return None
+    missing = missing_image_columns(first)
+    if missing:
+        raise SourceError(f"{where}: images have no column for {missing} (looked for "
+                          f"{[schema.IMAGE_ALIASES[m] for m in missing]}); the snapshot is not in "
+                          f"a supported format — rename the column or use another --source")
+    con = db.connect(paths.tmp)
+    try:  # every value decoded once: a damaged page fails here, and DuckDB refuses invalid UTF-8
+        con.execute(f"SELECT {', '.join(decode_every_value_sql(f) for f in first)} "
+                    f"FROM {db.read_parquet_sql(files)}").fetchall()
+    except duckdb.Error:
+        return None  # invalid UTF-8 or a damaged file: the copying reader repairs or explains
+    finally:
+        con.close()
+    dest = paths.table("raw", "images")
+    return {"kind": "select",
+            "files": [db.in_place_file(f, dest, paths.root) for f in files],
+            "select": image_select_sql(first, "{source}", "", keep="_row")}
 
 
 def missing_image_columns(arrow_schema: pa.Schema) -> list[str]:
@@ -113,6 +166,7 @@ def write_raw_images(reader: pa.RecordBatchReader, dest: Path, salt: str, where:
         raise SourceError(f"{where}: images have no column for {missing} (looked for "
                           f"{[schema.IMAGE_ALIASES[m] for m in missing]}); the snapshot is not in "
                           f"a supported format — rename the column or use another --source")
+    db.view_path(dest).unlink(missing_ok=True)  # a view of an earlier run's snapshot is stale
     con = db.connect(paths.tmp if paths is not None else None)
     reader_errors: list[Exception] = []
     try:
