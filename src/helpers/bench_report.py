@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .bench import (DUCKDB_PEER, LABEL_FLOOR, LABEL_FLOOR_REFERENCE, NAIVE, NOTEBOOK_START, POLARS_PEER,
-                    QUIET_LOAD, SAME_RESULTS, SCAN_FLOOR, STAGES, extrapolate)
+from .bench import (DUCKDB_PEER, LABEL_FLOOR, LABEL_FLOOR_DISTINCT, LABEL_FLOOR_REFERENCE, NAIVE,
+                    NOTEBOOK_START, POLARS_PEER, QUIET_LOAD, SAME_RESULTS, SCAN_FLOOR, STAGES, WRITE_FLOOR,
+                    extrapolate)
 from .db import write_text_atomic
 from .paths import repo_root
 
@@ -22,7 +23,7 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
         if result is None:
             return {}
         refs = (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
-                LABEL_FLOOR_REFERENCE, NAIVE)
+                LABEL_FLOOR_REFERENCE, LABEL_FLOOR_DISTINCT, WRITE_FLOOR, NAIVE)
         return {m["name"]: m for m in [*result["stages"], *(result[k] for k in refs if result.get(k))]}
 
     def cell(m: dict[str, Any] | None, key: str, fmt: str) -> str:
@@ -68,6 +69,8 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
                         ("notebook start (one)", NOTEBOOK_START), ("scan floor", SCAN_FLOOR),
                         ("labelling floor", LABEL_FLOOR),
                         ("labelling floor, reference markers", LABEL_FLOOR_REFERENCE),
+                        ("labelling floor, each distinct prompt once", LABEL_FLOOR_DISTINCT),
+                        ("write floor (snapshot columns to zstd Parquet once)", WRITE_FLOOR),
                         ("naive baseline", NAIVE)):
         if name in now or name in old or name in big:
             add(label, name)
