@@ -935,5 +935,6 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
 
 
 # The report texts (comparison table, README paragraphs) live in their own module.
-from .bench_report import (benchmark_readme_results, comparison_table, readme_scale_paragraph,  # noqa: E402
+from .bench_report import (benchmark_readme_results, committed_results, comparison_table,  # noqa: E402
+                           readme_scale_paragraph,
                            update_readmes)
