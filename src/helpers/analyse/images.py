@@ -467,13 +467,17 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     rows, reasons = [], set()
+    # Every marker's counts with and without it, from one pass over the prompts.
+    sides = {True: "{col}", False: "NOT {col}"}
+    counts = ", ".join(
+        f"count({flag}) FILTER (WHERE {side.format(col=col)}) AS n_{m}_{has}, "
+        f"count(*) FILTER (WHERE {side.format(col=col)} AND {flag}) AS k_{m}_{has}"
+        for m, col in MARKERS.items() for has, side in sides.items())
+    totals = con.execute(f"""
+        SELECT {counts} FROM {db.table_sql(images)} WHERE prompt IS NOT NULL""").df().iloc[0]
     for m, col in MARKERS.items():
-        part = con.execute(f"""
-            SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
-            FROM {db.table_sql(images)} WHERE prompt IS NOT NULL AND {col} IS NOT NULL
-            GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
-        k = part["k"].fillna(0).astype(int)
-        n = part["n"].fillna(0).astype(int)
+        k = {has: int(totals[f"k_{m}_{has}"]) for has in (False, True)}
+        n = {has: int(totals[f"n_{m}_{has}"]) for has in (False, True)}
         empty = marker_groups(n[True], n[False])
         if empty is not None:
             reasons.add(empty.reason)
@@ -678,6 +682,7 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
         user_by_definition = user_estimates(user_counts_, boot_replicates, seed)
         users = user_fields(images, definition, boot_replicates, seed, con, counts=user_counts_,
                             estimates=user_by_definition)
+        del user_counts_  # per user × month: not needed by what follows
         has_links = link.link_inputs(links, models_file)
         link_counts_ = link.link_counts_by_definition(images, links, models_file, con) if has_links else None
         strata = (link.real_person_adapter_strata_by_definition(images, links, models_file, con)

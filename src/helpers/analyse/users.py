@@ -306,19 +306,26 @@ def _decompose(n_a: np.ndarray, k_a: np.ndarray, n_b: np.ndarray, k_b: np.ndarra
     return np.vstack([change, within, change - within])
 
 
-def _decompose_replicates(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+def _period_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the users with images in period A, in period B and in both (from the per-user
+    n_a, k_a, n_b, k_b of :func:`shift_share`)."""
+    in_a, in_b = arrays[0][:, 0] > 0, arrays[2][:, 0] > 0
+    return np.flatnonzero(in_a), np.flatnonzero(in_b), np.flatnonzero(in_a & in_b)
+
+
+def _decompose_replicates(arrays: list[np.ndarray], weights: np.ndarray,
+                          rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """:func:`_decompose` of the per-user ``arrays`` (n_a, k_a, n_b, k_b; users × 1) weighted by
     every column of ``weights`` (users × replicates, at least two), equal to it bit for bit.
 
     A user without images in a period adds exact zeros to that period's sums, and one not in
     both periods adds zero to the within-user change; sums down several columns run in row
-    order, so leaving those rows out changes no bit and saves most of the arithmetic."""
-    n_a, k_a, n_b, k_b = arrays
-    in_a, in_b = np.flatnonzero(n_a[:, 0] > 0), np.flatnonzero(n_b[:, 0] > 0)
-    both = np.intersect1d(in_a, in_b)
-    rows = {"a": (in_a, weights.take(in_a, axis=0)), "b": (in_b, weights.take(in_b, axis=0)),
-            "both": (both, weights.take(both, axis=0))}
-    out = [_decompose_rows(arrays, rows, block) for block in column_blocks(weights.shape[1])]
+    order, so leaving those rows out changes no bit and saves most of the arithmetic. ``rows``
+    is :func:`_period_rows` of ``arrays`` (computed when not given)."""
+    in_a, in_b, both = rows if rows is not None else _period_rows(arrays)
+    taken = {"a": (in_a, weights.take(in_a, axis=0)), "b": (in_b, weights.take(in_b, axis=0)),
+             "both": (both, weights.take(both, axis=0))}
+    out = [_decompose_rows(arrays, taken, block) for block in column_blocks(weights.shape[1])]
     return np.concatenate(out, axis=1)
 
 
@@ -376,13 +383,14 @@ def shift_share(counts: pd.DataFrame, split_month: str | None = None, n_boot: in
         split = split_month if split_month is not None else halving_month(part)
         parts = _period_parts(part, split).reindex(users, fill_value=0.0)
         setup[label] = (split, parts, [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")])
+    rows = {label: _period_rows(arrays) for label, (_, _, arrays) in setup.items()}
     replicates: dict = {label: [] for label in setup}
     for w in poisson_weights(len(users), n_boot, seed):
         for label, (_, _, arrays) in setup.items():
             if w.shape[1] == 1:  # one column is summed pairwise: only the full arrays match
                 replicates[label].append(_decompose(*(a * w for a in arrays)))
             else:
-                replicates[label].append(_decompose_replicates(arrays, w))
+                replicates[label].append(_decompose_replicates(arrays, w, rows[label]))
     tail = (1 - confidence) / 2
     frames = []
     for label, (split, parts, arrays) in setup.items():
