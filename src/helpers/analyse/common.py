@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from .. import db
@@ -51,6 +52,19 @@ def definition_counts_sql(alias: str = "") -> str:
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"count({prefix}{c}) AS n_{d}, count(*) FILTER (WHERE {prefix}{c}) AS k_{d}"
                      for d, c in NSFW_DEFINITIONS.items())
+
+
+def shared_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with each repeated text value of ``columns`` held once (DuckDB hands a query's
+    text over as one new string per row; per-user tables repeat a user on every month and a
+    month on every user). Values and dtypes are unchanged; returns ``frame``, changed in place."""
+    for c in columns:
+        values = frame[c].to_numpy()
+        if values.dtype != object or frame[c].isna().any():
+            continue  # only text without missing values, whose values cannot change
+        codes, uniques = pd.factorize(values)
+        frame[c] = np.asarray(uniques, dtype=object)[codes]
+    return frame
 
 
 def split_definitions(wide: pd.DataFrame, keys: list[str],

@@ -467,13 +467,17 @@ def nsfw_share_by_marker(images: Path, definition: str = "r",
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     rows, reasons = [], set()
+    # Every marker's counts with and without it, from one pass over the prompts.
+    sides = {True: "{col}", False: "NOT {col}"}
+    counts = ", ".join(
+        f"count({flag}) FILTER (WHERE {side.format(col=col)}) AS n_{m}_{has}, "
+        f"count(*) FILTER (WHERE {side.format(col=col)} AND {flag}) AS k_{m}_{has}"
+        for m, col in MARKERS.items() for has, side in sides.items())
+    totals = con.execute(f"""
+        SELECT {counts} FROM {db.table_sql(images)} WHERE prompt IS NOT NULL""").df().iloc[0]
     for m, col in MARKERS.items():
-        part = con.execute(f"""
-            SELECT {col} AS has_marker, count({flag}) AS n, sum(CAST({flag} AS INTEGER)) AS k
-            FROM {db.table_sql(images)} WHERE prompt IS NOT NULL AND {col} IS NOT NULL
-            GROUP BY 1""").df().set_index("has_marker").reindex([False, True], fill_value=0)
-        k = part["k"].fillna(0).astype(int)
-        n = part["n"].fillna(0).astype(int)
+        k = {has: int(totals[f"k_{m}_{has}"]) for has in (False, True)}
+        n = {has: int(totals[f"n_{m}_{has}"]) for has in (False, True)}
         empty = marker_groups(n[True], n[False])
         if empty is not None:
             reasons.add(empty.reason)
@@ -658,60 +662,63 @@ def image_results(images: Path, models: pd.DataFrame | None = None, definition: 
     from .growth import growth_fields, growth_ratios
     from .sensitivity import image_sensitivity
     from .subculture import subculture_image_fields
-    from .users import user_counts_by_definition, user_estimates, user_fields
+    from .users import shared_weights, user_counts_by_definition, user_estimates, user_fields
 
     flag_column(definition)
-    con = db.connection_or_default(con)
-    monthly = nsfw_share_by_month(images, con)
-    lora_monthly = lora_use_by_month(images, con)
-    concentration, lorenz = creator_concentration(images, con=con)
-    name_filter = personal_name_filter(models) if models is not None else None
-    overview = image_overview(images, con)
-    adapter_counts = adapter_counts_by_definition(images, con)
-    adapter = {d: adapter_comparison(c, d) for d, c in adapter_counts.items()}
-    engagement, engagement_counts_ = engagement_by_definition(images, con=con)
-    trends = nsfw_share_trend(monthly)
-    user_counts_ = user_counts_by_definition(images, con=con)
-    ratios = growth_ratios(monthly, user_counts_, boot_replicates, seed)
-    user_by_definition = user_estimates(user_counts_, boot_replicates, seed)
-    users = user_fields(images, definition, boot_replicates, seed, con, counts=user_counts_,
-                        estimates=user_by_definition)
-    has_links = link.link_inputs(links, models_file)
-    link_counts_ = link.link_counts_by_definition(images, links, models_file, con) if has_links else None
-    strata = (link.real_person_adapter_strata_by_definition(images, links, models_file, con)
-              if has_links else None)
-    linked = link.link_fields(images, links, models_file, definition, boot_replicates, seed, con,
-                              counts=link_counts_, strata=strata)
-    rp_by_definition = (linked["real_person_adapter_nsfw"] if link_counts_ is None else
-                        {d: {"raw": link.real_person_adapter_comparison(c),
-                             "adjusted": link.real_person_adapter_adjusted(strata[d])}
-                         for d, c in link_counts_.items()})
-    no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
-    return ImageResults(
-        definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
-        overview=overview,
-        monthly=monthly,
-        trend=trends,
-        levels=level_composition_by_month(images, con),
-        lora_monthly=lora_monthly,
-        lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
-                    share_trend(lora_monthly, never="no image calls an adapter",
-                                always="every image calls an adapter")),
-        adapter=adapter[definition],
-        adapter_monthly=adapter_comparison_by_month(adapter_counts[definition], definition),
-        engagement=engagement[definition],
-        reaction_counts=engagement_counts_[definition]["reaction_count"],
-        terms=distinctive_terms(images, definition=definition, top_n=top_terms,
-                                exclude=name_filter, sample_percent=term_sample_percent, con=con),
-        markers=markers_by_month(images, con),
-        markers_nsfw=nsfw_share_by_marker(images, definition, con),
-        concentration=concentration,
-        lorenz=lorenz,
-        **growth_fields(monthly, definition, ratios),
-        sensitivity=image_sensitivity(monthly, trends, ratios, adapter, user_by_definition,
-                                      engagement, rp_by_definition, linked["family_nsfw_clustered"]),
-        **users,
-        **linked,
-        **subculture_image_fields(images, linked["family_monthly"], models, definition,
-                                  boot_replicates, seed, con),
-    )
+    # Most bootstraps resample the same users with the same seed: their draws are made once.
+    with shared_weights():
+        con = db.connection_or_default(con)
+        monthly = nsfw_share_by_month(images, con)
+        lora_monthly = lora_use_by_month(images, con)
+        concentration, lorenz = creator_concentration(images, con=con)
+        name_filter = personal_name_filter(models) if models is not None else None
+        overview = image_overview(images, con)
+        adapter_counts = adapter_counts_by_definition(images, con)
+        adapter = {d: adapter_comparison(c, d) for d, c in adapter_counts.items()}
+        engagement, engagement_counts_ = engagement_by_definition(images, con=con)
+        trends = nsfw_share_trend(monthly)
+        user_counts_ = user_counts_by_definition(images, con=con)
+        ratios = growth_ratios(monthly, user_counts_, boot_replicates, seed)
+        user_by_definition = user_estimates(user_counts_, boot_replicates, seed)
+        users = user_fields(images, definition, boot_replicates, seed, con, counts=user_counts_,
+                            estimates=user_by_definition)
+        del user_counts_  # per user × month: not needed by what follows
+        has_links = link.link_inputs(links, models_file)
+        link_counts_ = link.link_counts_by_definition(images, links, models_file, con) if has_links else None
+        strata = (link.real_person_adapter_strata_by_definition(images, links, models_file, con)
+                  if has_links else None)
+        linked = link.link_fields(images, links, models_file, definition, boot_replicates, seed, con,
+                                  counts=link_counts_, strata=strata)
+        rp_by_definition = (linked["real_person_adapter_nsfw"] if link_counts_ is None else
+                            {d: {"raw": link.real_person_adapter_comparison(c),
+                                 "adjusted": link.real_person_adapter_adjusted(strata[d])}
+                             for d, c in link_counts_.items()})
+        no_prompt = overview["lora_share"]  # not estimable when no image has a prompt
+        return ImageResults(
+            definition=definition, top_terms=top_terms, term_sample_percent=term_sample_percent,
+            overview=overview,
+            monthly=monthly,
+            trend=trends,
+            levels=level_composition_by_month(images, con),
+            lora_monthly=lora_monthly,
+            lora_trend=(no_prompt if isinstance(no_prompt, NotEstimable) else
+                        share_trend(lora_monthly, never="no image calls an adapter",
+                                    always="every image calls an adapter")),
+            adapter=adapter[definition],
+            adapter_monthly=adapter_comparison_by_month(adapter_counts[definition], definition),
+            engagement=engagement[definition],
+            reaction_counts=engagement_counts_[definition]["reaction_count"],
+            terms=distinctive_terms(images, definition=definition, top_n=top_terms,
+                                    exclude=name_filter, sample_percent=term_sample_percent, con=con),
+            markers=markers_by_month(images, con),
+            markers_nsfw=nsfw_share_by_marker(images, definition, con),
+            concentration=concentration,
+            lorenz=lorenz,
+            **growth_fields(monthly, definition, ratios),
+            sensitivity=image_sensitivity(monthly, trends, ratios, adapter, user_by_definition,
+                                          engagement, rp_by_definition, linked["family_nsfw_clustered"]),
+            **users,
+            **linked,
+            **subculture_image_fields(images, linked["family_monthly"], models, definition,
+                                      boot_replicates, seed, con),
+        )

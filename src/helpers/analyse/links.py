@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from .. import db
 from ..schema import ADAPTER_CALL_NAME_PATTERN, BASE_MODEL_FAMILIES, NSFW_DEFINITIONS, base_model_family_sql
 from ..stats import NotEstimable, odds_ratio, with_share
-from .common import definition_counts_sql, flag_column, month_sql, months_of, split_definitions
+from .common import (definition_counts_sql, flag_column, month_sql, months_of, shared_text,
+                     split_definitions)
 
 
 def link_counts_by_definition(images: Path, links: Path, models: Path,
@@ -148,11 +150,24 @@ def family_user_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnectio
                {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
                {definition_counts_sql()}
         FROM {db.table_sql(images)} GROUP BY ALL ORDER BY ALL""").df()
-    return split_definitions(wide, ["user", "month", "family"])
+    return split_definitions(shared_text(wide, ["user", "month", "family"]), ["user", "month", "family"])
 
 
 #: ``month`` of the rows of :func:`family_clustered` pooled over every month.
 ALL_MONTHS = "all"
+
+
+def _sorted_values(columns: list[pd.Series]) -> pd.Index:
+    """The distinct values of ``columns``, sorted (text has no missing value here)."""
+    return pd.Index(np.sort(pd.unique(np.concatenate([c.to_numpy(dtype=object) for c in columns]))))
+
+
+def _positions(values: pd.Index, column: pd.Series) -> np.ndarray:
+    """Where each entry of ``column`` stands in ``values`` (every entry is one of them)."""
+    found = values.get_indexer(column)
+    if (found < 0).any():
+        raise ValueError(f"{column.name}: a value is missing from the sorted values")
+    return found.astype(np.int64)
 
 
 def family_clustered(counts: dict[str, pd.DataFrame], n_boot: int, seed: int) -> pd.DataFrame:
@@ -162,19 +177,34 @@ def family_clustered(counts: dict[str, pd.DataFrame], n_boot: int, seed: int) ->
     same user weights in one pass). ``counts`` is :func:`family_user_counts_by_definition`."""
     from .users import cluster_bootstrap_shares
 
-    parts = []
-    for d, c in counts.items():
-        pooled = c.groupby(["user", "family"], sort=False)[["n", "k"]].sum().reset_index()
-        parts += [c.assign(definition=d), pooled.assign(definition=d, month=ALL_MONTHS)]
     columns = ["definition", "family", "month", "n", "k", "share", "ci_low", "ci_high", "boot_low",
                "boot_high", "users"]
-    data = pd.concat(parts, ignore_index=True)
-    if not (data["n"] > 0).any():
+    if not any((c["n"] > 0).any() for c in counts.values()):
         return pd.DataFrame(columns=columns)
-    sep = "\x1f"
-    data["cell"] = data["definition"] + sep + data["family"] + sep + data["month"]
+    # Users, and cells by (definition, family, month), as numbers in their sorted order (the
+    # order the bootstrap gives rows and users' weights), so the stacked table holds no text.
+    users = _sorted_values([c["user"] for c in counts.values()])
+    families = _sorted_values([c["family"] for c in counts.values()])
+    months = _sorted_values([*(c["month"] for c in counts.values()), pd.Series([ALL_MONTHS])])
+    definitions = sorted(counts)
+    parts = []
+    for d, c in counts.items():
+        user, family = _positions(users, c["user"]), _positions(families, c["family"])
+        base = definitions.index(d) * len(families)
+        parts.append(pd.DataFrame({"user": user, "n": c["n"].to_numpy(), "k": c["k"].to_numpy(),
+                                   "cell": (base + family) * len(months) + _positions(months, c["month"])}))
+        pooled = (parts[-1][["user", "n", "k"]].assign(family=family)
+                  .groupby(["user", "family"], sort=False)[["n", "k"]].sum().reset_index())
+        pooled["cell"] = (base + pooled["family"]) * len(months) + months.get_loc(ALL_MONTHS)
+        parts.append(pooled.drop(columns="family"))
+    data = pd.concat(parts, ignore_index=True)
+    del parts
     out = cluster_bootstrap_shares(data, group="cell", n_boot=n_boot, seed=seed)
-    out[["definition", "family", "month"]] = out["cell"].str.split(sep, expand=True)
+    definition, rest = np.divmod(out["cell"].to_numpy(), len(families) * len(months))
+    family, month = np.divmod(rest, len(months))
+    out["definition"] = np.asarray(definitions, dtype=object)[definition]
+    out["family"] = families.to_numpy(dtype=object)[family]
+    out["month"] = months.to_numpy(dtype=object)[month]
     out = out.drop(columns="cell")[columns]
     order = {d: i for i, d in enumerate(NSFW_DEFINITIONS)}
     out = out.sort_values("definition", key=lambda s: s.map(order), kind="stable")

@@ -26,7 +26,7 @@ from .. import db
 from ..schema import (BASE_MODEL_FAMILIES, MARKER_KINDS, MARKER_LABELS, MARKERS_DROPPED_ON_PROMPTS,
                       OTHER_FAMILY, base_model_family_sql, is_booru_lineage, marker_column)
 from ..stats import NotEstimable, with_share
-from .common import flag_column, month_sql
+from .common import flag_column, month_sql, shared_text
 from .users import (N_BOOT, cluster_bootstrap_odds_ratio, cluster_bootstrap_shares,
                     mantel_haenszel_odds_ratio)
 
@@ -78,12 +78,12 @@ def syntax_counts(images: Path, con: duckdb.DuckDBPyConnection | None = None) ->
     (``k_<marker>``), from one grouped pass. Images without a user hash are one cluster each."""
     con = db.connection_or_default(con)
     parts = ", ".join(f"count_if({marker_column(m)}) AS k_{m}" for m in SYNTAX_MARKERS)
-    return con.execute(f"""
+    return shared_text(con.execute(f"""
         SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
                {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
                count(*) AS n, {parts}
         FROM {db.table_sql(images)} WHERE prompt IS NOT NULL
-        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").df()
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").df(), ["user", "month", "family"])
 
 
 def syntax_share_by_family(counts: pd.DataFrame, n_boot: int = N_BOOT,

@@ -11,8 +11,9 @@ month, so neither a user's taste nor the month's trend can produce it.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import duckdb
 import numpy as np
@@ -23,7 +24,8 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from .. import db
 from ..schema import NSFW_DEFINITIONS
 from ..stats import CONFIDENCE, NotEstimable, odds_ratio, wilson_interval
-from .common import MIN_USERS, definition_counts_sql, flag_column, month_sql, split_definitions
+from .common import (MIN_USERS, definition_counts_sql, flag_column, month_sql, shared_text,
+                     split_definitions)
 
 #: Bootstrap replicates of every cluster interval unless a caller says otherwise.
 N_BOOT = 1000
@@ -31,6 +33,8 @@ N_BOOT = 1000
 PER_USER_MIN_IMAGES = 5
 #: Replicates computed at once (bounds the weight matrix to users × this many floats).
 BOOT_CHUNK = 50
+#: Replicates the shift-share decomposition works on at once (its temporaries are users × this).
+DECOMPOSE_BLOCK = 10
 
 
 # --------------------------------------------------------------------------- per-user counts
@@ -50,7 +54,7 @@ def user_counts_by_definition(images: Path, by_month: bool = True,
                {definition_counts_sql()}, {parts}
         FROM {db.table_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
     keys = ["user", "month"] if by_month else ["user"]
-    return split_definitions(wide, keys, extra=("n_adapter", "k_adapter"))
+    return split_definitions(shared_text(wide, keys), keys, extra=("n_adapter", "k_adapter"))
 
 
 def user_counts(images: Path, definition: str = "r", by_month: bool = True,
@@ -74,14 +78,57 @@ def width_ratio(shares: pd.DataFrame) -> float:
     return float(((shares["boot_high"] - shares["boot_low"]) / naive.where(naive > 0)).median())
 
 
-def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK):
-    """Yield Poisson(1) weight matrices (users × replicates), ``chunk`` replicates at a time."""
+#: The draws kept by :func:`shared_weights` while it is active: (key, chunks as bytes), or None.
+_SHARED: dict[str, object] | None = None
+
+
+@contextmanager
+def shared_weights() -> Iterator[None]:
+    """Within this block, :func:`poisson_weights` keeps the last set of draws it made and replays
+    it to the next call with the same users, replicates, seed and chunk instead of drawing again.
+
+    The draws depend on nothing else, so every bootstrap gets exactly the weights it would have
+    drawn itself; only the drawing (the bulk of a bootstrap's time) is saved. One set is kept, as
+    one byte per weight (Poisson(1) draws are small integers), and dropped when the block ends.
+    """
+    global _SHARED
+    outer, _SHARED = _SHARED, {"key": None, "chunks": []}
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def _drawn_weights(n_users: int, n_boot: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_boot:
         size = min(chunk, n_boot - done)
-        yield rng.poisson(1.0, size=(n_users, size)).astype(np.float32)
+        yield rng.poisson(1.0, size=(n_users, size))
         done += size
+
+
+def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK) -> Iterator[np.ndarray]:
+    """Yield Poisson(1) weight matrices (users × replicates), ``chunk`` replicates at a time
+    (replayed from :func:`shared_weights` when it holds these draws)."""
+    shared, key = _SHARED, (n_users, n_boot, seed, chunk)
+    if shared is None:
+        for draws in _drawn_weights(n_users, n_boot, seed, chunk):
+            yield draws.astype(np.float32)
+        return
+    if shared["key"] == key:
+        for packed in shared["chunks"]:  # type: ignore[union-attr]
+            yield packed.astype(np.float32)
+        return
+    shared["key"], shared["chunks"] = None, []
+    kept = []
+    for draws in _drawn_weights(n_users, n_boot, seed, chunk):
+        packed = draws.astype(np.uint8)
+        if draws.size and int(draws.max()) > np.iinfo(np.uint8).max:  # never for Poisson(1)
+            raise OverflowError("a Poisson(1) weight does not fit in a byte")
+        kept.append(packed)
+        yield draws.astype(np.float32)
+    shared["key"], shared["chunks"] = key, kept
 
 
 # --------------------------------------------------------------------------- shares
@@ -94,7 +141,7 @@ def cluster_bootstrap_shares(counts: pd.DataFrame, group: str | None = None, k: 
     Columns: group (if given), n, k, share, ci_low, ci_high (Wilson, images independent),
     boot_low, boot_high (users resampled), users.
     """
-    data = counts[counts[n] > 0]
+    data = counts.loc[counts[n] > 0, list(dict.fromkeys(c for c in (cluster, group, k, n) if c is not None))]
     users, n_users = _codes(data[cluster])
     if group is None:
         groups, n_groups, labels = np.zeros(len(data), np.int64), 1, None
@@ -259,6 +306,57 @@ def _decompose(n_a: np.ndarray, k_a: np.ndarray, n_b: np.ndarray, k_b: np.ndarra
     return np.vstack([change, within, change - within])
 
 
+def _period_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the users with images in period A, in period B and in both (from the per-user
+    n_a, k_a, n_b, k_b of :func:`shift_share`)."""
+    in_a, in_b = arrays[0][:, 0] > 0, arrays[2][:, 0] > 0
+    return np.flatnonzero(in_a), np.flatnonzero(in_b), np.flatnonzero(in_a & in_b)
+
+
+def _decompose_replicates(arrays: list[np.ndarray], weights: np.ndarray,
+                          rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`_decompose` of the per-user ``arrays`` (n_a, k_a, n_b, k_b; users × 1) weighted by
+    every column of ``weights`` (users × replicates, at least two), equal to it bit for bit.
+
+    A user without images in a period adds exact zeros to that period's sums, and one not in
+    both periods adds zero to the within-user change; sums down several columns run in row
+    order, so leaving those rows out changes no bit and saves most of the arithmetic. ``rows``
+    is :func:`_period_rows` of ``arrays`` (computed when not given)."""
+    in_a, in_b, both = rows if rows is not None else _period_rows(arrays)
+    taken = {"a": (in_a, weights.take(in_a, axis=0)), "b": (in_b, weights.take(in_b, axis=0)),
+             "both": (both, weights.take(both, axis=0))}
+    out = [_decompose_rows(arrays, taken, block) for block in column_blocks(weights.shape[1])]
+    return np.concatenate(out, axis=1)
+
+
+def _decompose_rows(arrays: list[np.ndarray], rows: dict[str, tuple[np.ndarray, np.ndarray]],
+                    block: slice) -> np.ndarray:
+    """The body of :func:`_decompose_replicates` for the replicates ``block``: ``rows`` holds,
+    for the users of period A, of period B and of both, their indices and weight rows."""
+    n_a, k_a, n_b, k_b = arrays
+    (in_a, w_a), (in_b, w_b), (both, w_both) = rows["a"], rows["b"], rows["both"]
+    w_a, w_b, w_both = w_a[:, block], w_b[:, block], w_both[:, block]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total_n_a, total_k_a = (n_a[in_a] * w_a).sum(axis=0), (k_a[in_a] * w_a).sum(axis=0)
+        total_n_b, total_k_b = (n_b[in_b] * w_b).sum(axis=0), (k_b[in_b] * w_b).sum(axis=0)
+        na, ka, nb, kb = (a[both] * w_both for a in arrays)
+        s_a, s_b = ka / na, kb / nb
+        within = np.where((na > 0) & (nb > 0),
+                          (na / total_n_a + nb / total_n_b) / 2 * (s_b - s_a), 0.0).sum(axis=0)
+        change = (total_k_b / total_n_b) - (total_k_a / total_n_a)
+    return np.vstack([change, within, change - within])
+
+
+def column_blocks(width: int, block: int = DECOMPOSE_BLOCK) -> list[slice]:
+    """Consecutive column slices of at most ``block`` columns covering ``width`` columns, none of
+    one column unless ``width`` is one: a sum down one column alone is summed pairwise by numpy,
+    down several side by side in row order, so a lone column would round differently."""
+    starts = list(range(0, width, max(block, 2)))
+    if len(starts) > 1 and width - starts[-1] == 1:
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], width])]
+
+
 def halving_month(counts: pd.DataFrame) -> str:
     """The month that halves the images of ``counts`` (the first month of the second half)."""
     by_month = counts.groupby("month")["n"].sum().sort_index()
@@ -285,10 +383,14 @@ def shift_share(counts: pd.DataFrame, split_month: str | None = None, n_boot: in
         split = split_month if split_month is not None else halving_month(part)
         parts = _period_parts(part, split).reindex(users, fill_value=0.0)
         setup[label] = (split, parts, [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")])
+    rows = {label: _period_rows(arrays) for label, (_, _, arrays) in setup.items()}
     replicates: dict = {label: [] for label in setup}
     for w in poisson_weights(len(users), n_boot, seed):
         for label, (_, _, arrays) in setup.items():
-            replicates[label].append(_decompose(*(a * w for a in arrays)))
+            if w.shape[1] == 1:  # one column is summed pairwise: only the full arrays match
+                replicates[label].append(_decompose(*(a * w for a in arrays)))
+            else:
+                replicates[label].append(_decompose_replicates(arrays, w, rows[label]))
     tail = (1 - confidence) / 2
     frames = []
     for label, (split, parts, arrays) in setup.items():
