@@ -356,3 +356,31 @@ def register_views(con: duckdb.DuckDBPyConnection, tables: dict[str, Path]) -> l
             con.execute(f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS SELECT * FROM {table_sql(path)}")
             made.append(name)
     return made
+
+
+# --------------------------------------------------------------------------- split streams
+def stream_query_split_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dests: Sequence[Path],
+                                  split: Callable[[pa.RecordBatch], Sequence[pa.RecordBatch]],
+                                  batch_rows: int = WRITE_BATCH_ROWS) -> list[int]:
+    """Stream the result of ``sql`` once into several Parquet files (zstd), atomically.
+
+    ``split`` turns each batch into one batch per file of ``dests`` (in order; it may drop rows
+    and columns), so one pass over the rows feeds, say, the kept rows and the set-aside rows.
+    Written as :func:`stream_query_to_parquet` writes (Arrow schema not stored); every file is
+    complete or absent. Returns the rows written to each file.
+    """
+    from contextlib import ExitStack  # imported here to keep this section self-contained
+
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    schemas = [b.schema for b in split(pa.RecordBatch.from_pylist([], schema=reader.schema))]
+    rows = [0] * len(dests)
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(Path(d))) for d in dests]
+        writers = [stack.enter_context(pq.ParquetWriter(t, s, compression="zstd", store_schema=False))
+                   for t, s in zip(tmps, schemas)]
+        for batch in reader:
+            for i, part in enumerate(split(batch)):
+                if part.num_rows:
+                    writers[i].write_batch(part)
+                    rows[i] += part.num_rows
+    return rows
