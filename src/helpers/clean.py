@@ -72,12 +72,14 @@ def level_bit_sql(expr: str) -> str:
     # plans such a sub-query as a join that materialises every column of the input (prompts
     # included), which held the whole table in memory and tripled the cleaning time.
     v = f"TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT)"
-    by_bit = " ".join(f"WHEN ({v} & {bit}) <> 0 THEN {bit}"
-                      for bit in sorted(schema.BROWSING_LEVELS, reverse=True))
+    # Each mask's level looked up in a list (the number is parsed twice, not once per level).
+    highest = [next((bit for bit in sorted(schema.BROWSING_LEVELS, reverse=True) if mask & bit), None)
+               for mask in range(1, 64)]
+    by_mask = "[" + ", ".join("NULL" if bit is None else str(bit) for bit in highest) + "]"
     by_name = " ".join(f"WHEN {sql_literal(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]+(\\.0+)?') THEN "
-            f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END) "
+            f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN {by_mask}[{v}] END) "
             f"ELSE (CASE lower(trim({expr})) {by_name} END) END)")
 
 
@@ -112,7 +114,9 @@ def count_problem_sql(expr: str) -> str:
 
 def timestamp_sql(expr: str) -> str:
     """SQL parsing ISO-8601 text (any offset) or epoch seconds/milliseconds to UTC TIMESTAMPTZ."""
+    # Text with a '-' is no epoch number: it goes straight to the ISO parse, skipping the regexes.
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
+            f"WHEN strpos({expr}, '-') > 0 THEN TRY_CAST(trim({expr}) AS TIMESTAMPTZ) "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]{{12,13}}') THEN "
             f"to_timestamp(TRY_CAST(trim({expr}) AS BIGINT) / 1000.0) "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]{{9,11}}') THEN "
@@ -229,6 +233,12 @@ def images_content_sql() -> str:
     return content_hash_sql(c.name for c in schema.IMAGES)
 
 
+def visible_start_sql(expr: str) -> str:
+    """SQL true when text starts with a printable ASCII character (not a space): it is not
+    empty after trimming, so the costlier trim (a copy of the text) can be skipped."""
+    return f"(ascii({expr}) BETWEEN 33 AND 126)"
+
+
 def images_clean_select() -> str:
     """SELECT turning parsed rows into the canonical interim images columns."""
     reactions = " + ".join(f"COALESCE(p_{c}, 0)" for c in IMAGE_COUNTS if c != "comment_count")
@@ -239,7 +249,8 @@ def images_clean_select() -> str:
         CAST(p_level AS SMALLINT) AS browsing_level,
         {level_name_sql('p_level')} AS nsfw_level,
         p_nsfw AS nsfw,
-        CASE WHEN length(trim(prompt)) = 0 THEN NULL
+        CASE WHEN {visible_start_sql('prompt')} AND strlen(prompt) <= {MAX_PROMPT_CHARS} THEN prompt
+             WHEN length(trim(prompt)) = 0 THEN NULL
              ELSE left(prompt, {MAX_PROMPT_CHARS}) END AS prompt,
         {nonempty_sql('negative_prompt')} AS negative_prompt,
         {", ".join(f"p_{c} AS {c}" for c in IMAGE_COUNTS)},
@@ -256,11 +267,15 @@ def images_clean_select() -> str:
 def images_repairs_sql() -> dict[str, str]:
     """Each kind of repair among kept image rows: name → SQL condition true on a repaired row."""
     repairs = {
-        "empty_prompt_set_null": "prompt IS NOT NULL AND length(trim(prompt)) = 0",
-        "prompt_truncated": f"length(prompt) > {MAX_PROMPT_CHARS}",
+        "empty_prompt_set_null": f"CASE WHEN {visible_start_sql('prompt')} THEN FALSE "
+                                 f"ELSE prompt IS NOT NULL AND length(trim(prompt)) = 0 END",
+        # Fewer bytes than the limit: fewer characters too, no need to count them.
+        "prompt_truncated": f"CASE WHEN strlen(prompt) > {MAX_PROMPT_CHARS} "
+                            f"THEN length(prompt) > {MAX_PROMPT_CHARS} ELSE FALSE END",
         "prompt_missing": "prompt IS NULL",
         "nsfw_flag_unrecognised_set_null":
-            f"nsfw IS NOT NULL AND p_nsfw IS NULL AND {level_bit_sql('nsfw')} IS NULL",
+            f"CASE WHEN nsfw IS NOT NULL AND p_nsfw IS NULL THEN {level_bit_sql('nsfw')} IS NULL "
+            f"ELSE FALSE END",
         "model_id_invalid_set_null": "model_id IS NOT NULL AND trim(model_id) <> '' AND p_model_id IS NULL",
     }
     for c in IMAGE_COUNTS:
