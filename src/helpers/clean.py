@@ -7,7 +7,10 @@ Every row of ``data/raw/<table>.parquet`` ends in exactly one of
   each counted by reason; or
 * ``data/quarantine/<table>.parquet`` (the raw row as it came, plus ``reason``).
 
-The work runs as DuckDB SQL over Parquet, so memory stays bounded whatever the row count.
+The work runs as DuckDB SQL over Parquet, so memory stays bounded whatever the row count:
+a narrow pass over the id, time and level columns finds every reason but duplicates, then
+(for a table in id order but for repeated ids) one wide pass streams the kept rows into the
+interim file and sets the few others aside with their raw values for the quarantine.
 Parsing rules (levels, flags, counts, timestamps) are built once here from the encodings in
 :mod:`helpers.schema` and used for both tables.
 """
