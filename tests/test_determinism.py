@@ -135,7 +135,10 @@ def test_two_runs_write_byte_identical_outputs(two_runs):
     assert {"parquet", "json", "png", "pdf", "csv", "tex"} <= kinds
     for table in ("images", "models"):
         for stage in ("raw", "interim", "processed"):
-            assert f"data/{stage}/{table}.parquet" in files_first
+            # the sample's raw images are read in place and the processed images are a view
+            stored = "view.json" if table == "images" and stage != "interim" else "parquet"
+            assert f"data/{stage}/{table}.{stored}" in files_first
+    assert "data/processed/image_labels.parquet" in files_first
     assert "paper/numbers.tex" in files_first and "data/reports/clean.json" in files_first
     differing = sorted(name for name in files_first if files_first[name] != files_second[name])
     assert not differing, f"files that differ between two identical runs: {differing}"

@@ -5,6 +5,7 @@ import gzip
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -268,3 +269,12 @@ def test_real_records_real_person_adapter_nsfw_matches_a_straightforward_count(r
             assert abs(table.loc[flag, "n"] - len(part)) <= 0.05 * len(part)
     # enforcement is visible: images made with a real-person adapter are NSFW far less often
     assert got.loc[True, "ci_high"] < got.loc[False, "ci_low"]
+
+
+def test_candidate_ids_are_each_keys_sorted_distinct_models():
+    rng = np.random.default_rng(3)
+    index = pd.DataFrame({"key": rng.choice(list("abcdefg"), 300), "model_id": rng.integers(1, 40, 300),
+                          "how": "file_name"})
+    expected = index.groupby("key")["model_id"].agg(lambda s: sorted(set(int(v) for v in s))).to_dict()
+    assert link.candidate_ids(index) == expected
+    assert link.candidate_ids(index.iloc[:0]) == {}

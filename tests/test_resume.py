@@ -145,7 +145,7 @@ def test_hard_kill_mid_write_leaves_only_complete_files(tmp_path, reference):
 
     def writing() -> bool:
         data = out / "data"
-        return any(data.rglob("*.tmp")) or (data / "raw" / "images.parquet").exists()
+        return any(data.rglob("*.tmp")) or (data / "raw" / "models.parquet").exists()
 
     wait_until(writing, proc)
     victims = [psutil.Process(proc.pid)] + descendants(proc.pid)
@@ -166,7 +166,7 @@ def test_hard_kill_mid_write_leaves_only_complete_files(tmp_path, reference):
     assert partial_files(out) == []
     produced = manifest_files(out)
     expected = manifest_files(reference)
-    assert {"data/raw/images.parquet", "data/interim/models.parquet", "data/reports/clean.json"} <= set(produced)
+    assert {"data/raw/images.view.json", "data/interim/models.parquet", "data/reports/clean.json"} <= set(produced)
     differing = sorted(name for name in produced if expected.get(name) != produced[name])
     assert not differing, f"the re-run after a hard kill differs from an uninterrupted run in {differing}"
 

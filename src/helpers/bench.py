@@ -40,7 +40,7 @@ from .parameters import default
 from .paths import RunPaths, repo_root
 
 #: Pipeline stages in run order (each one a fresh child process).
-STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models",
+STAGES: tuple[str, ...] = ("acquire", "clean", "label_images", "label_models", "link",
                            "analyse_images", "analyse_models", "figures")
 #: Reference measurements besides the pipeline.
 SCAN_FLOOR = "scan_floor"
@@ -48,6 +48,12 @@ LABEL_FLOOR = "label_floor"
 #: The labelling floor with the reference markers (whole-text normalisation, then matching):
 #: what the patterns for lightly normalised text save, on the same rows.
 LABEL_FLOOR_REFERENCE = "label_floor_reference"
+#: The labelling floor with each distinct prompt labelled once (one DuckDB ``DISTINCT`` over the
+#: whole table): what labelling costs when repeated prompts are free.
+LABEL_FLOOR_DISTINCT = "label_floor_distinct"
+#: Writing the snapshot's image columns once as zstd Parquet (DuckDB's parallel ``COPY``), nothing
+#: else: the least a design that writes the cleaned table once has to spend on that write.
+WRITE_FLOOR = "write_floor"
 NAIVE = "naive_baseline"
 #: The analyses of notebook 03 that produce the peers' results, timed on their own (part of
 #: ``analyse_images``, so not added to the pipeline's sum).
@@ -129,10 +135,10 @@ def ensure_snapshot(folder: Path, rows: int) -> bool:
 
 # --------------------------------------------------------------------------- stages (child side)
 def _image_rows(paths: RunPaths, stage: str) -> int:
-    import pyarrow.parquet as pq
+    from . import db
 
     path = paths.table(stage, "images")
-    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+    return db.table_rows(path) if db.table_exists(path) else 0
 
 
 def stage_acquire(paths: RunPaths, snapshot: Path) -> int:
@@ -163,6 +169,13 @@ def stage_label_models(paths: RunPaths, snapshot: Path) -> int:
 
     label.label_models(paths, seed=SEED)
     return _model_rows(paths)
+
+
+def stage_link(paths: RunPaths, snapshot: Path) -> int:
+    """Images linked to the models they name (the last step of notebook 02)."""
+    from . import link
+
+    return int(link.link_images(paths)["images"])
 
 
 def _model_rows(paths: RunPaths) -> int:
@@ -399,6 +412,48 @@ def stage_label_floor(paths: RunPaths, snapshot: Path) -> int:
         con.close()
 
 
+def distinct_label_floor_sql(interim: Path) -> str:
+    """The prompt labels of each distinct cleaned prompt, computed once and counted."""
+    from . import label
+
+    distinct = f"(SELECT DISTINCT prompt FROM {read_parquet_sql(interim)} WHERE prompt IS NOT NULL)"
+    select = label.prompt_labels_sql(distinct, label.load_lexicon())
+    return f"SELECT count(*), count(n_lora) FROM ({select})"
+
+
+def stage_label_floor_distinct(paths: RunPaths, snapshot: Path) -> int:
+    """The labelling floor with repeated prompts labelled once, counted, no table written."""
+    from .db import connect
+
+    con = connect(paths.tmp)
+    try:
+        con.execute(distinct_label_floor_sql(paths.table("interim", "images"))).fetchall()
+        return _image_rows(paths, "interim")
+    finally:
+        con.close()
+
+
+def stage_write_floor(paths: RunPaths, snapshot: Path) -> int:
+    """The write floor: the snapshot's image columns read and written once as zstd Parquet by
+    DuckDB's parallel ``COPY`` (then deleted), no parsing, no labels."""
+    import pyarrow.parquet as pq
+
+    from .db import connect
+
+    files = image_files(snapshot)
+    present = set(pq.ParquetFile(files[0]).schema_arrow.names)
+    columns = ", ".join(sql_identifier(c) for c in SCAN_COLUMNS if c in present)
+    dest = paths.tmp / "bench_write_floor.parquet"
+    con = connect(paths.tmp)
+    try:
+        con.execute(f"COPY (SELECT {columns} FROM {read_parquet_sql(files)}) TO {sql_literal(dest)} "
+                    f"(FORMAT parquet, COMPRESSION zstd)")
+        return int(pq.ParquetFile(dest).metadata.num_rows)
+    finally:
+        con.close()
+        dest.unlink(missing_ok=True)
+
+
 def stage_naive_baseline(paths: RunPaths, snapshot: Path) -> int:
     """What a researcher writes first: one pandas frame, row-wise Python labels, monthly groupby."""
     import pandas as pd
@@ -435,12 +490,15 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunPaths, Path], int]] = {
     "clean": stage_clean,
     "label_images": stage_label_images,
     "label_models": stage_label_models,
+    "link": stage_link,
     "analyse_images": stage_analyse_images,
     "analyse_models": stage_analyse_models,
     "figures": stage_figures,
     SCAN_FLOOR: stage_scan_floor,
     LABEL_FLOOR: stage_label_floor,
     LABEL_FLOOR_REFERENCE: stage_label_floor_reference,
+    LABEL_FLOOR_DISTINCT: stage_label_floor_distinct,
+    WRITE_FLOOR: stage_write_floor,
     NAIVE: stage_naive_baseline,
     SAME_RESULTS: stage_same_results_analyses,
     NOTEBOOK_START: stage_notebook_start,
@@ -582,7 +640,8 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
               peers: dict[str, Measurement | None] | None = None,
               same_results: Measurement | None = None, snapshot_bytes: int | None = None,
               notebook_start: Measurement | None = None, notebooks: int = 0,
-              label_reference: Measurement | None = None) -> dict[str, Any]:
+              label_reference: Measurement | None = None, label_distinct: Measurement | None = None,
+              write_floor: Measurement | None = None) -> dict[str, Any]:
     """Totals of the pipeline and its ratios to the peers, the scan floor, the labelling floor
     and the naive baseline.
 
@@ -632,11 +691,20 @@ def summarise(rows: int, stages: list[Measurement], scan: Measurement,
         "label_floor_reference_seconds": label_reference.seconds if label_reference else None,
         "label_floor_reference_over_light":
             _ratio(label_reference.seconds if label_reference else None, label_floor.seconds if label_floor else None),
+        "label_floor_distinct_seconds": label_distinct.seconds if label_distinct else None,
+        "write_floor_seconds": write_floor.seconds if write_floor else None,
+        # What any design that writes the cleaned table once and labels it has to spend at
+        # least: the write floor plus the cheaper labelling floor (set against the peers).
+        "write_and_label_floor_seconds": (round(write_floor.seconds + min(
+            m.seconds for m in (label_floor, label_distinct) if m is not None), 3)
+            if write_floor and (label_floor or label_distinct) else None),
         "naive_seconds": naive.seconds if naive else None,
         "naive_peak_rss_mb": naive.peak_rss_mb if naive else None,
         "naive_over_pipeline": _ratio(naive.seconds if naive else None, seconds),
         "peak_share_of_naive": round(peak / naive.peak_rss_mb, 3) if naive else None,
     }
+    out["write_and_label_floor_over_polars_peer"] = _ratio(out["write_and_label_floor_seconds"],
+                                                           polars.seconds if polars else None)
     out["targets"] = {
         "same_results_over_polars_peer<=1": _check(out["same_results_over_polars_peer"],
                                                    TARGET_SAME_RESULTS_OVER_POLARS, "<="),
@@ -689,7 +757,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"| same results (acquire + clean + label_images + {SAME_RESULTS}) | "
                      f"{s['same_results_seconds']:.1f} | | | | |")
     for key in (SAME_RESULTS, POLARS_PEER, DUCKDB_PEER, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR,
-                LABEL_FLOOR_REFERENCE, NAIVE):
+                LABEL_FLOOR_REFERENCE, LABEL_FLOOR_DISTINCT, WRITE_FLOOR, NAIVE):
         if result.get(key):
             lines.append(row(result[key]))
     lines.append("")
@@ -712,6 +780,10 @@ def markdown_table(result: dict[str, Any]) -> str:
     if s.get("same_results_over_duckdb_peer") is not None:
         lines.append(f"- same results / DuckDB peer: {s['same_results_over_duckdb_peer']}; whole pipeline / "
                      f"DuckDB peer: {s['pipeline_over_duckdb_peer']}")
+    if s.get("write_and_label_floor_over_polars_peer") is not None:
+        lines.append(f"- write floor + cheaper labelling floor / polars peer: "
+                     f"{s['write_and_label_floor_over_polars_peer']} (the least a design that writes the "
+                     f"cleaned table once and labels its prompts spends, against the peer that writes nothing)")
     if s.get("bytes_written_over_snapshot") is not None:
         lines.append(f"- bytes written by the pipeline / snapshot bytes: {s['bytes_written_over_snapshot']} "
                      f"(target ≤ {TARGET_BYTES_OVER_SNAPSHOT:g})")
@@ -758,11 +830,14 @@ def extrapolate(results: list[dict[str, Any]], rows: int) -> dict[str, Any]:
     sizes = np.array([r["rows"] for r in ordered], dtype=float)
     per_stage: dict[str, float] = {}
     peak_per_stage: dict[str, float] = {}
-    for i, stage in enumerate(STAGES):
-        secs = np.array([r["stages"][i]["seconds"] for r in ordered], dtype=float)
+    measured = [{m["name"]: m for m in r["stages"]} for r in ordered]
+    for stage in STAGES:
+        if any(stage not in m for m in measured):
+            continue  # a stage the older result files did not measure
+        secs = np.array([m[stage]["seconds"] for m in measured], dtype=float)
         slope, intercept = np.polyfit(sizes, secs, 1)
         per_stage[stage] = round(float(max(intercept + slope * rows, secs.max())), 1)
-        last, before = ordered[-1]["stages"][i]["peak_rss_mb"], ordered[-2]["stages"][i]["peak_rss_mb"]
+        last, before = measured[-1][stage]["peak_rss_mb"], measured[-2][stage]["peak_rss_mb"]
         growth = max(0.0, (last - before) / (sizes[-1] - sizes[-2]))
         peak_per_stage[stage] = round(float(last + growth * (rows - sizes[-1])), 1)
     return {"rows": rows, "from_sizes": [int(s) for s in sizes], "stage_seconds": per_stage,
@@ -803,7 +878,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
         stages.append(measure(stage, run_dir, snapshot))
         _report(stages[-1])
     extra: dict[str, Measurement | None] = {}
-    for name in (SAME_RESULTS, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR, LABEL_FLOOR_REFERENCE):
+    for name in (SAME_RESULTS, NOTEBOOK_START, SCAN_FLOOR, LABEL_FLOOR, LABEL_FLOOR_REFERENCE,
+                 LABEL_FLOOR_DISTINCT, WRITE_FLOOR):
         extra[name] = measure(name, run_dir, snapshot)
         _report(extra[name])
     peer_info: dict[str, dict[str, Any]] = {}
@@ -842,7 +918,8 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
                              peers=peer_measurements, same_results=extra[SAME_RESULTS],
                              snapshot_bytes=snapshot_bytes(snapshot),
                              notebook_start=extra[NOTEBOOK_START], notebooks=notebook_count(),
-                             label_reference=extra[LABEL_FLOOR_REFERENCE]),
+                             label_reference=extra[LABEL_FLOOR_REFERENCE],
+                             label_distinct=extra[LABEL_FLOOR_DISTINCT], write_floor=extra[WRITE_FLOOR]),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -858,5 +935,6 @@ def main(rows: int, baseline: bool, out: Path, data_dir: Path | None = None,
 
 
 # The report texts (comparison table, README paragraphs) live in their own module.
-from .bench_report import (benchmark_readme_results, comparison_table, readme_scale_paragraph,  # noqa: E402
+from .bench_report import (benchmark_readme_results, committed_results, comparison_table,  # noqa: E402
+                           readme_scale_paragraph,
                            update_readmes)

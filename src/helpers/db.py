@@ -194,6 +194,11 @@ def view_path(table: Path) -> Path:
     return table.with_name(table.name.removesuffix(".parquet") + VIEW_SUFFIX)
 
 
+def stored_path(table: Path) -> Path:
+    """The file that stores a study table: its Parquet file, else its view (which may not exist)."""
+    return Path(table) if Path(table).exists() else view_path(table)
+
+
 def table_exists(table: Path) -> bool:
     """True when the study table is there, as a Parquet file or as a stored view."""
     return Path(table).exists() or view_path(table).exists()
@@ -356,6 +361,38 @@ def register_views(con: duckdb.DuckDBPyConnection, tables: dict[str, Path]) -> l
             con.execute(f"CREATE OR REPLACE VIEW {sql_identifier(name)} AS SELECT * FROM {table_sql(path)}")
             made.append(name)
     return made
+
+
+def describe_storage(table: Path) -> str:
+    """How a study table is stored, in words: a Parquet file, a view of snapshot files read in
+    place, or a view of Parquet files read side by side."""
+    table = Path(table)
+    if table.exists():
+        return "Parquet file"
+    view = read_view(table)
+    if view["kind"] == "select":
+        n = len(view["files"])
+        return f"view of {n} snapshot file{'s' if n != 1 else ''} read in place (SHA-256 recorded)"
+    names = " + ".join(Path(p["path"]).name for p in view["parts"])
+    return f"view: {names} side by side"
+
+
+def storage_rows(tables: dict[str, Path], root: Path) -> list[dict[str, Any]]:
+    """One row per study table that exists: its view name, where it lives (relative to the run
+    folder ``root``), how it is stored, its rows and the bytes the run wrote for it (a view's
+    own small file; the files it reads are counted where they were written)."""
+    rows = []
+    for name, path in tables.items():
+        if not table_exists(path):
+            continue
+        stored = stored_path(path)
+        try:
+            shown = stored.resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            shown = stored.name
+        rows.append({"view": name, "file": shown, "stored as": describe_storage(path),
+                     "rows": table_rows(path), "bytes written": stored.stat().st_size})
+    return rows
 
 
 # --------------------------------------------------------------------------- split streams

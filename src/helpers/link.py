@@ -25,6 +25,7 @@ from collections import Counter
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -81,6 +82,17 @@ def name_index(models: pd.DataFrame) -> pd.DataFrame:
             .sort_values(["key", "how", "model_id"], kind="stable").reset_index(drop=True))
 
 
+def candidate_ids(index: pd.DataFrame) -> dict[str, list[int]]:
+    """Key -> the sorted distinct ids of the models that key names, in one sorted pass."""
+    part = index.drop_duplicates(["key", "model_id"]).sort_values(["key", "model_id"], kind="stable")
+    keys = part["key"].to_numpy()
+    ids = part["model_id"].to_numpy(dtype="int64")
+    if not len(keys):
+        return {}
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return {keys[i]: group.tolist() for i, group in zip(starts, np.split(ids, starts[1:]))}
+
+
 def resolve_names(names: pd.Series, index: pd.DataFrame) -> pd.DataFrame:
     """For each distinct name: ``status``, ``model_id`` (resolved only) and ``how``.
 
@@ -89,8 +101,7 @@ def resolve_names(names: pd.Series, index: pd.DataFrame) -> pd.DataFrame:
     """
     distinct = pd.Series(pd.unique(names.dropna()), dtype="object")
     keys = distinct.map(name_key)
-    candidates = {how: part.groupby("key")["model_id"].agg(lambda s: sorted(set(s)))
-                  for how, part in index.groupby("how")}
+    candidates = {how: candidate_ids(part) for how, part in index.groupby("how")}
     out = []
     for name, key in zip(distinct, keys):
         status, model_id, how = "unresolved", None, None

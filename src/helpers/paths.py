@@ -94,6 +94,13 @@ class RunPaths:
             raise ValueError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
         return self.data / stage / f"{table}.parquet"
 
+    def study_tables(self) -> dict[str, Path]:
+        """Every table a run's stages make, by the name a notebook's DuckDB view gives it
+        (:func:`helpers.db.register_views`): ``raw_images`` … ``processed_models``, the image
+        labels and the image → model links."""
+        tables = {f"{stage}_{table}": self.table(stage, table) for stage in STAGES for table in TABLES}
+        return {**tables, "image_labels": self.image_labels, "links": self.links}
+
     def quarantined(self, table: str) -> Path:
         return self.quarantine / f"{table}.parquet"
 

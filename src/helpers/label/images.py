@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -311,10 +313,12 @@ def label_image_frame(images: pd.DataFrame, lexicon: Lexicon | None = None) -> p
     return out
 
 
-def image_label_counts(con, parquet: Path) -> dict[str, Any]:
-    """Counts of every image label in a processed file (aggregates only, one SQL pass)."""
-    rel = db.table_sql(parquet)
-    items = ["count(*) AS rows", "count(prompt) AS with_prompt",
+def image_label_counts(con, table: Path) -> dict[str, Any]:
+    """Counts of every image label in a table holding the label columns (the narrow labels file
+    or the processed images), aggregates only, one SQL pass. A prompt is there exactly when its
+    adapter calls were counted, so ``count(n_lora)`` counts the prompts."""
+    rel = db.table_sql(table)
+    items = ["count(*) AS rows", "count(n_lora) AS with_prompt",
              "count_if(is_nsfw_platform) AS is_nsfw_platform", "count(is_nsfw_platform) AS has_platform_flag",
              "count_if(is_nsfw_r) AS is_nsfw_r", "count_if(is_nsfw_x) AS is_nsfw_x",
              "count_if(n_lora > 0) AS with_lora", "coalesce(sum(n_lora), 0) AS lora_calls"]
@@ -326,7 +330,7 @@ def image_label_counts(con, parquet: Path) -> dict[str, Any]:
 
 #: Image rows labelled per batch: each batch's distinct prompts are labelled once, so memory
 #: holds one batch's prompts whatever the table's size.
-LABEL_BATCH_ROWS = 500_000
+LABEL_BATCH_ROWS = 250_000
 
 
 def prompt_labels_sql(relation: str, lexicon: Lexicon, prompt: str = "prompt") -> str:
@@ -368,11 +372,31 @@ def label_batch(con, batch: pa.RecordBatch, lexicon: Lexicon) -> pa.RecordBatch:
 LABEL_INPUT_COLUMNS: tuple[str, ...] = ("image_id", "nsfw", "browsing_level", "prompt")
 
 
-def image_label_batches(con, source: Path, lexicon: Lexicon,
-                        batch_rows: int = LABEL_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-    """The label batches of the interim images file ``source``, in its row order."""
-    for batch in pq.ParquetFile(source).iter_batches(batch_rows, columns=list(LABEL_INPUT_COLUMNS)):
-        yield label_batch(con, batch, lexicon)
+def image_label_batches(con, source: Path, lexicon: Lexicon, batch_rows: int = LABEL_BATCH_ROWS,
+                        workers: int = 2) -> Iterator[pa.RecordBatch]:
+    """The label batches of the interim images file ``source``, in its row order.
+
+    ``workers`` batches are labelled at once, each on its own cursor of ``con`` (a query over one
+    Arrow batch runs on about one core); at most ``workers`` + 1 batches are held in memory.
+    """
+    batches = pq.ParquetFile(source).iter_batches(batch_rows, columns=list(LABEL_INPUT_COLUMNS))
+    cursors = [con.cursor() for _ in range(max(1, workers))]
+    free = list(cursors)
+    try:
+        with ThreadPoolExecutor(max_workers=len(cursors)) as pool:
+            pending: deque = deque()
+            for batch in batches:
+                if not free:
+                    done, cursor = pending.popleft()
+                    yield done.result()
+                    free.append(cursor)
+                cursor = free.pop()
+                pending.append((pool.submit(label_batch, cursor, batch, lexicon), cursor))
+            while pending:
+                yield pending.popleft()[0].result()
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 def image_labels_schema() -> pa.Schema:
@@ -428,7 +452,7 @@ def label_images(paths: RunPaths, con=None, lexicon: Lexicon | None = None,
                                 image_labels_schema(), store_schema=False)
         db.write_view(dest, processed_images_view(paths))
         check_aligned(con, paths)
-        counts = image_label_counts(con, dest)
+        counts = image_label_counts(con, paths.image_labels)
     finally:
         if own:
             con.close()

@@ -272,37 +272,40 @@ def real_person_documents(models: pd.DataFrame) -> pd.Series:
                      index=models.index, name="document")
 
 
-def _text_vectorizer():
-    """Hashed word uni/bigrams (bounded memory at any snapshot size) re-weighted by TF-IDF."""
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-    from sklearn.pipeline import make_pipeline
+def hashed_counts(docs: pd.Series):
+    """Hashed word uni/bigram counts of each document (bounded memory at any snapshot size).
 
-    return make_pipeline(HashingVectorizer(n_features=HASHED_FEATURES, ngram_range=(1, 2),
-                                           alternate_sign=False, norm=None),
-                         TfidfTransformer(sublinear_tf=True))
+    Hashing is stateless, so every document is hashed once and each fold of the classifier
+    takes its rows: the same matrix a fold would get by hashing its own documents.
+    """
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(n_features=HASHED_FEATURES, ngram_range=(1, 2), alternate_sign=False,
+                             norm=None).transform(docs)
 
 
-def _design_matrix(vectorizer, docs: pd.Series, features: pd.DataFrame, fit: bool):
-    """Text features and the rule cues side by side (the classifier combines both)."""
+def _design_matrix(tfidf, counts, features: pd.DataFrame, fit: bool):
+    """Text features (hashed counts re-weighted by TF-IDF) and the rule cues side by side."""
     from scipy import sparse
 
-    text = vectorizer.fit_transform(docs) if fit else vectorizer.transform(docs)
+    text = tfidf.fit_transform(counts) if fit else tfidf.transform(counts)
     return sparse.hstack([text, sparse.csr_matrix(features.to_numpy(dtype=float))]).tocsr()
 
 
-def _fit_classifier(docs: pd.Series, features: pd.DataFrame, y: np.ndarray):
-    """Fit the text vectorizer and a logistic regression on documents + rule cues."""
+def _fit_classifier(counts, features: pd.DataFrame, y: np.ndarray):
+    """Fit the TF-IDF weights and a logistic regression on hashed counts + rule cues."""
+    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = _text_vectorizer()
-    x = _design_matrix(vectorizer, docs, features, fit=True)
+    tfidf = TfidfTransformer(sublinear_tf=True)
+    x = _design_matrix(tfidf, counts, features, fit=True)
     model = LogisticRegression(C=CLASSIFIER_C, solver="liblinear", max_iter=5000).fit(x, y)
-    return vectorizer, model
+    return tfidf, model
 
 
-def _predict_classifier(fitted, docs: pd.Series, features: pd.DataFrame) -> np.ndarray:
-    vectorizer, model = fitted
-    return model.predict_proba(_design_matrix(vectorizer, docs, features, fit=False))[:, 1]
+def _predict_classifier(fitted, counts, features: pd.DataFrame) -> np.ndarray:
+    tfidf, model = fitted
+    return model.predict_proba(_design_matrix(tfidf, counts, features, fit=False))[:, 1]
 
 
 def can_train_classifier(poi: pd.Series, n_splits: int = CLASSIFIER_FOLDS) -> bool:
@@ -325,19 +328,19 @@ def classifier_scores(models: pd.DataFrame, features: pd.DataFrame, seed: int,
     poi = models["poi"].astype("boolean")
     if not can_train_classifier(poi, n_splits):
         return out
-    docs = real_person_documents(models)
+    counts = hashed_counts(real_person_documents(models))
     labelled = np.flatnonzero(poi.notna().to_numpy())
     unlabelled = np.flatnonzero(poi.isna().to_numpy())
     y = poi.iloc[labelled].astype(bool).to_numpy()
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     values = out.to_numpy().copy()
     for train, test in folds.split(labelled, y):
-        fitted = _fit_classifier(docs.iloc[labelled[train]], features.iloc[labelled[train]], y[train])
-        values[labelled[test]] = _predict_classifier(fitted, docs.iloc[labelled[test]],
+        fitted = _fit_classifier(counts[labelled[train]], features.iloc[labelled[train]], y[train])
+        values[labelled[test]] = _predict_classifier(fitted, counts[labelled[test]],
                                                      features.iloc[labelled[test]])
     if len(unlabelled):
-        fitted = _fit_classifier(docs.iloc[labelled], features.iloc[labelled], y)
-        values[unlabelled] = _predict_classifier(fitted, docs.iloc[unlabelled], features.iloc[unlabelled])
+        fitted = _fit_classifier(counts[labelled], features.iloc[labelled], y)
+        values[unlabelled] = _predict_classifier(fitted, counts[unlabelled], features.iloc[unlabelled])
     return pd.Series(values, index=models.index, name="classifier_score")
 
 

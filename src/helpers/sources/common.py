@@ -9,6 +9,7 @@ import os
 import re
 import zlib
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -132,9 +133,16 @@ def _text_list(value: Any, repairs: Counter, what: str) -> list[str] | None:
     return [_valid_text(str(value))]
 
 
+@lru_cache(maxsize=4096)
+def _alias_of(keys: tuple[str, ...], table: str, canonical: str) -> str | None:
+    """:func:`schema.find_alias` for one set of record keys (records of a file share their keys,
+    so the alias table is consulted once per key set, not once per record)."""
+    return schema.find_alias(keys, table, canonical)
+
+
 def _get(record: dict, table: str, canonical: str) -> Any:
     """Value of ``canonical`` in a source record, looked up through the alias table."""
-    alias = schema.find_alias(record.keys(), table, canonical)
+    alias = _alias_of(tuple(record), table, canonical)
     return record.get(alias) if alias is not None else None
 
 
