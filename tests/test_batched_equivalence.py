@@ -231,3 +231,75 @@ def test_cleaning_a_shuffled_snapshot_equals_the_sorted_path(snapshot, tmp_path,
     monkeypatch.setattr(clean, "MAX_OUT_OF_ORDER_ROWS", max_out_of_order)
     ids = _clean_streamed_and_sorted(shuffled, tmp_path, monkeypatch).column("image_id").to_pylist()
     assert ids == sorted(set(ids))
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_split_stream_feeds_each_file_in_order(tmp_path, prefetch):
+    """One pass, two files: each gets its rows in query order, batch after batch."""
+    import pyarrow.compute as pc
+
+    con = db.connect()
+
+    def split(batch):
+        even = pc.equal(pc.bit_wise_and(batch.column("v"), 1), 0)
+        return [batch.filter(even).select(["v"]), batch.filter(pc.invert(even))]
+
+    rows = db.stream_query_split_to_parquet(
+        con, "SELECT range AS v, 'x' || range AS s FROM range(2500)",
+        [tmp_path / "even.parquet", tmp_path / "odd.parquet"], split, batch_rows=300,
+        prefetch=prefetch)
+    assert rows == [1250, 1250]
+    assert pq.read_table(tmp_path / "even.parquet").column("v").to_pylist() == list(range(0, 2500, 2))
+    odd = pq.read_table(tmp_path / "odd.parquet")
+    assert odd.column_names == ["v", "s"] and odd.column("v").to_pylist() == list(range(1, 2500, 2))
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_split_stream_failure_leaves_no_file_and_frees_the_connection(tmp_path, prefetch):
+    """A split that raises midway (as the sorted path's order check does) leaves neither file."""
+    con = db.connect()
+    seen = []
+
+    def split(batch):
+        seen.append(batch.num_rows)
+        if len(seen) == 3:
+            raise RuntimeError("stop here")
+        return [batch, batch]
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        db.stream_query_split_to_parquet(con, "SELECT range AS v FROM range(100000)",
+                                         [tmp_path / "a.parquet", tmp_path / "b.parquet"], split,
+                                         batch_rows=1000, prefetch=prefetch)
+    assert list(tmp_path.iterdir()) == []
+    assert con.execute("SELECT 1").fetchall() == [(1,)]
+    with pytest.raises(Exception):  # a failing query is raised in the caller, not lost in the thread
+        db.stream_query_split_to_parquet(con, "SELECT CAST('x' || range AS INTEGER) AS bad FROM range(10)",
+                                         [tmp_path / "c.parquet"], lambda b: [b], prefetch=prefetch)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_out_of_file_order_fall_back_to_the_sorted_path(snapshot, tmp_path, monkeypatch):
+    """If the one wide pass ever saw rows out of file order, cleaning falls back to the sort
+    path and its results are those of an undisturbed run."""
+    import pyarrow as pa
+
+    reference = _run(tmp_path, "reference")
+    sources.acquire_local(snapshot, reference, salt="s")
+    expected = clean.clean_all(reference)
+    splitter = clean.one_pass_splitter
+
+    def disordered(*args, **kwargs):
+        split = splitter(*args, **kwargs)
+
+        def reversed_split(batch):
+            return split(batch.take(pa.array(range(batch.num_rows - 1, -1, -1), pa.int64())))
+        return reversed_split
+
+    monkeypatch.setattr(clean, "one_pass_splitter", disordered)
+    fallback = _run(tmp_path, "fallback")
+    sources.acquire_local(snapshot, fallback, salt="s")
+    assert clean.clean_all(fallback) == expected
+    for table in ("images", "models"):
+        assert db.read_table(fallback.table("interim", table)).equals(
+            db.read_table(reference.table("interim", table)))
+        assert db.read_table(fallback.quarantined(table)).equals(db.read_table(reference.quarantined(table)))

@@ -7,7 +7,10 @@ Every row of ``data/raw/<table>.parquet`` ends in exactly one of
   each counted by reason; or
 * ``data/quarantine/<table>.parquet`` (the raw row as it came, plus ``reason``).
 
-The work runs as DuckDB SQL over Parquet, so memory stays bounded whatever the row count.
+The work runs as DuckDB SQL over Parquet, so memory stays bounded whatever the row count:
+a narrow pass over the id, time and level columns finds every reason but duplicates, then
+(for a table in id order but for repeated ids) one wide pass streams the kept rows into the
+interim file and sets the few others aside with their raw values for the quarantine.
 Parsing rules (levels, flags, counts, timestamps) are built once here from the encodings in
 :mod:`helpers.schema` and used for both tables.
 """
@@ -72,12 +75,14 @@ def level_bit_sql(expr: str) -> str:
     # plans such a sub-query as a join that materialises every column of the input (prompts
     # included), which held the whole table in memory and tripled the cleaning time.
     v = f"TRY_CAST(TRY_CAST(trim({expr}) AS DOUBLE) AS BIGINT)"
-    by_bit = " ".join(f"WHEN ({v} & {bit}) <> 0 THEN {bit}"
-                      for bit in sorted(schema.BROWSING_LEVELS, reverse=True))
+    # Each mask's level looked up in a list (the number is parsed twice, not once per level).
+    highest = [next((bit for bit in sorted(schema.BROWSING_LEVELS, reverse=True) if mask & bit), None)
+               for mask in range(1, 64)]
+    by_mask = "[" + ", ".join("NULL" if bit is None else str(bit) for bit in highest) + "]"
     by_name = " ".join(f"WHEN {sql_literal(name)} THEN {bit}" for name, bit in schema.LEVEL_SPELLINGS.items())
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]+(\\.0+)?') THEN "
-            f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN (CASE {by_bit} END) END) "
+            f"(CASE WHEN {v} BETWEEN 1 AND 63 THEN {by_mask}[{v}] END) "
             f"ELSE (CASE lower(trim({expr})) {by_name} END) END)")
 
 
@@ -112,7 +117,9 @@ def count_problem_sql(expr: str) -> str:
 
 def timestamp_sql(expr: str) -> str:
     """SQL parsing ISO-8601 text (any offset) or epoch seconds/milliseconds to UTC TIMESTAMPTZ."""
+    # Text with a '-' is no epoch number: it goes straight to the ISO parse, skipping the regexes.
     return (f"(CASE WHEN {expr} IS NULL THEN NULL "
+            f"WHEN strpos({expr}, '-') > 0 THEN TRY_CAST(trim({expr}) AS TIMESTAMPTZ) "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]{{12,13}}') THEN "
             f"to_timestamp(TRY_CAST(trim({expr}) AS BIGINT) / 1000.0) "
             f"WHEN regexp_full_match(trim({expr}), '[0-9]{{9,11}}') THEN "
@@ -229,6 +236,12 @@ def images_content_sql() -> str:
     return content_hash_sql(c.name for c in schema.IMAGES)
 
 
+def visible_start_sql(expr: str) -> str:
+    """SQL true when text starts with a printable ASCII character (not a space): it is not
+    empty after trimming, so the costlier trim (a copy of the text) can be skipped."""
+    return f"(ascii({expr}) BETWEEN 33 AND 126)"
+
+
 def images_clean_select() -> str:
     """SELECT turning parsed rows into the canonical interim images columns."""
     reactions = " + ".join(f"COALESCE(p_{c}, 0)" for c in IMAGE_COUNTS if c != "comment_count")
@@ -239,7 +252,8 @@ def images_clean_select() -> str:
         CAST(p_level AS SMALLINT) AS browsing_level,
         {level_name_sql('p_level')} AS nsfw_level,
         p_nsfw AS nsfw,
-        CASE WHEN length(trim(prompt)) = 0 THEN NULL
+        CASE WHEN {visible_start_sql('prompt')} AND strlen(prompt) <= {MAX_PROMPT_CHARS} THEN prompt
+             WHEN length(trim(prompt)) = 0 THEN NULL
              ELSE left(prompt, {MAX_PROMPT_CHARS}) END AS prompt,
         {nonempty_sql('negative_prompt')} AS negative_prompt,
         {", ".join(f"p_{c} AS {c}" for c in IMAGE_COUNTS)},
@@ -256,11 +270,15 @@ def images_clean_select() -> str:
 def images_repairs_sql() -> dict[str, str]:
     """Each kind of repair among kept image rows: name → SQL condition true on a repaired row."""
     repairs = {
-        "empty_prompt_set_null": "prompt IS NOT NULL AND length(trim(prompt)) = 0",
-        "prompt_truncated": f"length(prompt) > {MAX_PROMPT_CHARS}",
+        "empty_prompt_set_null": f"CASE WHEN {visible_start_sql('prompt')} THEN FALSE "
+                                 f"ELSE prompt IS NOT NULL AND length(trim(prompt)) = 0 END",
+        # Fewer bytes than the limit: fewer characters too, no need to count them.
+        "prompt_truncated": f"CASE WHEN strlen(prompt) > {MAX_PROMPT_CHARS} "
+                            f"THEN length(prompt) > {MAX_PROMPT_CHARS} ELSE FALSE END",
         "prompt_missing": "prompt IS NULL",
         "nsfw_flag_unrecognised_set_null":
-            f"nsfw IS NOT NULL AND p_nsfw IS NULL AND {level_bit_sql('nsfw')} IS NULL",
+            f"CASE WHEN nsfw IS NOT NULL AND p_nsfw IS NULL THEN {level_bit_sql('nsfw')} IS NULL "
+            f"ELSE FALSE END",
         "model_id_invalid_set_null": "model_id IS NOT NULL AND trim(model_id) <> '' AND p_model_id IS NULL",
     }
     for c in IMAGE_COUNTS:
@@ -428,6 +446,91 @@ TABLE_SQL = {
 CONTENT_SQL = {"images": images_content_sql, "models": models_content_sql}
 
 
+def repeated_rows_sql(keys: str, suspect_ids: str) -> str:
+    """``(_row, p_id, _rank)`` of every row (no problem found while parsing) whose id repeats
+    among the ids of ``suspect_ids``; ``_rank`` 1 is the first copy in file order, above 1 a
+    later copy. Read from the narrow keys alone: no raw row is needed to know which rows go."""
+    return f"""
+    WITH considered AS (
+        SELECT _row, p_id FROM {keys}
+        WHERE pre_reason IS NULL AND p_id IN (SELECT p_id FROM {suspect_ids})
+    ), repeated AS (
+        SELECT p_id FROM considered GROUP BY p_id HAVING count(*) > 1
+    )
+    SELECT _row, p_id, row_number() OVER (PARTITION BY p_id ORDER BY _row) AS _rank
+    FROM considered WHERE p_id IN (SELECT p_id FROM repeated)
+    """
+
+
+def duckdb_type(name: str) -> Any:
+    """A DuckDB SQL type by name, for registering functions (the module moved between versions)."""
+    types = duckdb.sqltypes if hasattr(duckdb, "sqltypes") else duckdb.typing
+    return getattr(types, name)
+
+
+def in_set_udf(values: pa.Array) -> Callable[[pa.Array], pa.Array]:
+    """A vectorised function telling, for each value, whether it is in ``values`` (never NULL)."""
+    def in_set(column: pa.Array) -> pa.Array:
+        return pc.fill_null(pc.is_in(column, value_set=values), False)
+
+    return in_set
+
+
+class _OrderLost(RuntimeError):
+    """The wide pass did not see the raw rows in file order (the sorted path does not apply)."""
+
+
+def one_pass_splitter(clean_columns: list[str], later_rows: pa.Array, flags: list[str],
+                      repaired: dict[str, int]) -> Callable[[pa.RecordBatch], list[pa.RecordBatch]]:
+    """A batch transform of the one wide pass: ``[kept rows, set-aside rows]``.
+
+    Kept rows (no ``pre_reason``, not in ``later_rows``) keep ``clean_columns``; rows carrying
+    their raw values in ``_raw`` (quarantined or a copy of a repeated id) keep ``_row``,
+    ``pre_reason`` and ``_raw``. The repair flags of the kept rows are counted into
+    ``repaired`` on the way. Raises :class:`_OrderLost` when ``_row`` does not increase.
+    """
+    last = [-1]
+
+    def split(batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+        rows = batch.column("_row")
+        if len(rows):
+            if rows[0].as_py() <= last[0] or (len(rows) > 1 and pc.any(pc.less_equal(
+                    rows.slice(1), rows.slice(0, len(rows) - 1))).as_py()):
+                raise _OrderLost("rows out of file order")
+            last[0] = rows[-1].as_py()
+        kept = pc.and_(pc.is_null(batch.column("pre_reason")),
+                       pc.invert(pc.is_in(rows, value_set=later_rows)))
+        for name, flag in zip(repaired, flags):
+            repaired[name] += int(pc.sum(pc.filter(batch.column(flag), kept)).as_py() or 0)
+        return [batch.filter(kept).select(clean_columns),
+                batch.filter(pc.is_valid(batch.column("_raw"))).select(["_row", "pre_reason", "_raw"])]
+
+    return split
+
+
+def set_aside_quarantine_sql(set_aside: str, repeated: str, table: str) -> str:
+    """The quarantine (raw columns + ``reason``, in file order) from the set-aside rows of the
+    one wide pass: rows with a ``pre_reason``, and later copies of repeated ids named exact or
+    conflicting by the content hash of their first copy (as :func:`duplicate_reasons_sql`)."""
+    raw_cols = ", ".join(sql_identifier(c.name) for c in schema.CANONICAL[table])
+    return f"""
+    WITH s AS (SELECT _row, pre_reason, _raw.* FROM {set_aside}
+    ), ranked AS (
+        SELECT s._row, c._rank, first_value({CONTENT_SQL[table]()}) OVER w AS _first_content,
+               {CONTENT_SQL[table]()} AS _content
+        FROM s JOIN {repeated} c ON c._row = s._row
+        WINDOW w AS (PARTITION BY c.p_id ORDER BY c._row)
+    ), duplicates AS (
+        SELECT _row, CASE WHEN _content = _first_content THEN 'duplicate_id_exact'
+                          ELSE 'duplicate_id_conflict' END AS reason
+        FROM ranked WHERE _rank > 1
+    )
+    SELECT {raw_cols}, COALESCE(s.pre_reason, d.reason) AS reason
+    FROM s LEFT JOIN duplicates d ON d._row = s._row
+    WHERE s.pre_reason IS NOT NULL OR d.reason IS NOT NULL ORDER BY s._row
+    """
+
+
 def clean_table(table: str, paths: RunPaths, window: Window = Window(),
                 memory_limit: str = "3GB", trust_file_order: bool = True) -> dict[str, Any]:
     """Clean one raw table into interim + quarantine; return its report (counts by reason).
@@ -442,51 +545,31 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     if not raw.exists() and db.table_exists(raw):
         db.verify_view(raw)  # the snapshot read in place is still the one acquired
     schema.validate_file(raw, table, "raw")
-    parse_sql, clean_select, repairs_sql = TABLE_SQL[table]
-    repairs = repairs_sql()
+    parse_sql, _, _ = TABLE_SQL[table]
     con = db.connect(paths.tmp, memory_limit=memory_limit)
     register_udfs(con)
     keys_path = paths.tmp / f"{table}_keys.parquet"
+    set_aside_path = paths.tmp / f"{table}_set_aside.parquet"
     parse = f"({parse_sql(raw, window)})"
-    interim = paths.table("interim", table)
     try:
-        # A narrow first pass keeps every row's number, parsed id, reason (all but duplicates)
-        # and repair flags; duplicates, reasons and repair counts come from it. The wide passes
-        # re-parse the raw rows they need: parsing is cheap, a wide parsed copy was not.
-        flags = ", ".join(f"({cond}) AS {sql_identifier(name)}" for name, cond in repairs.items())
-        stream_query_to_parquet(con, f"SELECT _row, p_id, pre_reason, {flags} FROM {parse}", keys_path)
+        # A narrow first pass keeps every row's number, parsed id and reason (all but
+        # duplicates); only the columns those need are read (no prompt, no reaction counts).
+        stream_query_to_parquet(con, f"SELECT _row, p_id, pre_reason FROM {parse}", keys_path)
         keys = read_parquet_sql(keys_path)
         suspects = out_of_order_ids(con, keys) if trust_file_order else None
+        repaired = None
         if suspects is not None:
-            con.register("suspect_ids", pa.table({"p_id": suspects}))
-        con.execute("CREATE TEMP TABLE duplicate_rows AS " + duplicate_reasons_sql(
-            keys, raw_rows_sql(raw), CONTENT_SQL[table](), None if suspects is None else "suspect_ids"))
-        duplicates = con.sql("SELECT _row FROM duplicate_rows").to_arrow_table().column(0).combine_chunks()
-        # Every out-of-order row a later copy: the kept rows are in id order, a filter keeps it.
-        if suspects is not None and len(suspects) == len(duplicates):
-            stream_query_to_parquet(con, f"SELECT {clean_select()}, _row FROM {parse} "
-                                         f"WHERE pre_reason IS NULL", interim,
-                                    transform=without_rows(duplicates))
-        else:
-            stream_query_to_parquet(con, f"SELECT {clean_select()} FROM {parse} WHERE {KEPT_ROWS} "
-                                         f"ORDER BY p_id", interim)
-        reasons_sql = (f"(SELECT k._row, COALESCE(k.pre_reason, d.reason) AS reason FROM {keys} k "
-                       f"LEFT JOIN duplicate_rows d ON k._row = d._row "
-                       f"WHERE k.pre_reason IS NOT NULL OR d.reason IS NOT NULL)")
-        raw_cols = ", ".join(f"r.{sql_identifier(c.name)}" for c in schema.CANONICAL[table])
-        quarantined = paths.quarantined(table)
-        stream_query_to_parquet(con, f"SELECT {raw_cols}, q.reason FROM {raw_rows_sql(raw)} r "
-                                     f"JOIN {reasons_sql} q ON r._row = q._row ORDER BY r._row",
-                                quarantined)
+            repaired = _clean_sorted(con, table, parse, keys, suspects, paths, set_aside_path)
+        if repaired is None:
+            repaired = _clean_unsorted(con, table, raw, parse, keys, suspects, paths)
         # Counted from the small file just written, not by joining every key again.
-        reasons = dict(con.execute(f"SELECT reason, count(*) FROM {read_parquet_sql(quarantined)} "
+        reasons = dict(con.execute(f"SELECT reason, count(*) FROM "
+                                   f"{read_parquet_sql(paths.quarantined(table))} "
                                    f"GROUP BY reason ORDER BY reason").fetchall())
-        counts = ", ".join(f"count_if({sql_identifier(name)})" for name in repairs)
-        values = con.execute(f"SELECT {counts} FROM {keys} WHERE {KEPT_ROWS}").fetchall()[0]
-        repaired = {name: int(v or 0) for name, v in zip(repairs, values)}
     finally:
         con.close()
         keys_path.unlink(missing_ok=True)
+        set_aside_path.unlink(missing_ok=True)
     n_raw = db.table_rows(raw)
     n_clean = schema.validate_file(paths.table("interim", table), table, "interim")
     n_quarantined = pq.ParquetFile(paths.quarantined(table)).metadata.num_rows
@@ -496,6 +579,74 @@ def clean_table(table: str, paths: RunPaths, window: Window = Window(),
     return {"raw": n_raw, "clean": n_clean, "quarantined": n_quarantined,
             "quarantine_reasons": {k: int(v) for k, v in reasons.items()},
             "repairs": {k: v for k, v in sorted(repaired.items()) if v}}
+
+
+def _clean_sorted(con: duckdb.DuckDBPyConnection, table: str, parse: str, keys: str,
+                  suspects: pa.Array, paths: RunPaths, set_aside_path: Path) -> dict[str, int] | None:
+    """Clean a table whose rows are in id order but for later copies of repeated ids, in one
+    wide pass: kept rows stream in file order into the interim file while the quarantined rows
+    and the copies of repeated ids are set aside with their raw values (a few rows), then the
+    quarantine is written from those. Returns the repair counts, or ``None`` (nothing written)
+    when the table is not so sorted."""
+    _, clean_select, repairs_sql = TABLE_SQL[table]
+    con.register("suspect_ids", pa.table({"p_id": suspects}))
+    con.execute("CREATE OR REPLACE TEMP TABLE repeated_rows AS " + repeated_rows_sql(keys, "suspect_ids"))
+    later = con.sql("SELECT _row FROM repeated_rows WHERE _rank > 1 ORDER BY _row").to_arrow_table()
+    later_rows = later.column(0).combine_chunks()
+    if len(later_rows) != len(suspects):  # some out-of-order row is no copy: not sorted by id
+        return None
+    repairs = repairs_sql()
+    flags = [f"_repair_{i}" for i in range(len(repairs))]
+    flag_sql = ", ".join(f"({cond}) AS {f}" for f, cond in zip(flags, repairs.values()))
+    raw_struct = ", ".join(f"{sql_identifier(c.name)} := {sql_identifier(c.name)}"
+                           for c in schema.CANONICAL[table])
+    clean_columns = [c.name for c in schema.CANONICAL[table]]
+    # The rows to set aside are looked up by a vectorised function, not an SQL join: a join
+    # does not keep the rows in file order.
+    repeated = con.sql("SELECT _row FROM repeated_rows ORDER BY _row").to_arrow_table().column(0)
+    con.create_function("repeated_row", in_set_udf(repeated.combine_chunks()),
+                        [duckdb_type("BIGINT")], duckdb_type("BOOLEAN"), type="arrow")
+    sql = (f"SELECT {clean_select()}, _row, pre_reason, {flag_sql}, "
+           f"CASE WHEN pre_reason IS NOT NULL OR repeated_row(_row) "
+           f"THEN struct_pack({raw_struct}) END AS _raw FROM {parse}")
+    repaired = dict.fromkeys(repairs, 0)
+    try:
+        db.stream_query_split_to_parquet(
+            con, sql, [paths.table("interim", table), set_aside_path],
+            one_pass_splitter(clean_columns, later_rows, flags, repaired))
+    except _OrderLost:
+        return None
+    finally:
+        con.remove_function("repeated_row")
+    stream_query_to_parquet(con, set_aside_quarantine_sql(read_parquet_sql(set_aside_path),
+                                                          "repeated_rows", table),
+                            paths.quarantined(table))
+    return repaired
+
+
+def _clean_unsorted(con: duckdb.DuckDBPyConnection, table: str, raw: Path, parse: str, keys: str,
+                    suspects: pa.Array | None, paths: RunPaths) -> dict[str, int]:
+    """Clean any table: duplicates by content hash of the rows of repeated ids, kept rows
+    sorted by id, quarantine by joining the raw rows with their reasons. Returns the repair
+    counts."""
+    _, clean_select, repairs_sql = TABLE_SQL[table]
+    if suspects is not None:
+        con.register("suspect_ids", pa.table({"p_id": suspects}))
+    con.execute("CREATE OR REPLACE TEMP TABLE duplicate_rows AS " + duplicate_reasons_sql(
+        keys, raw_rows_sql(raw), CONTENT_SQL[table](), None if suspects is None else "suspect_ids"))
+    stream_query_to_parquet(con, f"SELECT {clean_select()} FROM {parse} WHERE {KEPT_ROWS} "
+                                 f"ORDER BY p_id", paths.table("interim", table))
+    reasons_sql = (f"(SELECT k._row, COALESCE(k.pre_reason, d.reason) AS reason FROM {keys} k "
+                   f"LEFT JOIN duplicate_rows d ON k._row = d._row "
+                   f"WHERE k.pre_reason IS NOT NULL OR d.reason IS NOT NULL)")
+    raw_cols = ", ".join(f"r.{sql_identifier(c.name)}" for c in schema.CANONICAL[table])
+    stream_query_to_parquet(con, f"SELECT {raw_cols}, q.reason FROM {raw_rows_sql(raw)} r "
+                                 f"JOIN {reasons_sql} q ON r._row = q._row ORDER BY r._row",
+                            paths.quarantined(table))
+    repairs = repairs_sql()
+    counts = ", ".join(f"count_if({cond})" for cond in repairs.values())
+    values = con.execute(f"SELECT {counts} FROM {parse} WHERE {KEPT_ROWS}").fetchall()[0]
+    return {name: int(v or 0) for name, v in zip(repairs, values)}
 
 
 def require_clean_rows(table: str, report: dict[str, Any], window: Window, paths: RunPaths) -> None:

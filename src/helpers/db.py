@@ -393,3 +393,95 @@ def storage_rows(tables: dict[str, Path], root: Path) -> list[dict[str, Any]]:
         rows.append({"view": name, "file": shown, "stored as": describe_storage(path),
                      "rows": table_rows(path), "bytes written": stored.stat().st_size})
     return rows
+
+
+# --------------------------------------------------------------------------- split streams
+def stream_query_split_to_parquet(con: duckdb.DuckDBPyConnection, sql: str, dests: Sequence[Path],
+                                  split: Callable[[pa.RecordBatch], Sequence[pa.RecordBatch]],
+                                  batch_rows: int = WRITE_BATCH_ROWS, prefetch: int = 2) -> list[int]:
+    """Stream the result of ``sql`` once into several Parquet files (zstd), atomically.
+
+    ``split`` turns each batch into one batch per file of ``dests`` (in order; it may drop rows
+    and columns), so one pass over the rows feeds, say, the kept rows and the set-aside rows.
+    Written as :func:`stream_query_to_parquet` writes (Arrow schema not stored); every file is
+    complete or absent. ``prefetch`` batches are computed ahead by a thread while one is
+    written (see :func:`prefetched`). Returns the rows written to each file.
+    """
+    from contextlib import ExitStack  # imported here to keep this section self-contained
+
+    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    rows = [0] * len(dests)
+    with ExitStack() as stack:
+        stack.callback(reader.close)  # whatever fails, the connection takes new work after
+        schemas = [b.schema for b in split(pa.RecordBatch.from_pylist([], schema=reader.schema))]
+        tmps = [stack.enter_context(atomic_path(Path(d))) for d in dests]
+        writers = [stack.enter_context(pq.ParquetWriter(t, s, compression="zstd", store_schema=False))
+                   for t, s in zip(tmps, schemas)]
+        batches = stack.enter_context(prefetched(reader, prefetch))
+        for batch in batches:
+            for i, part in enumerate(split(batch)):
+                if part.num_rows:
+                    writers[i].write_batch(part)
+                    rows[i] += part.num_rows
+    return rows
+
+
+@contextmanager
+def prefetched(reader: pa.RecordBatchReader, depth: int) -> Iterator[Iterator[pa.RecordBatch]]:
+    """Batches of ``reader`` read ahead by a thread, at most ``depth`` waiting (0: no thread).
+
+    The query computes the next batches while the caller compresses and writes the last one
+    (both release the GIL), so the two overlap; memory holds ``depth`` more batches. On leaving,
+    the thread is stopped and joined, and the reader closed.
+    """
+    import queue
+    import threading
+
+    if depth <= 0:
+        try:
+            yield iter(reader)
+        finally:
+            reader.close()
+        return
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                while not stop.is_set():
+                    try:
+                        waiting.put(batch, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: object = end
+        except BaseException as exc:  # handed to the consumer, raised there
+            item = exc
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def consume() -> Iterator[pa.RecordBatch]:
+        while True:
+            item = waiting.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        thread.join()
+        reader.close()
