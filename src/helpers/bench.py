@@ -416,9 +416,14 @@ def distinct_label_floor_sql(interim: Path) -> str:
     """The prompt labels of each distinct cleaned prompt, computed once and counted."""
     from . import label
 
+    from . import schema
+
+    lexicon = label.load_lexicon()
     distinct = f"(SELECT DISTINCT prompt FROM {read_parquet_sql(interim)} WHERE prompt IS NOT NULL)"
-    select = label.prompt_labels_sql(distinct, label.load_lexicon())
-    return f"SELECT count(*), count(n_lora) FROM ({select})"
+    select = label.prompt_labels_sql(distinct, lexicon)
+    # every label counted, so that no pattern is optimised away
+    counts = ", ".join(f"count_if({schema.marker_column(c)})" for c in lexicon.categories)
+    return f"SELECT count(*), count(n_lora), {counts} FROM ({select})"
 
 
 def stage_label_floor_distinct(paths: RunPaths, snapshot: Path) -> int:
