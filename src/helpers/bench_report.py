@@ -56,12 +56,14 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
                 f"{se['pipeline_seconds'] / s['pipeline_seconds']:.2f} |")
     lines.append(row)
     if s.get("pipeline_whole_seconds") is not None:
-        row = f"| whole run (stages + {s['notebooks']} notebook starts) | – | {s['pipeline_whole_seconds']:.1f} | |"
+        was = f"{sb['pipeline_whole_seconds']:.1f}" if sb.get("pipeline_whole_seconds") else "–"
+        row = f"| whole run (stages + {s['notebooks']} notebook starts) | {was} | {s['pipeline_whole_seconds']:.1f} | |"
         if eight is not None:
             row += f" {se['pipeline_whole_seconds']:.1f} | | {se['pipeline_whole_seconds'] / s['pipeline_whole_seconds']:.2f} |"
         lines.append(row)
     if s.get("same_results_seconds") is not None:
-        row = f"| same results as the peers (acquire, clean, label_images, {SAME_RESULTS}) | – | {s['same_results_seconds']:.1f} | |"
+        was = f"{sb['same_results_seconds']:.1f}" if sb.get("same_results_seconds") else "–"
+        row = f"| same results as the peers (acquire, clean, label_images, {SAME_RESULTS}) | {was} | {s['same_results_seconds']:.1f} | |"
         if eight is not None:
             row += f" {se['same_results_seconds']:.1f} | | {se['same_results_seconds'] / s['same_results_seconds']:.2f} |"
         lines.append(row)
@@ -126,8 +128,11 @@ starts of {four['notebook_start_seconds']:.1f} s, took {four['pipeline_whole_sec
 extrapolated to 40M rows. The naive version took {before['naive_seconds']:,.0f} s and {before['naive_peak_rss_mb'] / 1000:.1f} GB at 4M rows in the
 earlier run (`benchmarks/results/before/`). The labels match patterns compiled from the lexicon for text after only the
 adapter-call and weight steps, {four['label_floor_reference_over_light']:.1f} times faster than normalising every prompt first, with
-labels proven identical (`tests/test_label_equivalence.py`). Model labelling holds the models
-table in memory (about 230,000 rows in the full snapshot)."""
+labels proven identical (`tests/test_label_equivalence.py`). The image analyses are the slowest
+and largest stage ({v['sm']['analyse_images']['seconds']:.0f} s and {v['sm']['analyse_images']['peak_rss_mb']:,.0f} MB at 4M rows, {v['s8']['analyse_images']['peak_rss_mb']:,.0f} MB at 8M): their user-bootstrap
+intervals hold per-user (and per-user and month) count tables, which grow with the number of
+users, so the stage's memory is not bounded by the batch as the other stages' is. Model
+labelling holds the models table in memory (about 230,000 rows in the full snapshot)."""
     return "\n".join(textwrap.wrap(" ".join(para.split()), width=96, break_on_hyphens=False))
 
 
@@ -148,7 +153,8 @@ def benchmark_readme_results(four_r: dict[str, Any], eight_r: dict[str, Any], be
     loads = (load4, eight_r["load_average"]["start"][0])
     shared = ((f"Other jobs shared the machine, so every time below is inflated by that load; ratios "
                f"between measurements made in the same invocation say more than seconds.")
-              if max(loads) > QUIET_LOAD else "Nothing else was using the machine.")
+              if max(loads) > QUIET_LOAD else
+              "No other job was using the machine (the load averages include the benchmark's own previous child).")
     equal = all(info.get("equal") for r in (four_r, eight_r) for info in r.get("peers", {}).values())
     peers_equal = "equal" if equal else "do NOT all equal"
     if not four_r.get(NAIVE):
