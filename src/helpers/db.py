@@ -447,26 +447,25 @@ def prefetched(reader: pa.RecordBatchReader, depth: int) -> Iterator[Iterator[pa
     stop = threading.Event()
     end = object()
 
+    def offer(item: object) -> bool:
+        """Queue ``item`` unless the consumer has left; False once it has."""
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for batch in reader:
-                while not stop.is_set():
-                    try:
-                        waiting.put(batch, timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
             item: object = end
         except BaseException as exc:  # handed to the consumer, raised there
             item = exc
-        while not stop.is_set():
-            try:
-                waiting.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
+        offer(item)
 
     def consume() -> Iterator[pa.RecordBatch]:
         while True:
