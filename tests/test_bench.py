@@ -157,7 +157,7 @@ def test_readme_scale_figures_are_the_committed_benchmark_results():
     quoted = [f"took {four['same_results_seconds']:.0f} s ({previous['same_results_seconds']:.0f} s before this design",
               f"{four['same_results_over_polars_peer']:.1f} times the polars peer ({four['polars_peer_seconds']:.1f} s; "
               f"DuckDB peer {four['duckdb_peer_seconds']:.1f} s)",
-              f"at least {four['write_and_label_floor_seconds']:.1f} s on this machine "
+              f"at least {four['write_and_label_floor_seconds']:.1f} s on the benchmark machine "
               f"({four['write_and_label_floor_over_polars_peer']:.1f} times the polars peer",
               f"{four['notebooks']} notebook starts of {four['notebook_start_seconds']:.1f} s, took "
               f"{four['pipeline_whole_seconds']:.0f} s ({four['pipeline_over_polars_peer']:.1f} times the polars peer)",

@@ -121,7 +121,7 @@ writes the typed table, and labelling writes only the label columns, each distin
 batch labelled once; the run writes {four['bytes_written_over_snapshot']:.2f} times the snapshot's bytes. At 4M rows, the stages and analyses that
 produce the peers' results took {four['same_results_seconds']:.0f} s{was}, {four['same_results_over_polars_peer']:.1f} times the polars peer ({four['polars_peer_seconds']:.1f} s; DuckDB peer {four['duckdb_peer_seconds']:.1f} s). Writing the
 snapshot's image columns once as zstd Parquet and labelling its prompts cost at least {four['write_and_label_floor_seconds']:.1f} s
-on this machine ({four['write_and_label_floor_over_polars_peer']:.1f} times the polars peer, which writes nothing), so a design that keeps a
+on the benchmark machine ({four['write_and_label_floor_over_polars_peer']:.1f} times the polars peer, which writes nothing), so a design that keeps a
 typed table per stage cannot be as fast as the peer here. The whole run, with its {four['notebooks']} notebook
 starts of {four['notebook_start_seconds']:.1f} s, took {four['pipeline_whole_seconds']:.0f} s ({four['pipeline_over_polars_peer']:.1f} times the polars peer) at {four['pipeline_peak_rss_mb']:,.0f} MB peak;
 {eight['pipeline_whole_seconds']:.0f} s at 8M rows ({eight['pipeline_whole_seconds'] / four['pipeline_whole_seconds']:.2f} times 4M) with a peak of {eight['pipeline_peak_rss_mb']:,.0f} MB; about {forty['pipeline_seconds'] / 60:.0f} minutes of stage time
@@ -209,7 +209,7 @@ each distinct prompt of the whole table once {four['label_floor_distinct_seconds
 floor ({four['write_floor_seconds']:.1f} s: DuckDB's parallel `COPY` of the snapshot's image columns to zstd Parquet, nothing
 else) plus the cheaper labelling floor, {four['write_and_label_floor_seconds']:.1f} s, already {four['write_and_label_floor_over_polars_peer']:.1f} times the polars peer, which
 writes nothing and matches with Rust's regular-expression engine: the ≤ 1.0 target is below what
-this design (a typed table per stage, labels by RE2 in DuckDB) can reach on this machine, and the
+this design (a typed table per stage, labels by RE2 in DuckDB) can reach on the benchmark machine, and the
 measurement says by how much. The whole run includes {four['notebooks']} notebook starts of {four['notebook_start_seconds']:.1f} s each
 ({four['notebooks'] * four['notebook_start_seconds']:.0f} s, {four['notebooks'] * four['notebook_start_seconds'] / four['polars_peer_process_seconds']:.1f} times the peer's whole process on their own) and the stages the peers do not
 do (models, classifier, links, every analysis with user-bootstrap intervals, figures).
