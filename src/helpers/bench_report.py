@@ -55,18 +55,17 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
         row += (f" **{se['pipeline_seconds']:.1f}** | **{se['pipeline_peak_rss_mb']:,.0f}** | "
                 f"{se['pipeline_seconds'] / s['pipeline_seconds']:.2f} |")
     lines.append(row)
-    if s.get("pipeline_whole_seconds") is not None:
-        was = f"{sb['pipeline_whole_seconds']:.1f}" if sb.get("pipeline_whole_seconds") else "–"
-        row = f"| whole run (stages + {s['notebooks']} notebook starts) | {was} | {s['pipeline_whole_seconds']:.1f} | |"
+    def total(label: str, key: str) -> None:
+        if s.get(key) is None:
+            return
+        was = f"{sb[key]:.1f}" if sb.get(key) else "–"
+        row = f"| {label} | {was} | {s[key]:.1f} | |"
         if eight is not None:
-            row += f" {se['pipeline_whole_seconds']:.1f} | | {se['pipeline_whole_seconds'] / s['pipeline_whole_seconds']:.2f} |"
+            row += f" {se[key]:.1f} | | {se[key] / s[key]:.2f} |"
         lines.append(row)
-    if s.get("same_results_seconds") is not None:
-        was = f"{sb['same_results_seconds']:.1f}" if sb.get("same_results_seconds") else "–"
-        row = f"| same results as the peers (acquire, clean, label_images, {SAME_RESULTS}) | {was} | {s['same_results_seconds']:.1f} | |"
-        if eight is not None:
-            row += f" {se['same_results_seconds']:.1f} | | {se['same_results_seconds'] / s['same_results_seconds']:.2f} |"
-        lines.append(row)
+
+    total(f"whole run (stages + {s.get('notebooks')} notebook starts)", "pipeline_whole_seconds")
+    total(f"same results as the peers (acquire, clean, label_images, {SAME_RESULTS})", "same_results_seconds")
     for label, name in (("polars peer", POLARS_PEER), ("DuckDB peer", DUCKDB_PEER),
                         ("notebook start (one)", NOTEBOOK_START), ("scan floor", SCAN_FLOOR),
                         ("labelling floor", LABEL_FLOOR),

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -126,14 +126,20 @@ def category_regex(terms: Iterable[str]) -> str:
     return r"\b(?:" + "|".join(alternatives) + r")\b"
 
 
-@lru_cache(maxsize=8)
-def _compile_categories(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, re.Pattern[str]]:
-    return {c: re.compile(category_regex(terms)) for c, terms in categories}
+@lru_cache(maxsize=16)
+def _compile(build: Callable[[Iterable[str]], str],
+             categories: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, re.Pattern[str]]:
+    return {c: re.compile(build(terms)) for c, terms in categories}
+
+
+def _compiled(build: Callable[[Iterable[str]], str], lexicon: Lexicon) -> dict[str, re.Pattern[str]]:
+    """The pattern ``build`` makes of each category, compiled (cached: a lexicon compiles once)."""
+    return _compile(build, tuple((c, tuple(t)) for c, t in lexicon.categories.items()))
 
 
 def _compiled_categories(lexicon: Lexicon) -> dict[str, re.Pattern[str]]:
-    """Compiled whole-word pattern per category (cached: the same lexicon compiles once)."""
-    return _compile_categories(tuple((c, tuple(t)) for c, t in lexicon.categories.items()))
+    """Compiled whole-word pattern per category."""
+    return _compiled(category_regex, lexicon)
 
 
 def match_markers_reference(text: str | None, lexicon: Lexicon) -> dict[str, bool | None]:
@@ -221,14 +227,9 @@ def light_category_patterns(lexicon: Lexicon) -> dict[str, str]:
     return {c: light_category_regex(terms) for c, terms in lexicon.categories.items()}
 
 
-@lru_cache(maxsize=8)
-def _compile_light(categories: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, re.Pattern[str]]:
-    return {c: re.compile(light_category_regex(terms)) for c, terms in categories}
-
-
 def _compiled_light(lexicon: Lexicon) -> dict[str, re.Pattern[str]]:
-    """Compiled light pattern per category (cached: the same lexicon compiles once)."""
-    return _compile_light(tuple((c, tuple(t)) for c, t in lexicon.categories.items()))
+    """Compiled light pattern per category."""
+    return _compiled(light_category_regex, lexicon)
 
 
 def match_markers(text: str | None, lexicon: Lexicon) -> dict[str, bool | None]:
@@ -279,13 +280,18 @@ def image_labels_select_sql(relation: str, lexicon: Lexicon) -> str:
             f"FROM (SELECT {cols}, {light_text_sql('prompt')} AS _light FROM {relation})")
 
 
+def prompt_label_items_sql(lexicon: Lexicon, prompt: str = "prompt", light: str = "_light") -> str:
+    """The prompt-only label select items (``n_lora``, markers) given the prompt column and its
+    :func:`light_text_sql` column."""
+    markers = ", ".join(f"regexp_matches({light}, {db.sql_literal(p)}) AS {marker_column(c)}"
+                        for c, p in light_category_patterns(lexicon).items())
+    return f"{adapter_calls_sql(prompt)} AS n_lora, {markers}"
+
+
 def image_label_items_sql(lexicon: Lexicon, prompt: str = "prompt", light: str = "_light") -> str:
     """The label select items (NSFW definitions, ``n_lora``, markers) given the prompt column and
     its :func:`light_text_sql` column."""
-    markers = ", ".join(f"regexp_matches({light}, {db.sql_literal(p)}) AS {marker_column(c)}"
-                        for c, p in light_category_patterns(lexicon).items())
-    nsfw = ", ".join(image_nsfw_sql())
-    return f"{nsfw}, {adapter_calls_sql(prompt)} AS n_lora, {markers}"
+    return f"{', '.join(image_nsfw_sql())}, {prompt_label_items_sql(lexicon, prompt, light)}"
 
 
 def image_labels_of_file_sql(source: Path, lexicon: Lexicon) -> str:
@@ -336,9 +342,7 @@ LABEL_BATCH_ROWS = 250_000
 def prompt_labels_sql(relation: str, lexicon: Lexicon, prompt: str = "prompt") -> str:
     """``SELECT`` of the prompt-only labels (``n_lora`` and the markers) of every row of ``relation``
     (in its order): the same expressions as :func:`image_label_items_sql`."""
-    markers = ", ".join(f"regexp_matches(_light, {db.sql_literal(p)}) AS {marker_column(c)}"
-                        for c, p in light_category_patterns(lexicon).items())
-    return (f"SELECT {adapter_calls_sql(prompt)} AS n_lora, {markers} "
+    return (f"SELECT {prompt_label_items_sql(lexicon, prompt)} "
             f"FROM (SELECT {prompt}, {light_text_sql(prompt)} AS _light FROM {relation})")
 
 
