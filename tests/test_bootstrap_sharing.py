@@ -1,5 +1,5 @@
-"""The image analyses' shortcuts give exactly what the plain computations give: replayed bootstrap
-draws, the shift-share on the users each period holds, and text held once."""
+"""The image analyses' shortcuts give what the plain computations give: replayed bootstrap
+draws (exactly), the shift-share replicates from weighted sums (to rounding), and text held once."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +25,7 @@ def test_shared_weights_replay_the_draws_each_call_would_make():
                       (reseeded, alone[2]), (again, alone[2])):
         assert len(got) == len(want)
         for a, b in zip(got, want):
-            assert a.dtype == np.float32 and np.array_equal(a, b)
+            assert a.dtype == np.float64 and np.array_equal(a, b)
     assert users._SHARED is None                # nothing kept after the block
 
 
@@ -36,27 +36,38 @@ def test_a_bootstrap_stopped_early_keeps_nothing_half_drawn():
     assert len(full) == 4 and all(np.array_equal(a, b) for a, b in zip(full, _draws(100, 200, 1)))
 
 
-@pytest.mark.parametrize("width", [2, 3, 10, 11, 50])
-def test_shift_share_replicates_equal_the_full_decomposition_bit_for_bit(width):
-    rng = np.random.default_rng(width)
-    n = 5000
+def _period_arrays(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     n_a = rng.poisson(3, n).astype(float)
     n_a[rng.random(n) < 0.4] = 0
     n_b = rng.poisson(3, n).astype(float)
     n_b[rng.random(n) < 0.3] = 0
     n_b[(n_a == 0) & (n_b == 0)] = 1
-    arrays = [x[:, None] for x in (n_a, np.floor(n_a * rng.random(n)), n_b, np.floor(n_b * rng.random(n)))]
-    weights = rng.poisson(1.0, (n, width)).astype(np.float32)
+    return [x[:, None] for x in (n_a, np.floor(n_a * rng.random(n)), n_b, np.floor(n_b * rng.random(n)))]
+
+
+@pytest.mark.parametrize("width", [1, 2, 50])
+def test_shift_share_replicates_from_sums_equal_the_decomposition_of_weighted_counts(width):
+    rng = np.random.default_rng(width)
+    arrays = _period_arrays(rng, 5000)
+    weights = rng.poisson(1.0, (5000, width)).astype(np.float64)
     full = users._decompose(*(a * weights for a in arrays))
-    assert np.array_equal(users._decompose_replicates(arrays, weights), full, equal_nan=True)
+    fast = users.decompose_sums(users.decomposition_terms(arrays) @ weights)
+    np.testing.assert_allclose(fast, full, rtol=1e-12, atol=1e-15)
+    # the change is a ratio of exact integer sums: the same to the bit
+    assert np.array_equal(fast[0], full[0])
 
 
-def test_column_blocks_never_leave_a_single_column_alone():
-    for width in range(2, 60):
-        blocks = users.column_blocks(width)
-        assert [i for b in blocks for i in range(width)[b]] == list(range(width))
-        assert all(b.stop - b.start >= 2 for b in blocks)
-    assert users.column_blocks(1) == [slice(0, 1)]
+def test_shift_share_replicate_with_an_empty_period_matches_the_decomposition():
+    rng = np.random.default_rng(3)
+    arrays = _period_arrays(rng, 40)
+    weights = rng.poisson(1.0, (40, 4)).astype(np.float64)
+    weights[arrays[0][:, 0] > 0, 0] = 0     # replicate 0: nobody of period A drawn
+    weights[arrays[2][:, 0] > 0, 1] = 0     # replicate 1: nobody of period B drawn
+    weights[:, 2] = 0                       # replicate 2: nobody at all
+    full = users._decompose(*(a * weights for a in arrays))
+    fast = users.decompose_sums(users.decomposition_terms(arrays) @ weights)
+    np.testing.assert_allclose(fast, full, rtol=1e-12, atol=1e-15, equal_nan=True)
+    assert np.isnan(fast[0, :3]).all() and (fast[1, :3] == 0).all()
 
 
 def test_shared_text_keeps_values_and_missing_text():

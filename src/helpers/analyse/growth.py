@@ -123,7 +123,7 @@ def growth_ratio_bootstrap(counts: pd.DataFrame, n_boot: int, seed: int,
     (:func:`~helpers.analyse.users.user_counts` by month) with a Poisson(1) weight, sums them
     to monthly counts and refits the logistic slope. Keys ``ratio``, ``boot_low``,
     ``boot_high``; NaN when fewer than four months hold images or one side is empty."""
-    from .users import _codes, poisson_weights
+    from .users import _codes, count_matrix, poisson_weights
 
     nan = {"ratio": math.nan, "boot_low": math.nan, "boot_high": math.nan}
     data = counts[counts["n"] > 0]
@@ -132,10 +132,8 @@ def growth_ratio_bootstrap(counts: pd.DataFrame, n_boot: int, seed: int,
     users, n_users = _codes(data["user"])
     months, n_months = _codes(data["month"])
     t = _years(pd.Series(np.sort(data["month"].unique())))
-    from scipy import sparse
-
-    mat_k = sparse.csr_matrix((data["k"].to_numpy(float), (months, users)), shape=(n_months, n_users))
-    mat_n = sparse.csr_matrix((data["n"].to_numpy(float), (months, users)), shape=(n_months, n_users))
+    mat_k = count_matrix(data["k"], months, users, (n_months, n_users))
+    mat_n = count_matrix(data["n"], months, users, (n_months, n_users))
     point = logistic_slopes(np.asarray(mat_k.sum(axis=1)), np.asarray(mat_n.sum(axis=1)), t)[0]
     slopes = [logistic_slopes(np.asarray(mat_k @ w), np.asarray(mat_n @ w), t)
               for w in poisson_weights(n_users, n_boot, seed)]

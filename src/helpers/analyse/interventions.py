@@ -42,7 +42,7 @@ from ..schema import MARKERS
 from ..stats import CONFIDENCE, NotEstimable, wilson_interval
 from .common import flag_column
 from .results import Results
-from .users import poisson_weights
+from .users import count_matrix, poisson_weights
 
 # --------------------------------------------------------------------------- vocabulary
 #: Units a rule can act on.
@@ -462,8 +462,7 @@ def simulate_rules(counts: RuleCounts, rules: Sequence[Rule], error: LabelError,
     patterns = cells[key].drop_duplicates().reset_index(drop=True)
     pattern_of = cells[key].merge(patterns.reset_index(), on=key, how="left")["index"].to_numpy()
     users, user_index = np.unique(cells["user"].to_numpy(), return_inverse=True)
-    matrix = sparse.csr_matrix((cells["images"].to_numpy(float), (pattern_of, user_index)),
-                               shape=(len(patterns), len(users)))
+    matrix = count_matrix(cells["images"], pattern_of, user_index, (len(patterns), len(users)))
     removed = patterns[flags].to_numpy(float)
     total = np.asarray(matrix.sum(axis=1))  # patterns × 1
 

@@ -35,7 +35,7 @@ from scipy import sparse
 from .. import db
 from ..stats import CONFIDENCE, NotEstimable, with_share
 from .common import flag_column, month_sql
-from .users import poisson_weights
+from .users import count_matrix, poisson_weights
 
 #: Months of data the snapshot must hold on each side of an event to estimate it.
 MIN_MONTHS_EACH_SIDE = 6
@@ -177,8 +177,8 @@ def bootstrap_segmented(counts: pd.DataFrame, months: Sequence[str], k: str, n: 
     users, user_index = np.unique(data["user"].to_numpy(), return_inverse=True)
     month_pos = pd.Index(months).get_indexer(data["month"])
     shape = (len(months), len(users))
-    mat_k = sparse.csr_matrix((data[k].to_numpy(float), (month_pos, user_index)), shape=shape)
-    mat_n = sparse.csr_matrix((data[n].to_numpy(float), (month_pos, user_index)), shape=shape)
+    mat_k = count_matrix(data[k], month_pos, user_index, shape)
+    mat_n = count_matrix(data[n], month_pos, user_index, shape)
     x = design(months, start)
     estimates = []
     for weights in poisson_weights(len(users), n_boot, seed):

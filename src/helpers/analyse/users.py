@@ -33,8 +33,6 @@ N_BOOT = 1000
 PER_USER_MIN_IMAGES = 5
 #: Replicates computed at once (bounds the weight matrix to users × this many floats).
 BOOT_CHUNK = 50
-#: Replicates the shift-share decomposition works on at once (its temporaries are users × this).
-DECOMPOSE_BLOCK = 10
 
 
 # --------------------------------------------------------------------------- per-user counts
@@ -109,16 +107,17 @@ def _drawn_weights(n_users: int, n_boot: int, seed: int, chunk: int) -> Iterator
 
 
 def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUNK) -> Iterator[np.ndarray]:
-    """Yield Poisson(1) weight matrices (users × replicates), ``chunk`` replicates at a time
-    (replayed from :func:`shared_weights` when it holds these draws)."""
+    """Yield Poisson(1) weight matrices (users × replicates, float64 like the count matrices they
+    multiply, so no product converts them), ``chunk`` replicates at a time (replayed from
+    :func:`shared_weights` when it holds these draws)."""
     shared, key = _SHARED, (n_users, n_boot, seed, chunk)
     if shared is None:
         for draws in _drawn_weights(n_users, n_boot, seed, chunk):
-            yield draws.astype(np.float32)
+            yield draws.astype(np.float64)
         return
     if shared["key"] == key:
         for packed in shared["chunks"]:  # type: ignore[union-attr]
-            yield packed.astype(np.float32)
+            yield packed.astype(np.float64)
         return
     shared["key"], shared["chunks"] = None, []
     kept = []
@@ -127,8 +126,19 @@ def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUN
         if draws.size and int(draws.max()) > np.iinfo(np.uint8).max:  # never for Poisson(1)
             raise OverflowError("a Poisson(1) weight does not fit in a byte")
         kept.append(packed)
-        yield draws.astype(np.float32)
+        yield draws.astype(np.float64)
     shared["key"], shared["chunks"] = key, kept
+
+
+def count_matrix(values: pd.Series | np.ndarray, rows: np.ndarray, users: np.ndarray,
+                 shape: tuple[int, int]) -> sparse.csc_matrix:
+    """Counts as a sparse rows × users matrix for bootstrap products with :func:`poisson_weights`.
+
+    Stored by user (column-major), so a product reads each user's row of weights once, in
+    order, instead of jumping between users for every row: several times faster with many
+    users. Counts and weights are whole numbers, so the weighted sums are exact whatever the
+    order of the additions (the results do not depend on the storage)."""
+    return sparse.csc_matrix((np.asarray(values, dtype=float), (rows, users)), shape=shape)
 
 
 # --------------------------------------------------------------------------- shares
@@ -149,8 +159,8 @@ def cluster_bootstrap_shares(counts: pd.DataFrame, group: str | None = None, k: 
         groups, n_groups = _codes(data[group])
         labels = np.sort(data[group].unique())
     shape = (n_groups, n_users)
-    mat_k = sparse.csr_matrix((data[k].to_numpy(float), (groups, users)), shape=shape)
-    mat_n = sparse.csr_matrix((data[n].to_numpy(float), (groups, users)), shape=shape)
+    mat_k = count_matrix(data[k], groups, users, shape)
+    mat_n = count_matrix(data[n], groups, users, shape)
     replicates = []
     for weights in poisson_weights(n_users, n_boot, seed):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,15 +195,16 @@ def cluster_bootstrap_odds_ratio(counts: pd.DataFrame, cluster: str = "user", n_
     groups, n_groups = _codes(per[key])
     labels = np.sort(per[key].unique())
 
-    def matrix(values: pd.Series) -> sparse.csr_matrix:
-        return sparse.csr_matrix((values.to_numpy(float), (groups, users)), shape=(n_groups, n_users))
+    def matrix(values: pd.Series) -> sparse.csc_matrix:
+        return count_matrix(values, groups, users, (n_groups, n_users))
 
     k1, n1 = matrix(per["k_adapter"]), matrix(per["n_adapter"])
     k0, n0 = matrix(per["k"] - per["k_adapter"]), matrix(per["n"] - per["n_adapter"])
+    sfw1, sfw0 = n1 - k1, n0 - k0
     ratios = []
     for w in poisson_weights(n_users, n_boot, seed):
-        a, b = k1 @ w, (n1 - k1) @ w
-        c, d = k0 @ w, (n0 - k0) @ w
+        a, b = k1 @ w, sfw1 @ w
+        c, d = k0 @ w, sfw0 @ w
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios.append(((a + 0.5) * (d + 0.5)) / ((b + 0.5) * (c + 0.5)))
     boot = np.concatenate(ratios, axis=1) if ratios else np.full((n_groups, 1), np.nan)
@@ -306,55 +317,33 @@ def _decompose(n_a: np.ndarray, k_a: np.ndarray, n_b: np.ndarray, k_b: np.ndarra
     return np.vstack([change, within, change - within])
 
 
-def _period_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the users with images in period A, in period B and in both (from the per-user
-    n_a, k_a, n_b, k_b of :func:`shift_share`)."""
-    in_a, in_b = arrays[0][:, 0] > 0, arrays[2][:, 0] > 0
-    return np.flatnonzero(in_a), np.flatnonzero(in_b), np.flatnonzero(in_a & in_b)
+def decomposition_terms(arrays: list[np.ndarray]) -> np.ndarray:
+    """The per-user terms whose weighted sums give every bootstrap replicate of the shift-share
+    decomposition (rows: n_a, k_a, n_b, k_b, n_a·Δs, n_b·Δs; columns: users), from the per-user
+    n_a, k_a, n_b, k_b of :func:`shift_share` (users × 1). Δs is the user's change of NSFW share
+    between the periods, zero for a user not in both.
 
-
-def _decompose_replicates(arrays: list[np.ndarray], weights: np.ndarray,
-                          rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """:func:`_decompose` of the per-user ``arrays`` (n_a, k_a, n_b, k_b; users × 1) weighted by
-    every column of ``weights`` (users × replicates, at least two), equal to it bit for bit.
-
-    A user without images in a period adds exact zeros to that period's sums, and one not in
-    both periods adds zero to the within-user change; sums down several columns run in row
-    order, so leaving those rows out changes no bit and saves most of the arithmetic. ``rows``
-    is :func:`_period_rows` of ``arrays`` (computed when not given)."""
-    in_a, in_b, both = rows if rows is not None else _period_rows(arrays)
-    taken = {"a": (in_a, weights.take(in_a, axis=0)), "b": (in_b, weights.take(in_b, axis=0)),
-             "both": (both, weights.take(both, axis=0))}
-    out = [_decompose_rows(arrays, taken, block) for block in column_blocks(weights.shape[1])]
-    return np.concatenate(out, axis=1)
-
-
-def _decompose_rows(arrays: list[np.ndarray], rows: dict[str, tuple[np.ndarray, np.ndarray]],
-                    block: slice) -> np.ndarray:
-    """The body of :func:`_decompose_replicates` for the replicates ``block``: ``rows`` holds,
-    for the users of period A, of period B and of both, their indices and weight rows."""
-    n_a, k_a, n_b, k_b = arrays
-    (in_a, w_a), (in_b, w_b), (both, w_both) = rows["a"], rows["b"], rows["both"]
-    w_a, w_b, w_both = w_a[:, block], w_b[:, block], w_both[:, block]
+    A user's weight cancels in its own shares (k·w / n·w), so the within-user part of a replicate
+    is ``Σ w·n_a·Δs / (2·N_a) + Σ w·n_b·Δs / (2·N_b)`` with the replicate's period totals N_a,
+    N_b: every piece is a weighted sum, and one matrix product gives them for all replicates."""
+    n_a, k_a, n_b, k_b = (a[:, 0] for a in arrays)
+    both = (n_a > 0) & (n_b > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        total_n_a, total_k_a = (n_a[in_a] * w_a).sum(axis=0), (k_a[in_a] * w_a).sum(axis=0)
-        total_n_b, total_k_b = (n_b[in_b] * w_b).sum(axis=0), (k_b[in_b] * w_b).sum(axis=0)
-        na, ka, nb, kb = (a[both] * w_both for a in arrays)
-        s_a, s_b = ka / na, kb / nb
-        within = np.where((na > 0) & (nb > 0),
-                          (na / total_n_a + nb / total_n_b) / 2 * (s_b - s_a), 0.0).sum(axis=0)
+        delta = np.where(both, k_b / np.where(both, n_b, 1) - k_a / np.where(both, n_a, 1), 0.0)
+    return np.vstack([n_a, k_a, n_b, k_b, n_a * delta, n_b * delta])
+
+
+def decompose_sums(sums: np.ndarray) -> np.ndarray:
+    """(change, within, composition) per replicate from the weighted sums of
+    :func:`decomposition_terms` (6 × replicates). Equal to :func:`_decompose` of the weighted
+    per-user counts up to rounding (the sums are added in another order); a replicate in which
+    a period has no images has no change (NaN) and no within-user part (zero), as there."""
+    total_n_a, total_k_a, total_n_b, total_k_b, within_a, within_b = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
         change = (total_k_b / total_n_b) - (total_k_a / total_n_a)
+        within = np.where((total_n_a > 0) & (total_n_b > 0),
+                          within_a / (2 * total_n_a) + within_b / (2 * total_n_b), 0.0)
     return np.vstack([change, within, change - within])
-
-
-def column_blocks(width: int, block: int = DECOMPOSE_BLOCK) -> list[slice]:
-    """Consecutive column slices of at most ``block`` columns covering ``width`` columns, none of
-    one column unless ``width`` is one: a sum down one column alone is summed pairwise by numpy,
-    down several side by side in row order, so a lone column would round differently."""
-    starts = list(range(0, width, max(block, 2)))
-    if len(starts) > 1 and width - starts[-1] == 1:
-        starts.pop()
-    return [slice(a, b) for a, b in zip(starts, [*starts[1:], width])]
 
 
 def halving_month(counts: pd.DataFrame) -> str:
@@ -383,14 +372,13 @@ def shift_share(counts: pd.DataFrame, split_month: str | None = None, n_boot: in
         split = split_month if split_month is not None else halving_month(part)
         parts = _period_parts(part, split).reindex(users, fill_value=0.0)
         setup[label] = (split, parts, [parts[c].to_numpy(float)[:, None] for c in ("n_a", "k_a", "n_b", "k_b")])
-    rows = {label: _period_rows(arrays) for label, (_, _, arrays) in setup.items()}
+    labels = list(setup)
+    terms = np.vstack([decomposition_terms(setup[label][2]) for label in labels])
     replicates: dict = {label: [] for label in setup}
     for w in poisson_weights(len(users), n_boot, seed):
-        for label, (_, _, arrays) in setup.items():
-            if w.shape[1] == 1:  # one column is summed pairwise: only the full arrays match
-                replicates[label].append(_decompose(*(a * w for a in arrays)))
-            else:
-                replicates[label].append(_decompose_replicates(arrays, w, rows[label]))
+        sums = terms @ w
+        for i, label in enumerate(labels):
+            replicates[label].append(decompose_sums(sums[6 * i:6 * i + 6]))
     tail = (1 - confidence) / 2
     frames = []
     for label, (split, parts, arrays) in setup.items():
