@@ -222,7 +222,7 @@ def test_nsfw_share_by_base_model_family_covers_its_planted_value(linked):
     family share; the Wilson interval beside it (images independent) is narrower."""
     _, truth, paths, _ = linked
     processed_images = paths.table("processed", "images")
-    clustered = link_analyses.family_clustered(link_analyses.family_user_counts_by_definition(processed_images),
+    clustered = link_analyses.family_clustered(link_analyses.family_user_cells(processed_images),
                                                n_boot=N_BOOT, seed=1)
     got = clustered[(clustered["definition"] == "r") & (clustered["month"] == link_analyses.ALL_MONTHS)
                     ].set_index("family")

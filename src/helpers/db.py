@@ -74,6 +74,9 @@ def connect(temp_dir: Path | None = None, memory_limit: str = "3GB",
     con.execute(f"SET memory_limit={sql_literal(memory_limit)}")
     con.execute(f"SET threads={int(threads)}")
     con.execute("SET preserve_insertion_order=true")
+    # Hand memory a finished query freed back to the system at once, so the analyses' Python
+    # tables do not stack on top of DuckDB's high-water mark.
+    con.execute("SET allocator_background_threads=true")
     if temp_dir is not None:
         Path(temp_dir).mkdir(parents=True, exist_ok=True)
         con.execute(f"SET temp_directory={sql_literal(Path(temp_dir))}")

@@ -9,6 +9,7 @@ unresolved share).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -18,8 +19,7 @@ import pandas as pd
 from .. import db
 from ..schema import ADAPTER_CALL_NAME_PATTERN, BASE_MODEL_FAMILIES, NSFW_DEFINITIONS, base_model_family_sql
 from ..stats import NotEstimable, odds_ratio, with_share
-from .common import (definition_counts_sql, flag_column, month_sql, months_of, shared_text,
-                     split_definitions)
+from .common import definition_counts_sql, flag_column, month_sql, months_of, split_definitions
 
 
 def link_counts_by_definition(images: Path, links: Path, models: Path,
@@ -139,72 +139,94 @@ def nsfw_share_by_family_by_month(counts: dict[str, pd.DataFrame]) -> pd.DataFra
     return _family_frame(out, ["definition", "family", "month"])
 
 
-def family_user_counts_by_definition(images: Path, con: duckdb.DuckDBPyConnection | None = None
-                                     ) -> dict[str, pd.DataFrame]:
-    """Per user × month × base-model family: images with a known NSFW label (``n``) and NSFW
-    (``k``) under every definition (definition → frame), from one pass over the images. Images
-    without a user hash are a cluster each."""
-    con = db.connection_or_default(con)
-    wide = con.execute(f"""
-        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
-               {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
-               {definition_counts_sql()}
-        FROM {db.table_sql(images)} GROUP BY ALL ORDER BY ALL""").df()
-    return split_definitions(shared_text(wide, ["user", "month", "family"]), ["user", "month", "family"])
-
-
 #: ``month`` of the rows of :func:`family_clustered` pooled over every month.
 ALL_MONTHS = "all"
 
 
-def _sorted_values(columns: list[pd.Series]) -> pd.Index:
-    """The distinct values of ``columns``, sorted (text has no missing value here)."""
-    return pd.Index(np.sort(pd.unique(np.concatenate([c.to_numpy(dtype=object) for c in columns]))))
+@dataclass(frozen=True)
+class FamilyCells:
+    """Per user and cell (NSFW definition × base-model family × month, and × every month pooled):
+    images with a known NSFW label and NSFW images, with every label as a number.
+
+    ``counts`` has columns ``user`` (the user's rank among the sorted user keys), ``cell``,
+    ``n``, ``k``; cell ``c`` is definition ``definitions[c // (F·M)]``, family
+    ``families[c // M % F]`` and month ``months[c % M]`` (F families, M months, each list
+    sorted; ``months`` holds :data:`ALL_MONTHS`)."""
+
+    counts: pd.DataFrame
+    definitions: list[str]
+    families: list[str]
+    months: list[str]
 
 
-def _positions(values: pd.Index, column: pd.Series) -> np.ndarray:
-    """Where each entry of ``column`` stands in ``values`` (every entry is one of them)."""
-    found = values.get_indexer(column)
-    if (found < 0).any():
-        raise ValueError(f"{column.name}: a value is missing from the sorted values")
-    return found.astype(np.int64)
+def family_user_cells(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> FamilyCells:
+    """:class:`FamilyCells` from one pass over the images: the per user × month × family counts
+    and their sums over months come from one grouping, and users, families and months leave
+    DuckDB as their ranks in sorted order (the order the user bootstrap gives users and cells),
+    so no text is held per row. Images without a user hash are a cluster each."""
+    con = db.connection_or_default(con)
+    wide = con.execute(f"""
+        WITH cells AS (
+            SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
+                   {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
+                   {", ".join(dict.fromkeys(NSFW_DEFINITIONS.values()))}
+            FROM {db.table_sql(images)}),
+        grouped AS (
+            SELECT user, family,
+                   CASE WHEN grouping(month) = 1 THEN {db.sql_literal(ALL_MONTHS)} ELSE month END AS month,
+                   {definition_counts_sql()}
+            FROM cells GROUP BY GROUPING SETS ((user, month, family), (user, family))),
+        {_rank_sql("user", "grouped")}, {_rank_sql("family", "grouped")}, {_rank_sql("month", "grouped")}
+        SELECT user_rank.rank AS user, family_rank.rank AS family, month_rank.rank AS month,
+               -- the labels once, on the first user's rows, so no text is held per row
+               CASE WHEN user_rank.rank = 0 THEN (SELECT list(family ORDER BY rank) FROM family_rank)
+                    END AS families,
+               CASE WHEN user_rank.rank = 0 THEN (SELECT list(month ORDER BY rank) FROM month_rank)
+                    END AS months,
+               {", ".join(f"n_{d}, k_{d}" for d in NSFW_DEFINITIONS)}
+        FROM grouped JOIN user_rank USING (user) JOIN family_rank USING (family)
+             JOIN month_rank USING (month)""").df()
+    first = wide.index[wide["user"] == 0]
+    families = list(wide.at[first[0], "families"]) if len(first) else []
+    months = list(wide.at[first[0], "months"]) if len(first) else []
+    definitions = sorted(NSFW_DEFINITIONS)
+    parts = []
+    for i, d in enumerate(definitions):
+        base = i * len(families)
+        parts.append(pd.DataFrame({
+            "user": wide["user"].to_numpy(), "n": wide[f"n_{d}"].to_numpy(np.int64),
+            "k": wide[f"k_{d}"].to_numpy(np.int64),
+            "cell": ((base + wide["family"].to_numpy(np.int64)) * len(months)
+                     + wide["month"].to_numpy(np.int64))}))
+    counts = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["user", "n", "k", "cell"])
+    return FamilyCells(counts, definitions, families, months)
 
 
-def family_clustered(counts: dict[str, pd.DataFrame], n_boot: int, seed: int) -> pd.DataFrame:
+def _rank_sql(column: str, table: str) -> str:
+    """A CTE ``<column>_rank`` (``column``, ``rank``): each distinct value of ``table.column`` and
+    its rank from 0 in sorted order."""
+    return (f"{column}_rank AS (SELECT {column}, CAST(row_number() OVER (ORDER BY {column}) - 1 AS INTEGER) "
+            f"AS rank FROM (SELECT DISTINCT {column} FROM {table}))")
+
+
+def family_clustered(cells: FamilyCells, n_boot: int, seed: int) -> pd.DataFrame:
     """NSFW share by definition, base-model family and month (and over all months, ``month`` =
     :data:`ALL_MONTHS`) with the naive Wilson interval and the user-bootstrap one, side by side
     (:func:`~helpers.analyse.users.cluster_bootstrap_shares`; every cell resampled with the
-    same user weights in one pass). ``counts`` is :func:`family_user_counts_by_definition`."""
+    same user weights in one pass). ``cells`` is :func:`family_user_cells`."""
     from .users import cluster_bootstrap_shares
 
     columns = ["definition", "family", "month", "n", "k", "share", "ci_low", "ci_high", "boot_low",
                "boot_high", "users"]
-    if not any((c["n"] > 0).any() for c in counts.values()):
+    if not (cells.counts["n"] > 0).any():
         return pd.DataFrame(columns=columns)
-    # Users, and cells by (definition, family, month), as numbers in their sorted order (the
-    # order the bootstrap gives rows and users' weights), so the stacked table holds no text.
-    users = _sorted_values([c["user"] for c in counts.values()])
-    families = _sorted_values([c["family"] for c in counts.values()])
-    months = _sorted_values([*(c["month"] for c in counts.values()), pd.Series([ALL_MONTHS])])
-    definitions = sorted(counts)
-    parts = []
-    for d, c in counts.items():
-        user, family = _positions(users, c["user"]), _positions(families, c["family"])
-        base = definitions.index(d) * len(families)
-        parts.append(pd.DataFrame({"user": user, "n": c["n"].to_numpy(), "k": c["k"].to_numpy(),
-                                   "cell": (base + family) * len(months) + _positions(months, c["month"])}))
-        pooled = (parts[-1][["user", "n", "k"]].assign(family=family)
-                  .groupby(["user", "family"], sort=False)[["n", "k"]].sum().reset_index())
-        pooled["cell"] = (base + pooled["family"]) * len(months) + months.get_loc(ALL_MONTHS)
-        parts.append(pooled.drop(columns="family"))
-    data = pd.concat(parts, ignore_index=True)
-    del parts
-    out = cluster_bootstrap_shares(data, group="cell", n_boot=n_boot, seed=seed)
-    definition, rest = np.divmod(out["cell"].to_numpy(), len(families) * len(months))
-    family, month = np.divmod(rest, len(months))
-    out["definition"] = np.asarray(definitions, dtype=object)[definition]
-    out["family"] = families.to_numpy(dtype=object)[family]
-    out["month"] = months.to_numpy(dtype=object)[month]
+    out = cluster_bootstrap_shares(cells.counts, group="cell", n_boot=n_boot, seed=seed)
+    definition, rest = np.divmod(out["cell"].to_numpy(), len(cells.families) * len(cells.months))
+    family, month = np.divmod(rest, len(cells.months))
+    out["definition"] = np.asarray(cells.definitions, dtype=object)[definition]
+    out["family"] = np.asarray(cells.families, dtype=object)[family]
+    out["month"] = np.asarray(cells.months, dtype=object)[month]
     out = out.drop(columns="cell")[columns]
     order = {d: i for i, d in enumerate(NSFW_DEFINITIONS)}
     out = out.sort_values("definition", key=lambda s: s.map(order), kind="stable")
@@ -254,7 +276,7 @@ def link_fields(images: Path, links: Path | None, models: Path | None, definitio
         images, links, models, con)
     headline = counts[definition]
     shares = real_person_share_of_adapter_links(links, models, con)
-    clustered = family_clustered(family_user_counts_by_definition(images, con), n_boot, seed)
+    clustered = family_clustered(family_user_cells(images, con), n_boot, seed)
     pooled = clustered[clustered["month"] == ALL_MONTHS].drop(columns="month").reset_index(drop=True)
     return {**out, "real_person_adapter_monthly": real_person_adapter_use_by_month(headline),
             "real_person_adapter_nsfw": real_person_adapter_comparison(headline),
