@@ -36,6 +36,21 @@ def test_a_bootstrap_stopped_early_keeps_nothing_half_drawn():
     assert len(full) == 4 and all(np.array_equal(a, b) for a, b in zip(full, _draws(100, 200, 1)))
 
 
+@pytest.mark.parametrize("n_users, n_boot, chunk", [(0, 10, 5), (1, 3, 50), (1000, 120, 50), (64, 7, 3),
+                                                    (65, 51, 50)])
+def test_weights_drawn_in_blocks_of_users_equal_the_whole_matrix_drawn_at_once(monkeypatch, n_users,
+                                                                                n_boot, chunk):
+    monkeypatch.setattr(users, "DRAW_ROWS", 64)
+    rng, want, done = np.random.default_rng(7), [], 0
+    while done < n_boot:
+        size = min(chunk, n_boot - done)
+        want.append(rng.poisson(1.0, size=(n_users, size)))
+        done += size
+    got = list(users._drawn_weights(n_users, n_boot, 7, chunk))
+    assert len(got) == len(want)
+    assert all(g.dtype == np.uint8 and np.array_equal(g, w) for g, w in zip(got, want))
+
+
 def _period_arrays(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     n_a = rng.poisson(3, n).astype(float)
     n_a[rng.random(n) < 0.4] = 0

@@ -97,12 +97,26 @@ def shared_weights() -> Iterator[None]:
         _SHARED = outer
 
 
+#: Users whose weights are drawn at once (bounds the draw's int64 buffer to this × the chunk).
+DRAW_ROWS = 16_384
+
+
 def _drawn_weights(n_users: int, n_boot: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
+    """Poisson(1) draws as bytes (users × replicates), ``chunk`` replicates at a time.
+
+    The generator fills a matrix row by row, so drawing it in blocks of rows gives the same
+    numbers as drawing it whole, without the whole matrix's 64-bit buffer."""
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_boot:
         size = min(chunk, n_boot - done)
-        yield rng.poisson(1.0, size=(n_users, size))
+        out = np.empty((n_users, size), dtype=np.uint8)
+        for start in range(0, n_users, DRAW_ROWS):
+            block = rng.poisson(1.0, size=(min(DRAW_ROWS, n_users - start), size))
+            if block.size and int(block.max()) > np.iinfo(np.uint8).max:  # never for Poisson(1)
+                raise OverflowError("a Poisson(1) weight does not fit in a byte")
+            out[start:start + len(block)] = block
+        yield out
         done += size
 
 
@@ -122,10 +136,7 @@ def poisson_weights(n_users: int, n_boot: int, seed: int, chunk: int = BOOT_CHUN
     shared["key"], shared["chunks"] = None, []
     kept = []
     for draws in _drawn_weights(n_users, n_boot, seed, chunk):
-        packed = draws.astype(np.uint8)
-        if draws.size and int(draws.max()) > np.iinfo(np.uint8).max:  # never for Poisson(1)
-            raise OverflowError("a Poisson(1) weight does not fit in a byte")
-        kept.append(packed)
+        kept.append(draws)
         yield draws.astype(np.float64)
     shared["key"], shared["chunks"] = key, kept
 
