@@ -77,6 +77,7 @@ def test_the_link_table_agrees_with_an_independent_count(linked_sample):
     models = pq.read_table(paths.table("interim", "models")).to_pandas()
     links = pq.read_table(paths.links).to_pandas()
     assert pq.read_schema(paths.links) == link.LINK_SCHEMA
+    assert not links.duplicated().any()                  # every link once
     # The recorded model: every image whose model_id is a model of the table, and no other;
     # in the sample that is always the checkpoint.
     by_id = links[links["how"] == "model_id"]

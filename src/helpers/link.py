@@ -177,17 +177,20 @@ def link_images(paths: RunPaths, memory_limit: str = "3GB") -> dict[str, Any]:
             "model_id": pa.array(models["model_id"].tolist(), pa.int64()),
             "is_checkpoint": pa.array(models["type"].fillna("").str.lower()
                                       .isin(["checkpoint"]).tolist(), pa.bool_())}))
+        # The three sources differ in ``how``, so none repeats another's rows, and image and model
+        # ids are unique after cleaning: only the name sources (a name called twice, two names of
+        # one model) repeat a link, so only they are de-duplicated.
         link_sql = f"""
-            SELECT DISTINCT * FROM (
+            SELECT * FROM (
                 SELECT i.image_id, i.model_id,
                        CASE WHEN k.is_checkpoint THEN 'checkpoint' ELSE 'adapter' END AS kind,
                        'model_id' AS how
                 FROM {images} i JOIN known_models k ON i.model_id = k.model_id
                 UNION ALL
-                SELECT c.image_id, m.model_id, 'adapter' AS kind, m.how
+                SELECT DISTINCT c.image_id, m.model_id, 'adapter' AS kind, m.how
                 FROM ({calls}) c JOIN name_map m ON c.name = m.name WHERE m.status = 'resolved'
                 UNION ALL
-                SELECT r.image_id, m.model_id,
+                SELECT DISTINCT r.image_id, m.model_id,
                        CASE WHEN k.is_checkpoint THEN 'checkpoint' ELSE 'adapter' END AS kind,
                        'resources' AS how
                 FROM ({resources}) r JOIN name_map m ON r.name = m.name
