@@ -160,22 +160,18 @@ class FamilyCells:
 
 
 def family_user_cells(images: Path, con: duckdb.DuckDBPyConnection | None = None) -> FamilyCells:
-    """:class:`FamilyCells` from one pass over the images: the per user × month × family counts
-    and their sums over months come from one grouping, and users, families and months leave
+    """:class:`FamilyCells` from one pass over the images: users, families and months leave
     DuckDB as their ranks in sorted order (the order the user bootstrap gives users and cells),
-    so no text is held per row. Images without a user hash are a cluster each."""
+    so no text is held per row, and the cells pooled over months are summed from the numbers.
+    Images without a user hash are a cluster each."""
     con = db.connection_or_default(con)
+    counts = [f"{c}_{d}" for d in NSFW_DEFINITIONS for c in ("n", "k")]
     wide = con.execute(f"""
-        WITH cells AS (
+        WITH grouped AS (
             SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
                    {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
-                   {", ".join(dict.fromkeys(NSFW_DEFINITIONS.values()))}
-            FROM {db.table_sql(images)}),
-        grouped AS (
-            SELECT user, family,
-                   CASE WHEN grouping(month) = 1 THEN {db.sql_literal(ALL_MONTHS)} ELSE month END AS month,
                    {definition_counts_sql()}
-            FROM cells GROUP BY GROUPING SETS ((user, month, family), (user, family))),
+            FROM {db.table_sql(images)} GROUP BY ALL),
         {_rank_sql("user", "grouped")}, {_rank_sql("family", "grouped")}, {_rank_sql("month", "grouped")}
         SELECT user_rank.rank AS user, family_rank.rank AS family, month_rank.rank AS month,
                -- the labels once, on the first user's rows, so no text is held per row
@@ -183,24 +179,25 @@ def family_user_cells(images: Path, con: duckdb.DuckDBPyConnection | None = None
                     END AS families,
                CASE WHEN user_rank.rank = 0 THEN (SELECT list(month ORDER BY rank) FROM month_rank)
                     END AS months,
-               {", ".join(f"n_{d}, k_{d}" for d in NSFW_DEFINITIONS)}
+               {", ".join(counts)}
         FROM grouped JOIN user_rank USING (user) JOIN family_rank USING (family)
              JOIN month_rank USING (month)""").df()
     first = wide.index[wide["user"] == 0]
     families = list(wide.at[first[0], "families"]) if len(first) else []
-    months = list(wide.at[first[0], "months"]) if len(first) else []
-    definitions = sorted(NSFW_DEFINITIONS)
+    observed = list(wide.at[first[0], "months"]) if len(first) else []
+    months = sorted({*observed, ALL_MONTHS})
+    month_code = np.asarray([months.index(m) for m in observed], dtype=np.int64)
+    pooled = wide.groupby(["user", "family"], sort=False)[counts].sum().reset_index()
+    pooled["month"] = months.index(ALL_MONTHS)
     parts = []
-    for i, d in enumerate(definitions):
-        base = i * len(families)
-        parts.append(pd.DataFrame({
-            "user": wide["user"].to_numpy(), "n": wide[f"n_{d}"].to_numpy(np.int64),
-            "k": wide[f"k_{d}"].to_numpy(np.int64),
-            "cell": ((base + wide["family"].to_numpy(np.int64)) * len(months)
-                     + wide["month"].to_numpy(np.int64))}))
-    counts = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["user", "n", "k", "cell"])
-    return FamilyCells(counts, definitions, families, months)
+    for i, d in enumerate(sorted(NSFW_DEFINITIONS)):
+        for frame, month in ((wide, month_code[wide["month"].to_numpy()] if len(wide) else 0),
+                             (pooled, pooled["month"].to_numpy())):
+            parts.append(pd.DataFrame({
+                "user": frame["user"].to_numpy(), "n": frame[f"n_{d}"].to_numpy(np.int64),
+                "k": frame[f"k_{d}"].to_numpy(np.int64),
+                "cell": (i * len(families) + frame["family"].to_numpy(np.int64)) * len(months) + month}))
+    return FamilyCells(pd.concat(parts, ignore_index=True), sorted(NSFW_DEFINITIONS), families, months)
 
 
 def _rank_sql(column: str, table: str) -> str:

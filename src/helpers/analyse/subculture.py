@@ -97,13 +97,16 @@ def syntax_share_by_family(counts: pd.DataFrame, n_boot: int = N_BOOT,
     if counts.empty or counts["n"].sum() == 0:
         return NotEstimable("no image has a prompt")
     per_user = counts.groupby(["user", "family"], as_index=False).sum(numeric_only=True)
-    parts = []
-    for m in SYNTAX_MARKERS:
-        shares = cluster_bootstrap_shares(per_user.rename(columns={f"k_{m}": "k"}), group="family",
-                                          n_boot=n_boot, seed=seed)
-        shares.insert(0, "marker", m)
-        parts.append(shares)
-    out = pd.concat(parts, ignore_index=True)
+    # Every (marker, family) cell in one bootstrap: the markers share their users and weights.
+    family_code, families = pd.factorize(per_user["family"], sort=True)
+    stacked = pd.concat([pd.DataFrame({"user": per_user["user"], "n": per_user["n"],
+                                       "k": per_user[f"k_{m}"],
+                                       "cell": i * len(families) + family_code})
+                         for i, m in enumerate(SYNTAX_MARKERS)], ignore_index=True)
+    out = cluster_bootstrap_shares(stacked, group="cell", n_boot=n_boot, seed=seed)
+    marker, family = np.divmod(out.pop("cell").to_numpy(), len(families))
+    out.insert(0, "marker", np.asarray(SYNTAX_MARKERS, dtype=object)[marker])
+    out.insert(1, "family", np.asarray(families, dtype=object)[family])
     out.insert(2, "booru_lineage", out["family"].map(is_booru_lineage).astype(bool))
     return _family_order(out, ["marker", "family"])
 

@@ -432,7 +432,8 @@ def user_estimates(counts: Mapping[str, pd.DataFrame], n_boot: int, seed: int) -
     stacked = pd.concat([c.assign(definition=d) for d, c in counts.items()], ignore_index=True)
 
     def eligible(field: str) -> pd.DataFrame:
-        return stacked[stacked["definition"].isin([d for d in counts if field not in reasons[d]])]
+        keep = [d for d in counts if field not in reasons[d]]
+        return stacked if len(keep) == len(counts) else stacked[stacked["definition"].isin(keep)]
 
     shares = cluster_bootstrap_shares(eligible("clustered_share"), group="definition", n_boot=n_boot,
                                       seed=seed)
