@@ -47,6 +47,7 @@ def _images(paths: RunPaths) -> pd.DataFrame:
 def test_user_counts_of_every_definition_match_an_independent_count(linked_run):
     data = _images(linked_run)
     data["user"] = data["user_hash"].fillna("image:" + data["image_id"].astype(str))
+    data["user"] = pd.factorize(data["user"], sort=True)[0].astype("int64")  # rank among sorted keys
     data["month"] = pd.to_datetime(data["created_at"], utc=True).dt.strftime("%Y-%m")
     adapter = data["n_lora"].fillna(0) > 0
     counts = users.user_counts_by_definition(linked_run.table("processed", "images"))

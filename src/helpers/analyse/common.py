@@ -54,6 +54,13 @@ def definition_counts_sql(alias: str = "") -> str:
                      for d, c in NSFW_DEFINITIONS.items())
 
 
+def rank_sql(column: str, table: str) -> str:
+    """A CTE ``<column>_rank`` (``column``, ``rank``): each distinct value of ``table.column`` and
+    its rank from 0 in sorted order, so a query can hand out numbers instead of text."""
+    return (f"{column}_rank AS (SELECT {column}, CAST(row_number() OVER (ORDER BY {column}) - 1 "
+            f"AS INTEGER) AS rank FROM (SELECT DISTINCT {column} FROM {table}))")
+
+
 def shared_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """``frame`` with each repeated text value of ``columns`` held once (DuckDB hands a query's
     text over as one new string per row; per-user tables repeat a user on every month and a

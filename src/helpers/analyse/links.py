@@ -19,7 +19,8 @@ import pandas as pd
 from .. import db
 from ..schema import ADAPTER_CALL_NAME_PATTERN, BASE_MODEL_FAMILIES, NSFW_DEFINITIONS, base_model_family_sql
 from ..stats import NotEstimable, odds_ratio, with_share
-from .common import definition_counts_sql, flag_column, month_sql, months_of, split_definitions
+from .common import (definition_counts_sql, flag_column, month_sql, months_of, rank_sql,
+                     split_definitions)
 
 
 def link_counts_by_definition(images: Path, links: Path, models: Path,
@@ -172,7 +173,7 @@ def family_user_cells(images: Path, con: duckdb.DuckDBPyConnection | None = None
                    {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
                    {definition_counts_sql()}
             FROM {db.table_sql(images)} GROUP BY ALL),
-        {_rank_sql("user", "grouped")}, {_rank_sql("family", "grouped")}, {_rank_sql("month", "grouped")}
+        {rank_sql("user", "grouped")}, {rank_sql("family", "grouped")}, {rank_sql("month", "grouped")}
         SELECT user_rank.rank AS user, family_rank.rank AS family, month_rank.rank AS month,
                -- the labels once, on the first user's rows, so no text is held per row
                CASE WHEN user_rank.rank = 0 THEN (SELECT list(family ORDER BY rank) FROM family_rank)
@@ -198,13 +199,6 @@ def family_user_cells(images: Path, con: duckdb.DuckDBPyConnection | None = None
                 "k": frame[f"k_{d}"].to_numpy(np.int64),
                 "cell": (i * len(families) + frame["family"].to_numpy(np.int64)) * len(months) + month}))
     return FamilyCells(pd.concat(parts, ignore_index=True), sorted(NSFW_DEFINITIONS), families, months)
-
-
-def _rank_sql(column: str, table: str) -> str:
-    """A CTE ``<column>_rank`` (``column``, ``rank``): each distinct value of ``table.column`` and
-    its rank from 0 in sorted order."""
-    return (f"{column}_rank AS (SELECT {column}, CAST(row_number() OVER (ORDER BY {column}) - 1 AS INTEGER) "
-            f"AS rank FROM (SELECT DISTINCT {column} FROM {table}))")
 
 
 def family_clustered(cells: FamilyCells, n_boot: int, seed: int) -> pd.DataFrame:

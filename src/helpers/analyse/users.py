@@ -24,8 +24,8 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from .. import db
 from ..schema import NSFW_DEFINITIONS
 from ..stats import CONFIDENCE, NotEstimable, odds_ratio, wilson_interval
-from .common import (MIN_USERS, definition_counts_sql, flag_column, month_sql, shared_text,
-                     split_definitions)
+from .common import (MIN_USERS, definition_counts_sql, flag_column, month_sql, rank_sql,
+                     shared_text, split_definitions)
 
 #: Bootstrap replicates of every cluster interval unless a caller says otherwise.
 N_BOOT = 1000
@@ -48,18 +48,25 @@ def user_counts_by_definition(images: Path, by_month: bool = True,
                       f"count(*) FILTER (WHERE {c} AND {adapter}) AS k_adapter_{d}"
                       for d, c in NSFW_DEFINITIONS.items())
     wide = con.execute(f"""
-        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
-               {definition_counts_sql()}, {parts}
-        FROM {db.table_sql(images)} GROUP BY {group} ORDER BY {group}""").df()
+        WITH grouped AS (
+            SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user{month},
+                   {definition_counts_sql()}, {parts}
+            FROM {db.table_sql(images)} GROUP BY {group}),
+        {rank_sql("user", "grouped")}
+        SELECT user_rank.rank AS user, grouped.* EXCLUDE (user)
+        FROM grouped JOIN user_rank USING (user)
+        ORDER BY user_rank.rank{", grouped.month" if by_month else ""}""").df()
     keys = ["user", "month"] if by_month else ["user"]
-    return split_definitions(shared_text(wide, keys), keys, extra=("n_adapter", "k_adapter"))
+    wide["user"] = wide["user"].astype(np.int64)
+    return split_definitions(shared_text(wide, keys[1:]), keys, extra=("n_adapter", "k_adapter"))
 
 
 def user_counts(images: Path, definition: str = "r", by_month: bool = True,
                 con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
     """Per user (and month): images with the definition's flag known (``n``), NSFW (``k``),
-    and the same split by adapter use (``n_adapter``, ``k_adapter``). Images without a user
-    hash are one cluster each (they cannot be attributed)."""
+    and the same split by adapter use (``n_adapter``, ``k_adapter``). ``user`` is the user's
+    rank from 0 among the sorted user keys (the user hash; images without one are one cluster
+    each, keyed by image, as they cannot be attributed), so the frame holds no text per user."""
     flag_column(definition)  # refuses an unknown definition before reading anything
     return user_counts_by_definition(images, by_month, con)[definition]
 
