@@ -315,12 +315,15 @@ def real_person_adapter_strata_by_definition(images: Path, links: Path, models: 
     person = ", ".join(f"count(c.{c}) FILTER (WHERE r.person) AS n_adapter_{d}, "
                        f"count(*) FILTER (WHERE c.{c} AND r.person) AS k_adapter_{d}"
                        for d, c in NSFW_DEFINITIONS.items())
+    # ``names`` is NULL for a prompt without a named call, so the join's equality drops it: a
+    # filter on the names themselves would be pushed into the scan and evaluate them twice.
+    # User and month are formed after the join, for the images kept.
     wide = con.execute(f"""
         WITH c AS (
-            SELECT image_id, coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
-                   {month_sql()} AS month, {flags},
-                   len(list_distinct(list_filter(list_transform(regexp_extract_all(prompt, {pattern}, 1),
-                                                                lambda x: trim(x)), lambda x: x <> ''))) AS names
+            SELECT image_id, user_hash, created_at, {flags},
+                   nullif(len(list_distinct(list_filter(
+                       list_transform(regexp_extract_all(prompt, {pattern}, 1), lambda x: trim(x)),
+                       lambda x: x <> ''))), 0) AS names
             FROM {db.table_sql(images)}
             WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
         r AS (
@@ -329,10 +332,10 @@ def real_person_adapter_strata_by_definition(images: Path, links: Path, models: 
             FROM {db.table_sql(links)} l
             LEFT JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
             WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id)
-        SELECT c.user, c.month, {definition_counts_sql('c')}, {person}
-        FROM c JOIN r ON r.image_id = c.image_id
-        WHERE c.names > 0 AND r.resolved = c.names
-        GROUP BY c.user, c.month ORDER BY c.user, c.month""").df()
+        SELECT coalesce(c.user_hash, 'image:' || CAST(c.image_id AS VARCHAR)) AS user,
+               {month_sql('c.created_at')} AS month, {definition_counts_sql('c')}, {person}
+        FROM c JOIN r ON r.image_id = c.image_id AND r.resolved = c.names
+        GROUP BY 1, 2 ORDER BY 1, 2""").df()
     return split_definitions(wide, ["user", "month"], extra=("n_adapter", "k_adapter"))
 
 
