@@ -167,11 +167,12 @@ def test_real_person_adapter_strata_equal_the_reference_formulation_on_tricky_ca
              "<lyco:Gamma:1:0.5>", "< hypernet :Delta>", "<lora::1>", "<lora: :1>", "<lora:>",
              "<lorax:Alpha:1>", "<lora:Alpha", "<lora:<lora:Eps:1>>", "<LOCON:İlk Ad:0.7>",
              "(<lora:Zeta:1.2>:1.1)", "<lokr:Alpha:0.3>", "<lora:Beta_v2 :0.9>"]
+    heads = ["masterpiece", "İstanbul 日本😀 a<b, <3", "x <lora:Alpha"]  # text before the first call
     recs, link_rows = [], []
     for i in range(400):
         picked = list(rng.choice(calls, size=int(rng.integers(0, 4))))
         prompt = None if i % 37 == 0 else ("" if i % 41 == 0 else
-                                           ", ".join(["masterpiece", *picked, "Portrait"]))
+                                           ", ".join([heads[i % 3], *picked, "Portrait"]))
         user = None if i % 9 == 0 else f"u{int(rng.integers(0, 15))}"
         when = pd.Timestamp("2023-01-31 20:00", tz="America/New_York") + pd.Timedelta(days=int(rng.integers(0, 70)))
         nsfw = [None if rng.random() < 0.1 else bool(rng.random() < 0.4) for _ in range(3)]
