@@ -334,6 +334,109 @@ def test_prompt_term_counts_hash_sample_is_deterministic_subset(tmp_path: Path):
         analyse.prompt_term_counts(path, sample_percent=0)
 
 
+# The formulation of prompt_term_counts before its faster rewrite, kept here so the rewrite is
+# proven to count the same: a regular expression per word for capitals, lower() per word.
+def _prompt_term_counts_reference(images: Path, definition: str, sample_percent: float | None,
+                                  min_count: int) -> pd.DataFrame:
+    from helpers import db
+    from helpers.analyse import images as image_analyses
+
+    flag = schema.NSFW_DEFINITIONS[definition]
+    stop = ", ".join(db.sql_literal(w) for w in sorted(image_analyses.STOPWORDS))
+    split, title, credit = r"[^\pL\pN_]+", r"^\p{Lu}\p{Ll}", r"(?:\bby|\bartist:|\bstyle of)\s*([^,.;:()\[\]]+)"
+    sample = image_analyses._sample_sql(sample_percent)
+    adapter = db.sql_literal(schema.ADAPTER_CALL_PATTERN)
+    counts = db.connection_or_default(None).execute(f"""
+        WITH prompts AS (
+            SELECT {flag} AS nsfw, regexp_replace(prompt, {adapter}, ' ', 'g') AS text
+            FROM {db.table_sql(images)}
+            WHERE prompt IS NOT NULL AND {flag} IS NOT NULL {sample}
+        ), tokens AS (
+            SELECT nsfw, regexp_split_to_array(text, '{split}') AS words,
+                   regexp_extract_all(lower(text), '{credit}', 1) AS credits
+            FROM prompts
+        ), marks AS (
+            SELECT nsfw, list_concat(
+                list_transform(list_distinct(list_transform(words, lambda w: lower(w))),
+                               lambda t: {{'term': t, 'kind': 0}}),
+                list_transform(list_distinct(list_transform(
+                                   list_filter(words, lambda w: regexp_matches(w, '{title}')),
+                                   lambda w: lower(w))),
+                               lambda t: {{'term': t, 'kind': 1}}),
+                list_transform(list_distinct(flatten(list_transform(
+                                   credits, lambda c: regexp_split_to_array(c, '{split}')))),
+                               lambda t: {{'term': t, 'kind': 2}})) AS marks
+            FROM tokens
+        ), flat AS (
+            SELECT nsfw, unnest(marks, recursive := true) FROM marks
+        )
+        SELECT term,
+               count(*) FILTER (WHERE kind = 0 AND nsfw) AS n_nsfw,
+               count(*) FILTER (WHERE kind = 0 AND NOT nsfw) AS n_sfw,
+               count(*) FILTER (WHERE kind = 1) AS n_titlecase,
+               count(*) FILTER (WHERE kind = 2) AS n_attributed
+        FROM flat
+        WHERE length(term) > 1 AND NOT regexp_full_match(term, '[0-9_]+') AND term NOT IN ({stop})
+        GROUP BY term HAVING count(*) FILTER (WHERE kind = 0) >= {int(min_count)}
+        ORDER BY term""").df()
+    return counts.astype({c: "int64" for c in ("n_nsfw", "n_sfw", "n_titlecase", "n_attributed")})
+
+
+#: Prompts that test tokenising at its edges: Unicode capitals and title-case digraphs, the
+#: dotted capital I, the Kelvin sign, underscores, weights, adapter calls in any case, credits,
+#: repeated terms, scripts without case, control characters, empty text.
+TRICKY_PROMPTS: tuple[str | None, ...] = (
+    "İstanbul NIGHT, İSTANBUL, istanbul, Ärger über Öl, ÉCOLE École, ǅemal ǈudevit ǲ",
+    "5\u212a resolution, \u212aelvin, KELVIN, kelvin",
+    "score_9, score_8_up, __init__, _underscored_ Name_Like, _Name, 9_9, 1girl, 1Girl",
+    "(Name:1.2), [Other Name], {Brace Word}, ((Double Weight:1.3)), (nude:1.3) nude Nude NUDE",
+    "<lora:Some_Name:0.8> <LORA: Shouty :1> < lyco :foo> <hypernet:bar:1> <lora:> <lorax:keep:1>",
+    "by Ångström, artist:Zoë, style of Müller-Lüdenscheidt; by by, baby, standby Gabby, Artist: Éva",
+    "tabs\tand\nnewlines\r\nLine Start\tTab Name", "emoji 😀 👩‍🎤 Emoji😀Name ❤️Heart",
+    "ß ẞ Straße STRASSE ﬁne ﬀ", "Σίσυφος ΣΊΣΥΦΟΣ σίσυφος Ωmega", "日本語 テスト ＡＢＣ Ａbc ａｂｃ",
+    "١٢٣ ٤٥ Ⅻ Ⅻth ⅻ ½ ²³", "e\u0301cole E\u0301cole Cafe\u0301 éName 日本Name ٣Name ǅName",
+    "word-with-hyphens Word-Hyphen", "nul\x00Byte \x1fUnit\x7fDel Name",
+    "a, I, x, X, Xx, AB, Ab, aB, 12, 123, _1, __", "", " ", ",,,", "nude nude nude Nude",
+    "Name Name Name by Name", "O'Brien d'Arcy McDonald MacBeth iPhone eBay", None,
+)
+
+
+@pytest.mark.parametrize("definition,sample_percent", [("r", None), ("x", None), ("platform", 50.0)])
+def test_prompt_term_counts_equal_the_reference_formulation_on_tricky_prompts(tmp_path: Path, definition,
+                                                                              sample_percent):
+    levels = ("PG", "X", "R", "PG13", "XXX")
+    recs = [{"level": levels[(i * 7 + j) % len(levels)], "prompt": p}
+            for i, p in enumerate(TRICKY_PROMPTS) for j in range(1 + i % 4)] * 3
+    recs += [{"level": "X", "prompt": TRICKY_PROMPTS[0], "is_nsfw_r": None, "is_nsfw_x": None,
+              "is_nsfw_platform": None}] * 2
+    path = write_images(tmp_path / "images.parquet", recs)
+    for min_count in (1, 3):
+        got = analyse.prompt_term_counts(path, definition, sample_percent, min_count)
+        want = _prompt_term_counts_reference(path, definition, sample_percent, min_count)
+        assert min_count > 1 or (len(got) > 20 and got["n_titlecase"].gt(0).sum() > 10
+                                 and got["n_attributed"].gt(0).sum() > 3)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_lower_keeps_every_code_point_in_its_token_class():
+    """prompt_term_counts lower-cases whole prompts before splitting them into tokens: that gives
+    the tokens of lower-casing each token only if lower() maps one code point to one and never
+    moves one into or out of the token class (letters, digits, underscore)."""
+    from helpers import db
+
+    moved, widened = db.connection_or_default(None).execute(r"""
+        WITH c AS (SELECT chr(i::INTEGER) AS ch FROM range(1, 1114112) t(i) WHERE i < 55296 OR i > 57343)
+        SELECT count(*) FILTER (WHERE regexp_full_match(ch, '[\pL\pN_]') <> regexp_full_match(lower(ch), '[\pL\pN_]')),
+               count(*) FILTER (WHERE length(lower(ch)) <> 1)
+        FROM c""").fetchone()
+    assert (moved, widened) == (0, 0)
+    text = "".join(chr(i) for i in range(1, 0x3000) if not 0xD800 <= i <= 0xDFFF)
+    same = db.connection_or_default(None).execute(
+        "SELECT lower(?) = list_reduce(list_transform(split(?, ''), lambda ch: lower(ch)), lambda a, b: a || b)",
+        [text, text]).fetchone()[0]
+    assert same  # lower() of a text is lower() of each of its characters
+
+
 def test_markers_by_month_and_nsfw_by_marker(tmp_path: Path):
     recs = ([{"month": "2023-05", "level": "X", "mk_pony": True, "mk_sexual": True}] * 4
             + [{"month": "2023-05", "level": "PG", "mk_booru": True}] * 6

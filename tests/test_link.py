@@ -125,6 +125,82 @@ def _one_image_table():
     return buf
 
 
+# --------------------------------------------------------------------------- real-person strata
+# The formulation of real_person_adapter_strata_by_definition before its faster rewrite, kept
+# here so the rewrite is proven to select and count the same images.
+def _real_person_strata_reference(images, links, models) -> dict[str, pd.DataFrame]:
+    from helpers.analyse.common import definition_counts_sql, month_sql, split_definitions
+
+    pattern = db.sql_literal(schema.ADAPTER_CALL_NAME_PATTERN)
+    sources = ", ".join(db.sql_literal(h) for h in link_analyses.CALL_LINK_SOURCES)
+    flags = ", ".join(dict.fromkeys(schema.NSFW_DEFINITIONS.values()))
+    person = ", ".join(f"count(c.{c}) FILTER (WHERE r.person) AS n_adapter_{d}, "
+                       f"count(*) FILTER (WHERE c.{c} AND r.person) AS k_adapter_{d}"
+                       for d, c in schema.NSFW_DEFINITIONS.items())
+    wide = db.connection_or_default(None).execute(f"""
+        WITH c AS (
+            SELECT image_id, coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
+                   {month_sql()} AS month, {flags},
+                   len(list_distinct(list_filter(list_transform(regexp_extract_all(prompt, {pattern}, 1),
+                                                                lambda x: trim(x)), lambda x: x <> ''))) AS names
+            FROM {db.table_sql(images)}
+            WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
+        r AS (
+            SELECT l.image_id, count(DISTINCT l.model_id) AS resolved,
+                   bool_or(coalesce(m.is_real_person, false)) AS person
+            FROM {db.table_sql(links)} l
+            LEFT JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
+            WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id)
+        SELECT c.user, c.month, {definition_counts_sql('c')}, {person}
+        FROM c JOIN r ON r.image_id = c.image_id
+        WHERE c.names > 0 AND r.resolved = c.names
+        GROUP BY c.user, c.month ORDER BY c.user, c.month""").df()
+    return split_definitions(wide, ["user", "month"], extra=("n_adapter", "k_adapter"))
+
+
+def test_real_person_adapter_strata_equal_the_reference_formulation_on_tricky_calls(tmp_path):
+    import pyarrow as pa
+
+    from test_analyse import make_models, write_images
+
+    rng = np.random.default_rng(16)
+    calls = ["<lora:Alpha:0.8>", "<LoRA:alpha:1>", "<lora: Alpha :0.5>", "<lora:\tBeta_v2>",
+             "<lyco:Gamma:1:0.5>", "< hypernet :Delta>", "<lora::1>", "<lora: :1>", "<lora:>",
+             "<lorax:Alpha:1>", "<lora:Alpha", "<lora:<lora:Eps:1>>", "<LOCON:İlk Ad:0.7>",
+             "(<lora:Zeta:1.2>:1.1)", "<lokr:Alpha:0.3>", "<lora:Beta_v2 :0.9>"]
+    heads = ["masterpiece", "İstanbul 日本😀 a<b, <3", "x <lora:Alpha"]  # text before the first call
+    recs, link_rows = [], []
+    for i in range(400):
+        picked = list(rng.choice(calls, size=int(rng.integers(0, 4))))
+        prompt = None if i % 37 == 0 else ("" if i % 41 == 0 else
+                                           ", ".join([heads[i % 3], *picked, "Portrait"]))
+        user = None if i % 9 == 0 else f"u{int(rng.integers(0, 15))}"
+        when = pd.Timestamp("2023-01-31 20:00", tz="America/New_York") + pd.Timedelta(days=int(rng.integers(0, 70)))
+        nsfw = [None if rng.random() < 0.1 else bool(rng.random() < 0.4) for _ in range(3)]
+        recs.append({"prompt": prompt, "user_hash": user, "created_at": when.to_pydatetime(),
+                     "n_lora": None if i % 23 == 0 else (len(picked) if i % 13 else 0),
+                     "is_nsfw_platform": nsfw[0], "is_nsfw_r": nsfw[1], "is_nsfw_x": nsfw[2]})
+        for _ in range(int(rng.integers(0, 4))):  # links need not agree with the prompt
+            link_rows.append({"image_id": i + 1,
+                              "model_id": None if rng.random() < 0.05 else int(rng.integers(1, 14)),
+                              "kind": "adapter" if rng.random() < 0.9 else "checkpoint",
+                              "how": str(rng.choice([*link_analyses.CALL_LINK_SOURCES, "hash", "other"]))})
+    images = write_images(tmp_path / "images.parquet", recs)
+    links = tmp_path / "links.parquet"
+    pq.write_table(pa.Table.from_pylist(link_rows, schema=pa.schema(
+        [("image_id", pa.int64()), ("model_id", pa.int64()), ("kind", pa.string()), ("how", pa.string())])), links)
+    models = tmp_path / "models.parquet"
+    frame = make_models([{"is_real_person": [True, False, None][j % 3]} for j in range(12)])
+    pq.write_table(pa.Table.from_pandas(frame[["model_id", "is_real_person"]], preserve_index=False), models)
+
+    got = link_analyses.real_person_adapter_strata_by_definition(images, links, models)
+    want = _real_person_strata_reference(images, links, models)
+    assert got.keys() == want.keys()
+    for d in want:
+        pd.testing.assert_frame_equal(got[d], want[d], check_exact=True)
+    assert got["r"]["n"].sum() > 20 and got["r"]["n_adapter"].sum() > 5 and got["r"]["k_adapter"].sum() > 0
+
+
 # --------------------------------------------------------------------------- real records
 @pytest.mark.realdata
 def test_real_records_linkage_matches_a_straightforward_count(real_data, tmp_path):

@@ -93,6 +93,42 @@ def test_booru_syntax_share_by_family_recovers_planted_shares(tmp_path):
     assert "more often than" in subculture_report.subculture_sentence(by_lineage)
 
 
+# The formulation of syntax_counts before its faster rewrite, kept here so the rewrite is proven
+# to count the same.
+def _syntax_counts_reference(images: Path) -> pd.DataFrame:
+    from helpers import db
+    from helpers.analyse.common import month_sql, shared_text
+
+    parts = ", ".join(f"count_if({schema.marker_column(m)}) AS k_{m}" for m in subculture.SYNTAX_MARKERS)
+    return shared_text(db.connection_or_default(None).execute(f"""
+        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
+               {month_sql()} AS month, {schema.base_model_family_sql('base_model')} AS family,
+               count(*) AS n, {parts}
+        FROM {db.table_sql(images)} WHERE prompt IS NOT NULL
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").df(), ["user", "month", "family"])
+
+
+def test_syntax_counts_equal_the_reference_formulation_on_tricky_tables(tmp_path):
+    rng = np.random.default_rng(16)
+    bases = [None, "Pony", "pony diffusion v6", "Ponyo", "SDXL 1.0", "SDXL Lightning", "sd3", " SD 3.5",
+             "SD 1.5", "SD 2.1 768", "Illustrious", "NoobAI-XL", "Flux.1 D", "Other", "", "XL"]
+    recs = []
+    for i in range(500):
+        when = (pd.Timestamp("2023-12-31 21:00", tz="America/Sao_Paulo")
+                + pd.Timedelta(hours=int(rng.integers(0, 24 * 70))))
+        recs.append({"base_model": bases[int(rng.integers(0, len(bases)))],
+                     "user_hash": None if i % 7 == 0 else f"u{int(rng.integers(0, 20))}",
+                     "created_at": when.to_pydatetime(),
+                     "prompt": None if i % 11 == 0 else "1girl, score_9",
+                     "mk_booru": [True, False, None][int(rng.integers(0, 3))],
+                     "mk_pony": [True, False, None][int(rng.integers(0, 3))]})
+    images = write_images(tmp_path / "images.parquet", recs)
+    got = subculture.syntax_counts(images)
+    want = _syntax_counts_reference(images)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["family"].nunique() >= 6 and got["month"].nunique() == 3 and len(got) > 100
+
+
 def test_booru_syntax_sentence_flips_with_the_planted_effect(tmp_path):
     images = _planted_syntax_images(tmp_path / "images.parquet", {"Pony": 0.2, "SDXL": 0.7, "SD 1.x": 0.7})
     by_lineage = subculture.booru_syntax_by_lineage(subculture.syntax_counts(images), n_boot=100, seed=1)

@@ -294,11 +294,13 @@ def _sample_sql(sample_percent: float | None) -> str:
 
 
 #: SQL regular expressions of prompt tokenising (letters, digits and underscores make a token),
-#: of a capitalised word (a capital then a lower-case letter: "Name", not "HDR"), and of a
-#: credit ("by …", "artist: …", "style of …" up to the end of the phrase).
+#: of a capitalised token as group 1 (a capital then a lower-case letter: "Name", not "HDR"),
+#: and of a credit ("by …", "artist: …", "style of …" up to the end of the phrase).
 _TOKEN_SPLIT_SQL = r"[^\pL\pN_]+"
-_TITLECASE_SQL = r"^\p{Lu}\p{Ll}"
+_TITLECASE_TOKEN_SQL = r"(?:^|[^\pL\pN_])(\p{Lu}\p{Ll}[\pL\pN_]*)"
 _CREDIT_SQL = r"(?:\bby|\bartist:|\bstyle of)\s*([^,.;:()\[\]]+)"
+#: Text every credit contains (prompts without any of it skip the credit pattern).
+_CREDIT_CUES: tuple[str, ...] = ("by", "artist:", "style of")
 
 
 def prompt_term_counts(images: Path, definition: str = "r", sample_percent: float | None = None,
@@ -314,49 +316,53 @@ def prompt_term_counts(images: Path, definition: str = "r", sample_percent: floa
     uses to keep personal names out of published lists: ``n_titlecase`` (prompts writing it
     capitalised, e.g. "Name"; acronyms such as "HDR" do not count) and ``n_attributed``
     (prompts crediting it after "by", "artist:" or "style of").
-    ``sample_percent`` takes a deterministic hash sample of images for very large tables.
+    ``sample_percent`` takes a deterministic hash sample of images for very large tables. Each
+    distinct prompt is tokenised once (grouping the prompts read is bounded by DuckDB's memory
+    limit, past which it spills).
     Returns ``term``, ``n_nsfw``, ``n_sfw``, ``n_titlecase``, ``n_attributed`` for terms in at
     least ``min_count`` prompts.
     """
     con = db.connection_or_default(con)
     flag = flag_column(definition)
     stop = ", ".join(sql_literal(w) for w in sorted(STOPWORDS))
-    split, title, credit = (_TOKEN_SPLIT_SQL, _TITLECASE_SQL, _CREDIT_SQL)
+    split, title, credit = (_TOKEN_SPLIT_SQL, _TITLECASE_TOKEN_SQL, _CREDIT_SQL)
+    cue = " OR ".join(f"contains(lower(text), {sql_literal(w)})" for w in _CREDIT_CUES)
+    # Each distinct prompt is tokenised once, weighted by its NSFW and SFW images, into one list
+    # of marks, each kind de-duplicated so it counts once per prompt: the terms, the capitalised
+    # ones behind chr(1), the credited ones behind chr(2) (no token holds either). Lower-casing
+    # the whole text gives the tokens of lower-casing each one, as lower() maps code point to
+    # code point within the token class (a test checks every code point). The term filters run
+    # on the counted marks.
     counts = con.execute(f"""
-        WITH prompts AS (
-            SELECT {flag} AS nsfw, regexp_replace(prompt, {sql_literal(ADAPTER_CALL_PATTERN)}, ' ', 'g') AS text
+        WITH distinct_prompts AS (
+            SELECT prompt, count(*) FILTER (WHERE {flag}) AS k, count(*) FILTER (WHERE NOT {flag}) AS s
             FROM {db.table_sql(images)}
             WHERE prompt IS NOT NULL AND {flag} IS NOT NULL {_sample_sql(sample_percent)}
-        ), tokens AS (
-            SELECT nsfw, regexp_split_to_array(text, '{split}') AS words,
-                   regexp_extract_all(lower(text), '{credit}', 1) AS credits
-            FROM prompts
+            GROUP BY prompt
+        ), prompts AS (
+            SELECT k, s, regexp_replace(prompt, {sql_literal(ADAPTER_CALL_PATTERN)}, ' ', 'g') AS text
+            FROM distinct_prompts
         ), marks AS (
-            -- One list per prompt of (term, kind): kind 0 = the term occurs, 1 = it is written
-            -- capitalised, 2 = it is credited. Each list is de-duplicated, so every kind counts
-            -- once per prompt, and a single unnest keeps it to one pass.
-            SELECT nsfw, list_concat(
-                list_transform(list_distinct(list_transform(words, lambda w: lower(w))),
-                               lambda t: {{'term': t, 'kind': 0}}),
-                list_transform(list_distinct(list_transform(
-                                   list_filter(words, lambda w: regexp_matches(w, '{title}')),
-                                   lambda w: lower(w))),
-                               lambda t: {{'term': t, 'kind': 1}}),
-                list_transform(list_distinct(flatten(list_transform(
-                                   credits, lambda c: regexp_split_to_array(c, '{split}')))),
-                               lambda t: {{'term': t, 'kind': 2}})) AS marks
-            FROM tokens
-        ), flat AS (
-            SELECT nsfw, unnest(marks, recursive := true) FROM marks
+            SELECT k, s, list_concat(
+                list_distinct(regexp_split_to_array(lower(text), '{split}')),
+                list_distinct(list_transform(regexp_extract_all(text, '{title}', 1),
+                                             lambda w: chr(1) || lower(w))),
+                CASE WHEN {cue} THEN list_distinct(list_transform(flatten(list_transform(
+                                  regexp_extract_all(lower(text), '{credit}', 1),
+                                  lambda c: regexp_split_to_array(c, '{split}'))),
+                              lambda t: chr(2) || t)) ELSE [] END) AS marks
+            FROM prompts
+        ), counted AS (
+            SELECT mark, sum(k)::BIGINT AS k, sum(s)::BIGINT AS s
+            FROM (SELECT k, s, unnest(marks) AS mark FROM marks) GROUP BY mark
         )
-        SELECT term,
-               count(*) FILTER (WHERE kind = 0 AND nsfw) AS n_nsfw,
-               count(*) FILTER (WHERE kind = 0 AND NOT nsfw) AS n_sfw,
-               count(*) FILTER (WHERE kind = 1) AS n_titlecase,
-               count(*) FILTER (WHERE kind = 2) AS n_attributed
-        FROM flat
-        WHERE length(term) > 1 AND NOT regexp_full_match(term, '[0-9_]+') AND term NOT IN ({stop})
-        GROUP BY term HAVING count(*) FILTER (WHERE kind = 0) >= {int(min_count)}
+        SELECT t.mark AS term, t.k AS n_nsfw, t.s AS n_sfw,
+               coalesce(c.k + c.s, 0) AS n_titlecase, coalesce(a.k + a.s, 0) AS n_attributed
+        FROM counted t
+        LEFT JOIN counted c ON c.mark = chr(1) || t.mark
+        LEFT JOIN counted a ON a.mark = chr(2) || t.mark
+        WHERE t.k + t.s >= {int(min_count)} AND length(t.mark) > 1 AND ascii(t.mark) > 2
+              AND NOT regexp_full_match(t.mark, '[0-9_]+') AND t.mark NOT IN ({stop})
         ORDER BY term""").df()
     return counts.astype({c: "int64" for c in ("n_nsfw", "n_sfw", "n_titlecase", "n_attributed")})
 

@@ -325,27 +325,33 @@ def real_person_adapter_strata_by_definition(images: Path, links: Path, models: 
     pattern = db.sql_literal(ADAPTER_CALL_NAME_PATTERN)
     sources = ", ".join(db.sql_literal(h) for h in CALL_LINK_SOURCES)
     flags = ", ".join(f"{c}" for c in dict.fromkeys(NSFW_DEFINITIONS.values()))
-    person = ", ".join(f"count(c.{c}) FILTER (WHERE r.person) AS n_adapter_{d}, "
-                       f"count(*) FILTER (WHERE c.{c} AND r.person) AS k_adapter_{d}"
+    person = ", ".join(f"count(c.{c}) FILTER (WHERE c.person) AS n_adapter_{d}, "
+                       f"count(*) FILTER (WHERE c.{c} AND c.person) AS k_adapter_{d}"
                        for d, c in NSFW_DEFINITIONS.items())
+    # The image scan keeps each prompt from its first "<" (every call starts there, so the calls
+    # found are the same); the name pattern runs once per image after the join, on the images
+    # with a resolved name-matched link only (``r`` keeps no image without one, so the names
+    # need no filter of their own: one would be pushed into the scan and run the pattern twice).
     wide = con.execute(f"""
-        WITH c AS (
-            SELECT image_id, coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
-                   {month_sql()} AS month, {flags},
-                   len(list_distinct(list_filter(list_transform(regexp_extract_all(prompt, {pattern}, 1),
-                                                                lambda x: trim(x)), lambda x: x <> ''))) AS names
-            FROM {db.table_sql(images)}
-            WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
-        r AS (
+        WITH r AS (
             SELECT l.image_id, count(DISTINCT l.model_id) AS resolved,
                    bool_or(coalesce(m.is_real_person, false)) AS person
             FROM {db.table_sql(links)} l
             LEFT JOIN {db.table_sql(models)} m ON m.model_id = l.model_id
-            WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id)
-        SELECT c.user, c.month, {definition_counts_sql('c')}, {person}
-        FROM c JOIN r ON r.image_id = c.image_id
-        WHERE c.names > 0 AND r.resolved = c.names
-        GROUP BY c.user, c.month ORDER BY c.user, c.month""").df()
+            WHERE l.kind = 'adapter' AND l.how IN ({sources}) GROUP BY l.image_id
+            HAVING count(DISTINCT l.model_id) > 0),
+        i AS (
+            SELECT image_id, user_hash, created_at, {flags}, substr(prompt, strpos(prompt, '<')) AS calls
+            FROM {db.table_sql(images)}
+            WHERE coalesce(n_lora, 0) > 0 AND prompt IS NOT NULL),
+        c AS (SELECT i.*, r.resolved, r.person FROM i JOIN r ON r.image_id = i.image_id)
+        SELECT coalesce(c.user_hash, 'image:' || CAST(c.image_id AS VARCHAR)) AS user,
+               {month_sql('c.created_at')} AS month, {definition_counts_sql('c')}, {person}
+        FROM c
+        WHERE c.resolved = len(list_distinct(list_filter(
+                  list_transform(regexp_extract_all(c.calls, {pattern}, 1), lambda x: trim(x)),
+                  lambda x: x <> '')))
+        GROUP BY 1, 2 ORDER BY 1, 2""").df()
     return split_definitions(wide, ["user", "month"], extra=("n_adapter", "k_adapter"))
 
 

@@ -78,11 +78,15 @@ def syntax_counts(images: Path, con: duckdb.DuckDBPyConnection | None = None) ->
     (``k_<marker>``), from one grouped pass. Images without a user hash are one cluster each."""
     con = db.connection_or_default(con)
     parts = ", ".join(f"count_if({marker_column(m)}) AS k_{m}" for m in SYNTAX_MARKERS)
+    # The family patterns run once per distinct base model, not once per image.
     return shared_text(con.execute(f"""
-        SELECT coalesce(user_hash, 'image:' || CAST(image_id AS VARCHAR)) AS user,
-               {month_sql()} AS month, {base_model_family_sql('base_model')} AS family,
-               count(*) AS n, {parts}
-        FROM {db.table_sql(images)} WHERE prompt IS NOT NULL
+        WITH families AS (
+            SELECT base_model, {base_model_family_sql('base_model')} AS family
+            FROM (SELECT DISTINCT base_model FROM {db.table_sql(images)}))
+        SELECT coalesce(i.user_hash, 'image:' || CAST(i.image_id AS VARCHAR)) AS user,
+               {month_sql('i.created_at')} AS month, f.family, count(*) AS n, {parts}
+        FROM {db.table_sql(images)} i JOIN families f ON f.base_model IS NOT DISTINCT FROM i.base_model
+        WHERE i.prompt IS NOT NULL
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").df(), ["user", "month", "family"])
 
 
