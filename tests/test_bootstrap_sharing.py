@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from helpers.analyse import common, users
 
@@ -44,11 +45,29 @@ def test_weights_drawn_in_blocks_of_users_equal_the_whole_matrix_drawn_at_once(m
     rng, want, done = np.random.default_rng(7), [], 0
     while done < n_boot:
         size = min(chunk, n_boot - done)
-        want.append(rng.poisson(1.0, size=(n_users, size)))
+        uniform = rng.integers(0, 2 ** 32, size=(n_users, size), dtype=np.uint32)
+        want.append((uniform[..., None] >= users.poisson_thresholds()).sum(axis=-1))
         done += size
     got = list(users._drawn_weights(n_users, n_boot, 7, chunk))
     assert len(got) == len(want)
     assert all(g.dtype == np.uint8 and np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_poisson_thresholds_are_the_inverse_cdf_of_poisson_one_to_thirty_two_bits():
+    t = users.poisson_thresholds().astype(np.float64) / 2 ** 32
+    assert np.all(np.diff(t) > 0)
+    assert np.allclose(t, stats.poisson.cdf(np.arange(len(t)), 1.0), rtol=0, atol=2 ** -32)
+    # the largest weight is len(t); a larger one is rarer than half a step of 2⁻³²
+    assert stats.poisson.sf(len(t), 1.0) * 2 ** 32 < 0.5 <= stats.poisson.sf(len(t) - 1, 1.0) * 2 ** 32
+
+
+def test_drawn_weights_follow_poisson_one():
+    draws = np.concatenate(list(users._drawn_weights(20_000, 100, 3, 50)), axis=1).ravel()
+    assert abs(draws.mean() - 1) < 0.003 and abs(draws.var() - 1) < 0.005
+    observed = np.bincount(draws, minlength=7)[:7].astype(float)
+    observed[6] = (draws >= 6).sum()
+    expected = np.append(stats.poisson.pmf(np.arange(6), 1.0), stats.poisson.sf(5, 1.0)) * draws.size
+    assert stats.chisquare(observed, expected).pvalue > 0.001
 
 
 def _period_arrays(rng: np.random.Generator, n: int) -> list[np.ndarray]:
