@@ -1,7 +1,8 @@
 """Determinism and privacy of whole runs.
 
-Two runs of the pipeline with the same inputs and parameters, in two folders, must produce
-byte-identical tables, reports, numbers and figures: every file the manifest lists under
+Two runs of the pipeline with the same inputs and parameters, in two folders and on different
+linear-algebra kernels (as on two CPUs), must produce byte-identical tables, reports, numbers
+and figures: every file the manifest lists under
 ``files`` is compared by SHA-256. Neither the username salt nor a clear username from a
 snapshot may appear in any file a run writes.
 
@@ -13,14 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from helpers import parameters, pipeline, sources
+from helpers import parameters, pipeline, sources, stats
 from helpers.paths import RunPaths
 
 #: A small sample so a whole run takes about a minute.
@@ -35,9 +41,10 @@ def run_command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "helpers", "run", "--quiet", "--out", str(out), *SAMPLE_ARGS, *extra]
 
 
-def start_run(out: Path, *extra: str) -> subprocess.Popen:
-    """Start ``python -m helpers run`` on the small sample, in its own session, with the salt set."""
-    env = {**os.environ, sources.SALT_ENV: SALT}
+def start_run(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m helpers run`` on the small sample, in its own session, with the salt set
+    (and ``env`` added to the environment)."""
+    env = {**os.environ, sources.SALT_ENV: SALT, **(env or {})}
     return subprocess.Popen(run_command(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
 
@@ -115,12 +122,20 @@ def assert_all_files_readable(out: Path) -> None:
 
 
 # --------------------------------------------------------------------------- two runs
+#: The second run uses other linear-algebra kernels than the machine would pick (OpenBLAS on x86-64
+#: chooses them by CPU, and their sums differ in the last bits): a run's files must not depend on
+#: the CPU it ran on, or a clone re-run elsewhere would not reproduce the committed outputs.
+OTHER_KERNELS = {"OPENBLAS_CORETYPE": "Sandybridge"} if platform.machine() in ("x86_64", "AMD64") else {}
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The reference run and a second run in another folder (made side by side when both are new)."""
+    """The reference run and a second run in another folder on other BLAS kernels
+    (:data:`OTHER_KERNELS`), made side by side when both are new."""
     base = tmp_path_factory.getbasetemp()
     first, second = reference_folder(base), base / "robust_second_run"
-    procs = [start_run(out) for out in (first, second) if not is_complete(out)]
+    procs = [start_run(out, env=OTHER_KERNELS if out == second else None)
+             for out in (first, second) if not is_complete(out)]
     for proc in procs:
         finish(proc)
     return first, second
@@ -216,3 +231,35 @@ def test_clear_usernames_and_salt_never_reach_the_outputs(tmp_path):
         content = searchable_bytes(path)
         assert SALT.encode() not in content, path
         assert not any(name.encode() in content for name in CLEAR_NAMES), path
+
+
+# --------------------------------------------------------------------------- stored precision
+@given(st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False))
+def test_stored_float_keeps_ten_significant_digits_and_is_idempotent(x: float):
+    kept = stats.stored_float(x)
+    assert abs(kept - x) <= 5.01 * 10.0 ** -stats.STORED_DIGITS * abs(x)
+    assert stats.stored_float(kept) == kept
+
+
+def test_stored_float_hides_last_bit_differences():
+    # Sums on two CPUs differ in the last bits: stored, they are the same number.
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=2000) * 10.0 ** rng.integers(-12, 12, size=2000)
+    nudged = np.nextafter(values, np.inf)
+    same = [stats.stored_float(a) == stats.stored_float(b) for a, b in zip(values, nudged)]
+    assert np.mean(same) > 0.99
+    assert [stats.stored_float(v) for v in (np.nan, np.inf, -np.inf)][1:] == [np.inf, -np.inf]
+    assert np.isnan(stats.stored_float(np.nan))
+
+
+def test_results_and_numbers_store_floats_at_stored_precision(tmp_path):
+    from helpers import paper
+    from helpers.analyse import stored_frame, stored_value
+
+    frame = pd.DataFrame({"share": [1 / 3, np.nan], "n": [3, 4], "label": ["a", "b"]})
+    stored = stored_frame(frame)
+    assert stored["share"].iloc[0] == 0.3333333333 and np.isnan(stored["share"].iloc[1])
+    assert stored[["n", "label"]].equals(frame[["n", "label"]]) and frame["share"].iloc[0] == 1 / 3
+    assert stored_value({"a": [np.float64(2 / 3)], "b": "text", "c": np.int64(5)}) == \
+        {"a": [0.6666666667], "b": "text", "c": 5}
+    assert paper.entry(2 / 3, "float")["value"] == 0.6666666667

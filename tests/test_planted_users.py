@@ -112,10 +112,17 @@ def test_the_rise_splits_into_its_planted_parts_within_users_and_who_posts(linke
 
 def test_the_nsfw_share_by_month_scatters_around_the_planted_path_as_users_allow(linked, counts):
     _, truth, _, _ = linked
-    monthly = users.cluster_bootstrap_shares(counts, group="month", n_boot=N_BOOT, seed=1)
-    planted = monthly["month"].map(truth["nsfw_share_by_month"])
-    inside = (monthly["boot_low"] <= planted) & (planted <= monthly["boot_high"])
-    assert inside.mean() >= 0.85, monthly.assign(planted=planted)[~inside]
+    # Coverage over several replicate seeds: one seed's replicates move it by a month or two.
+    coverage, naive = [], []
+    for seed in range(1, 9):
+        monthly = users.cluster_bootstrap_shares(counts, group="month", n_boot=N_BOOT, seed=seed)
+        planted = monthly["month"].map(truth["nsfw_share_by_month"])
+        coverage.append(((monthly["boot_low"] <= planted) & (planted <= monthly["boot_high"])).mean())
+        naive.append(((monthly["ci_low"] <= planted) & (planted <= monthly["ci_high"])).mean())
+    print(f"monthly coverage of the planted path by seed: {np.round(coverage, 3).tolist()}; "
+          f"naive {naive[0]:.3f}")
+    assert np.mean(coverage) >= 0.8 and min(coverage) >= 0.75, coverage
+    assert np.mean(coverage) > naive[0] + 0.1, (coverage, naive[0])
     overall = users.cluster_bootstrap_shares(counts, n_boot=N_BOOT, seed=1).iloc[0]
     assert overall["boot_low"] <= truth["nsfw_share_overall"] <= overall["boot_high"]
 

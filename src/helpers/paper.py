@@ -37,7 +37,8 @@ from .db import write_text_atomic
 from .label import load_real_records_report
 from .paths import RunPaths, repo_root
 from .schema import MARKERS, NSFW_DEFINITION_LABELS, NSFW_DEFINITIONS
-from .stats import CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable, wilson_bounds
+from .stats import (CONFIDENCE, NOT_ESTIMABLE_TEXT, TREND_FIELDS, NotEstimable, stored_float,
+                    wilson_bounds)
 
 #: The manuscript (committed); it inputs the run's numbers.tex, figures/ and tables/.
 MAIN_TEX = repo_root() / "paper" / "main.tex"
@@ -124,7 +125,8 @@ def format_value(value: Any, kind: str, digits: int = 1) -> tuple[str, str]:
 
 
 def entry(value: Any, kind: str, digits: int = 1) -> dict[str, Any]:
-    """One named number as stored in ``numbers.json``: raw value, kind and both renderings.
+    """One named number as stored in ``numbers.json``: value (floats to
+    :data:`~helpers.stats.STORED_DIGITS` significant digits), kind and both renderings.
 
     A :class:`NotEstimable` value is stored as ``null`` with its ``reason``.
     """
@@ -134,7 +136,7 @@ def entry(value: Any, kind: str, digits: int = 1) -> dict[str, Any]:
     raw: Any = value
     if kind != "text":
         raw = None if value is None or (isinstance(value, float) and math.isnan(value)) else (
-            int(value) if kind == "count" else float(value))
+            int(value) if kind == "count" else stored_float(value))
     return {"value": raw, "kind": kind, "text": plain, "latex": latex}
 
 

@@ -69,6 +69,28 @@ class NotEstimable:
         return value
 
 
+#: Significant digits kept in stored results: linear algebra libraries pick CPU-specific kernels
+#: whose sums differ in the last bits, and committed outputs must not depend on the CPU.
+STORED_DIGITS = 10
+
+
+def stored_float(value: float, digits: int = STORED_DIGITS) -> float:
+    """``value`` rounded to ``digits`` significant digits for storage (NaN and infinities
+    unchanged), so outputs computed on different CPUs are identical files; far below any
+    reported precision."""
+    v = float(value)
+    if not math.isfinite(v):
+        return v
+    kept = float(f"{v:.{digits - 1}e}")
+    return kept if math.isfinite(kept) else v  # rounding up the largest floats overflows
+
+
+def stored_floats(values: pd.Series) -> pd.Series:
+    """:func:`stored_float` of every value of a float column."""
+    return pd.Series([stored_float(v) for v in values.to_numpy(float)], index=values.index,
+                     name=values.name, dtype=float)
+
+
 def estimable(value: Any) -> bool:
     """False for a :class:`NotEstimable` result, True for anything else."""
     return not isinstance(value, NotEstimable)

@@ -62,6 +62,6 @@ from .models import (ModelResults, adapter_share_by_month, base_models_by_month,
                      real_person_share_by_type, real_person_sources, top_tags)
 from .names import (COMMON_WORDS, PersonalNameFilter, is_first_name,  # noqa: F401
                     personal_name_filter, word_tokens)
-from .results import Results  # noqa: F401
+from .results import Results, stored_frame, stored_value  # noqa: F401
 from .interventions import InterventionResults, intervention_results  # noqa: F401
 from . import growth, interventions, links, policy, real_person, sensitivity, subculture, users  # noqa: E402,F401  (analyse.users.…)

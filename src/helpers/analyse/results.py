@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .. import db
 from ..paths import RunPaths
-from ..stats import NotEstimable
+from ..stats import NotEstimable, stored_float, stored_floats
 
 #: Name of the file holding a results object's summaries and parameters.
 SUMMARY_FILE = "results.json"
@@ -31,17 +31,33 @@ SUMMARY_FILE = "results.json"
 R = TypeVar("R", bound="Results")
 
 
-def _plain(value: Any) -> Any:
-    """A summary value as plain JSON data (numpy scalars unwrapped, dicts and lists walked)."""
+def stored_value(value: Any) -> Any:
+    """A summary value as plain JSON data (numpy scalars unwrapped, dicts and lists walked,
+    floats to :data:`~helpers.stats.STORED_DIGITS` significant digits)."""
     if isinstance(value, NotEstimable):
         return value.as_json()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): stored_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [stored_value(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float):
+        return stored_float(value)
     return value
+
+
+def stored_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as it is stored: float columns to :data:`~helpers.stats.STORED_DIGITS`
+    significant digits (:func:`~helpers.stats.stored_floats`), everything else as it is."""
+    floats = [c for c in frame.columns
+              if isinstance(frame[c].dtype, np.dtype) and frame[c].dtype.kind == "f"]
+    if not floats:
+        return frame
+    out = frame.copy()
+    for c in floats:
+        out[c] = stored_floats(frame[c]).to_numpy(frame[c].dtype)
+    return out
 
 
 class Results:
@@ -56,17 +72,19 @@ class Results:
         return paths.reports / f"results_{cls.part}"
 
     def save(self, folder: Path) -> Path:
-        """Write every frame as ``<field>.parquet`` and the rest into ``results.json``."""
+        """Write every frame as ``<field>.parquet`` and the rest into ``results.json``, floats to
+        :data:`~helpers.stats.STORED_DIGITS` significant digits (the last bits of a sum depend on
+        the CPU's linear-algebra kernels; a run's files must not)."""
         folder = Path(folder)
         summary: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             frame = folder / f"{f.name}.parquet"
             if isinstance(value, pd.DataFrame):
-                db.write_parquet_atomic(pa.Table.from_pandas(value), frame)
+                db.write_parquet_atomic(pa.Table.from_pandas(stored_frame(value)), frame)
             else:
                 frame.unlink(missing_ok=True)  # an earlier run's frame must not come back
-                summary[f.name] = _plain(value)
+                summary[f.name] = stored_value(value)
         # allow_nan: an estimate that cannot be made is NaN, and stays NaN when read back.
         text = json.dumps({"part": self.part, "fields": summary}, indent=1, sort_keys=True,
                           ensure_ascii=False, allow_nan=True)

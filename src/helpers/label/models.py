@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from .. import db, schema
 from ..paths import RunPaths
+from ..stats import stored_floats
 from ..schema import GENDERS, MARKER_CATEGORIES, MODEL_LABEL_FIELDS, marker_column
 from .images import Lexicon, _compiled_categories, category_regex, load_lexicon, normalise_text, nsfw_bit
 
@@ -372,7 +373,7 @@ def real_person_labels(models: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFra
     poi = models["poi"].astype("boolean")
     has_poi = poi.notna()
     out = pd.DataFrame(index=models.index)
-    out["real_person_score"] = scores["real_person_score"].astype(float)
+    out["real_person_score"] = stored_floats(scores["real_person_score"].astype(float))
     out["is_real_person"] = poi.where(has_poi, scores["predicted"].astype("boolean")).astype("boolean")
     out["real_person_source"] = np.where(has_poi.to_numpy(), "platform", "predicted")
     return out
