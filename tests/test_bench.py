@@ -209,3 +209,12 @@ def test_results_pass_between_stages_as_parquet_and_json(tmp_path):
     assert back.definition == "r"
     nan = back.concentration.pop("top1_share")
     assert np.isnan(nan) and back.concentration == {"gini": 0.82, "n_users": 12, "label": "x"}
+
+
+def test_a_before_run_on_another_cpu_is_said_to_be_so():
+    from helpers.bench_report import where_before
+
+    now = {"machine": {"cpu": "Intel Xeon"}, "summary": {"polars_peer_seconds": 10.0}}
+    assert where_before(now, {"machine": {"cpu": "Intel Xeon"}, "summary": {}}) == "the same machine"
+    other = where_before(now, {"machine": {"cpu": "AMD EPYC"}, "summary": {"polars_peer_seconds": 5.4}})
+    assert other.startswith("another machine, AMD EPYC") and "5.4 s against 10.0 s" in other

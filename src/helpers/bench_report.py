@@ -79,6 +79,20 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
 
 
 # --------------------------------------------------------------------------- README text
+def where_before(four_r: dict[str, Any], previous_r: dict[str, Any] | None) -> str:
+    """Where the "before" run was made, so the reader knows whether its seconds compare:
+    "the same machine", or the other CPU with how fast the polars peer ran on each."""
+    if not previous_r:
+        return "the same machine"
+    cpu, was = four_r["machine"]["cpu"], previous_r.get("machine", {}).get("cpu")
+    if was == cpu:
+        return "the same machine"
+    peer_now, peer_was = four_r["summary"].get("polars_peer_seconds"), previous_r["summary"].get("polars_peer_seconds")
+    speed = (f", whose polars peer took {peer_was:.1f} s against {peer_now:.1f} s here"
+             if peer_now and peer_was else "")
+    return f"another machine, {was}{speed}"
+
+
 def _readme_values(four_r: dict[str, Any], eight_r: dict[str, Any], before_r: dict[str, Any],
                    previous_r: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the README texts quote, from the committed result files."""
@@ -87,6 +101,7 @@ def _readme_values(four_r: dict[str, Any], eight_r: dict[str, Any], before_r: di
     previous = (previous_r or {}).get("summary", {})
     return {"four": four_r["summary"], "eight": eight_r["summary"], "before": before_r["summary"],
             "previous": previous, "forty": extrapolate([four_r, eight_r], 40_000_000),
+            "where_before": where_before(four_r, previous_r),
             "m": four_r["machine"], "load4": four_r["load_average"]["start"][0],
             "sm": stages4, "s8": stages8,
             "worst4": max(stages4.values(), key=lambda x: x["peak_rss_mb"]),
@@ -106,7 +121,8 @@ def readme_scale_paragraph(four_r: dict[str, Any], eight_r: dict[str, Any], befo
              f"its times are inflated; `make bench` on a quiet machine gives the reference figures"
              if load4 > QUIET_LOAD else
              f"ran with nothing else using the machine (load average {load4:.1f} at the start of the 4M run)")
-    was = (f" ({previous['same_results_seconds']:.0f} s before this design, on the same machine)"
+    was = (f" ({previous['same_results_seconds']:.0f} s before this design, on {v['where_before']}: "
+           f"{previous['same_results_over_polars_peer']:.1f} times its polars peer)"
            if previous.get("same_results_seconds") else "")
     para = f"""`make bench` measures every stage on a synthetic snapshot of 4 million image rows whose prompts
 are as long as real ones, beside two one-pass peers run in the same invocation (a polars lazy,
@@ -170,9 +186,9 @@ of the 8M run and {load4:.1f} at the start of the 4M run. {shared} Both peers' r
 {peers_equal} the pipeline's at both sizes (`peers` in the result files).
 
 {comparison_table(four_r, eight_r, previous_r or before_r)}
-"before" is `results/previous/4000000.json`: the same benchmark on the same machine, run with
+"before" is `results/previous/4000000.json`: the same benchmark on {v['where_before']}, run with
 nothing else using it, on the code before each column was written once (every stage wrote its
-own copy of the image table). The link stage (part of notebook 02) was not timed on its own then.
+own copy of the image table).{"" if v['where_before'] == "the same machine" else " Its seconds compare with this run's only as ratios to the peers of the same column."} The link stage (part of notebook 02) was not timed on its own then.
 
 Targets of the issue (4M rows, one invocation):
 
