@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from planted_coverage import assert_monthly_coverage
 from helpers import clean
 
 
@@ -70,15 +70,7 @@ def test_monthly_nsfw_share_is_recovered_within_user_respecting_error(planted):
     df["month"] = df.created_at.dt.strftime("%Y-%m")
     df["nsfw"] = df.browsing_level >= 4
     counts = df.groupby(["user_hash", "month"]).nsfw.agg(n="size", k="sum").rename_axis(["user", "month"]).reset_index()
-    share = pd.Series(truth["nsfw_share_by_month"])
-    # Coverage over several seeds, as one seed's replicates move it by a month or two either way.
-    coverage, naive = [], []
-    for seed in range(1, 9):
-        monthly = users.cluster_bootstrap_shares(counts, group="month", n_boot=400, seed=seed).set_index("month")
-        coverage.append(((monthly["boot_low"] <= share) & (share <= monthly["boot_high"])).mean())
-        naive.append(((monthly["ci_low"] <= share) & (share <= monthly["ci_high"])).mean())
-    assert np.mean(coverage) >= 0.8 and min(coverage) >= 0.75, coverage
-    assert np.mean(coverage) > naive[0] + 0.1, (coverage, naive[0])
+    monthly = assert_monthly_coverage(counts, truth["nsfw_share_by_month"], n_boot=400).set_index("month")
     overall = users.cluster_bootstrap_shares(counts, n_boot=400, seed=1).iloc[0]
     assert overall["boot_low"] <= truth["nsfw_share_overall"] <= overall["boot_high"]
     given = synth.user_month_truth(params).groupby("month")[["n", "nsfw"]].sum()

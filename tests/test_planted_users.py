@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from planted_coverage import assert_monthly_coverage
 from helpers import db
 from helpers import link, schema, synth
 from helpers.analyse import links as link_analyses
@@ -112,17 +113,7 @@ def test_the_rise_splits_into_its_planted_parts_within_users_and_who_posts(linke
 
 def test_the_nsfw_share_by_month_scatters_around_the_planted_path_as_users_allow(linked, counts):
     _, truth, _, _ = linked
-    # Coverage over several replicate seeds: one seed's replicates move it by a month or two.
-    coverage, naive = [], []
-    for seed in range(1, 9):
-        monthly = users.cluster_bootstrap_shares(counts, group="month", n_boot=N_BOOT, seed=seed)
-        planted = monthly["month"].map(truth["nsfw_share_by_month"])
-        coverage.append(((monthly["boot_low"] <= planted) & (planted <= monthly["boot_high"])).mean())
-        naive.append(((monthly["ci_low"] <= planted) & (planted <= monthly["ci_high"])).mean())
-    print(f"monthly coverage of the planted path by seed: {np.round(coverage, 3).tolist()}; "
-          f"naive {naive[0]:.3f}")
-    assert np.mean(coverage) >= 0.8 and min(coverage) >= 0.75, coverage
-    assert np.mean(coverage) > naive[0] + 0.1, (coverage, naive[0])
+    assert_monthly_coverage(counts, truth["nsfw_share_by_month"], N_BOOT)
     overall = users.cluster_bootstrap_shares(counts, n_boot=N_BOOT, seed=1).iloc[0]
     assert overall["boot_low"] <= truth["nsfw_share_overall"] <= overall["boot_high"]
 

@@ -79,14 +79,18 @@ def comparison_table(four: dict[str, Any], eight: dict[str, Any] | None = None,
 
 
 # --------------------------------------------------------------------------- README text
+#: What :func:`where_before` says when both runs were made on the same CPU.
+SAME_MACHINE = "the same machine"
+
+
 def where_before(four_r: dict[str, Any], previous_r: dict[str, Any] | None) -> str:
     """Where the "before" run was made, so the reader knows whether its seconds compare:
     "the same machine", or the other CPU with how fast the polars peer ran on each."""
     if not previous_r:
-        return "the same machine"
+        return SAME_MACHINE
     cpu, was = four_r["machine"]["cpu"], previous_r.get("machine", {}).get("cpu")
     if was == cpu:
-        return "the same machine"
+        return SAME_MACHINE
     peer_now, peer_was = four_r["summary"].get("polars_peer_seconds"), previous_r["summary"].get("polars_peer_seconds")
     speed = (f", whose polars peer took {peer_was:.1f} s against {peer_now:.1f} s here"
              if peer_now and peer_was else "")
@@ -188,7 +192,7 @@ of the 8M run and {load4:.1f} at the start of the 4M run. {shared} Both peers' r
 {comparison_table(four_r, eight_r, previous_r or before_r)}
 "before" is `results/previous/4000000.json`: the same benchmark on {v['where_before']}, run with
 nothing else using it, on the code before each column was written once (every stage wrote its
-own copy of the image table).{"" if v['where_before'] == "the same machine" else " Its seconds compare with this run's only as ratios to the peers of the same column."} The link stage (part of notebook 02) was not timed on its own then.
+own copy of the image table).{"" if v['where_before'] == SAME_MACHINE else " Its seconds compare with this run's only as ratios to the peers of the same column."} The link stage (part of notebook 02) was not timed on its own then.
 
 Targets of the issue (4M rows, one invocation):
 
